@@ -1,0 +1,58 @@
+"""Models: reference modules, their batched population form, and flat weight layouts.
+
+`get("mlds-gru", seed=...)` returns the reference nn.Module; `population("mlds-gru")` the batched
+implementation that trains M networks in one process.
+"""
+
+from __future__ import annotations
+
+from mlc.errors import UnknownNameError
+from mlc.models._layout import Layout, LayoutEntry, flatten, layout_of, unflatten_into
+from mlc.models._mlds_gru import MLDS_GRU, GRUNet, GRUNetConfig
+from mlc.models._population import GRULayerFn, Population, reference_module
+
+__all__ = [
+    "MLDS_GRU",
+    "GRULayerFn",
+    "GRUNet",
+    "GRUNetConfig",
+    "Layout",
+    "LayoutEntry",
+    "Population",
+    "config",
+    "flatten",
+    "get",
+    "layout",
+    "layout_of",
+    "names",
+    "population",
+    "unflatten_into",
+]
+
+_CONFIGS: dict[str, GRUNetConfig] = {MLDS_GRU.name: MLDS_GRU}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_CONFIGS)
+
+
+def config(name: str) -> GRUNetConfig:
+    try:
+        return _CONFIGS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown model {name!r}; known models: {', '.join(_CONFIGS)}") from None
+
+
+def get(name: str, seed: int = 0) -> GRUNet:
+    """The reference module `name`, initialised with PyTorch's defaults after `manual_seed(seed)`."""
+    return reference_module(config(name), seed)
+
+
+def layout(name: str) -> Layout:
+    return layout_of(GRUNet(config(name)), name)
+
+
+def population(name: str, gru_layer: GRULayerFn | None = None) -> Population:
+    """The batched implementation of `name`; `gru_layer` swaps in a fused recurrence."""
+    cfg = config(name)
+    return Population(cfg) if gru_layer is None else Population(cfg, gru_layer)

@@ -1,0 +1,76 @@
+"""A population of M networks of one architecture, trained as one batched computation.
+
+Parameters live in one float32 matrix `[M, n_params]` in the layout order, so the optimiser, the
+serialisation and the dataset all see the same flat vectors; the forward pass takes per-layer views
+of that matrix. Member m starts from exactly the weights the reference module gets for its seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from mlc.models._gru_torch import gru_layer_torch
+from mlc.models._layout import Layout, flatten, layout_of
+from mlc.models._mlds_gru import GRUNet, GRUNetConfig
+
+__all__ = ["GRULayerFn", "Population", "reference_module"]
+
+# (x [M,B,L,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,B,L,H]
+GRULayerFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
+]
+
+
+def reference_module(config: GRUNetConfig, seed: int) -> GRUNet:
+    """The reference module initialised by PyTorch's defaults after `torch.manual_seed(seed)`.
+
+    The global RNG is forked, so building a network does not disturb the caller's random stream.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GRUNet(config)
+
+
+class Population:
+    """The batched (functional) form of `GRUNet` for M networks at once."""
+
+    def __init__(self, config: GRUNetConfig, gru_layer: GRULayerFn = gru_layer_torch) -> None:
+        self.config = config
+        self.layout: Layout = layout_of(GRUNet(config), config.name)
+        self.gru_layer = gru_layer
+
+    @property
+    def n_params(self) -> int:
+        return self.layout.n_params
+
+    def init(self, seeds: Sequence[int]) -> torch.Tensor:
+        """Initial weights `[M, n_params]` float32, row m = the reference module for `seeds[m]`."""
+        return torch.stack([flatten(reference_module(self.config, int(s))) for s in seeds])
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named per-layer views `[M, *shape]` into `flat` `[M, n_params]` (no copies)."""
+        m = flat.shape[0]
+        return {
+            e.name: flat[:, e.offset:e.offset + e.size].view(m, *e.shape) for e in self.layout.entries
+        }
+
+    def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Weights `[M, n_params]`, commands `[M, B, L, input]` float -> logits `[M, B, L, output]`."""
+        v = self.views(flat)
+        h = x
+        for layer in range(self.config.num_layers):
+            h = self.gru_layer(
+                h, v[f"gru.weight_ih_l{layer}"], v[f"gru.weight_hh_l{layer}"],
+                v[f"gru.bias_ih_l{layer}"], v[f"gru.bias_hh_l{layer}"],
+            )  # [M, B, L, H]
+        m, b, length, hidden = h.shape
+        h = h.reshape(m, b * length, hidden)
+        n_fc = len(self.config.fc_sizes)
+        for i in range(1, n_fc + 1):
+            w, bias = v[f"fc{i}.weight"], v[f"fc{i}.bias"]
+            h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))  # [M, B*L, out_i]
+            if i < n_fc:
+                h = torch.relu(h)
+        return h.reshape(m, b, length, -1)

@@ -1,0 +1,65 @@
+"""The task registry: names to automata.
+
+DS1 and DS2 machines are fixed; `RandomAutomaton-<k>` names a family member that is generated from the
+preset's parameters (seed, number of states), which the caller passes as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mlc.errors import ConfigError, UnknownNameError
+from mlc.tasks._machines import DS1_MACHINES, TrojanMachine
+
+__all__ = ["Task", "get", "names"]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """An automaton over MLDS commands: `simulate` maps uint8 `[N, L, 5]` to uint8 `[N, L, 8]`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def family(self) -> str: ...
+
+    @property
+    def active_bits(self) -> tuple[int, ...]: ...
+
+    def simulate(self, inputs: np.ndarray) -> np.ndarray: ...
+
+
+def _modified_name(machine_name: str) -> str:
+    return machine_name.removesuffix("Machine") + "Modified"
+
+
+_FIXED: dict[str, Task] = {m.name: m for m in DS1_MACHINES}
+_FIXED.update({_modified_name(m.name): TrojanMachine(_modified_name(m.name), m) for m in DS1_MACHINES})
+_RANDOM = re.compile(r"RandomAutomaton-(\d+)")
+
+
+def names(family: str | None = None) -> tuple[str, ...]:
+    """Registered fixed task names, optionally of one family ("ds1", "ds2")."""
+    return tuple(n for n, t in _FIXED.items() if family is None or t.family == family)
+
+
+def get(name: str, **params: Any) -> Task:
+    """The task called `name`. Random automata need `seed` and `n_states` (the preset's values)."""
+    if name in _FIXED:
+        if params:
+            raise ConfigError(f"task {name} takes no parameters, got {sorted(params)}")
+        return _FIXED[name]
+    match = _RANDOM.fullmatch(name)
+    if match:
+        from mlc.tasks._random_automata import random_automaton
+
+        try:
+            return random_automaton(int(match.group(1)), **params)
+        except TypeError as exc:
+            raise ConfigError(f"task {name}: {exc}") from None
+    known = ", ".join(sorted(_FIXED)) + ", RandomAutomaton-<k>"
+    raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}")
