@@ -1,0 +1,22 @@
+"""The dataset store: how finished networks are kept on disk, read back, exported and verified.
+
+`DatasetWriter` builds a dataset directory crash-safely as networks arrive and consolidates it with
+`finalize`; `open_dataset` reads a finished one; `export_dataset` cuts a release subset with its
+archive and checksum; `verify_dataset` checks one end to end. The format is described in `_format`.
+"""
+
+from mlc.store._export import ExportResult, default_export_name, export_dataset
+from mlc.store._reader import Dataset, open_dataset
+from mlc.store._verify import VerifyReport, verify_dataset
+from mlc.store._writer import DatasetWriter
+
+__all__ = [
+    "Dataset",
+    "DatasetWriter",
+    "ExportResult",
+    "VerifyReport",
+    "default_export_name",
+    "export_dataset",
+    "open_dataset",
+    "verify_dataset",
+]

@@ -1,0 +1,212 @@
+"""The on-disk format of an MLC dataset directory: file names, table schemas, and the small files.
+
+    <root>/
+      dataset.json               manifest: identity, data spec and hashes, counts, {file: sha256}
+      config.json                the resolved experiment config the networks were trained under
+      layout.json                flat weight layout: [{name, shape, offset}], layout_id, n_params
+      data.safetensors           shared task data, uint8: train.inputs, val.inputs,
+                                 train.targets.<task>, val.targets.<task>
+      networks.parquet           one row per network (NETWORKS_SCHEMA)
+      history.parquet            one row per network and epoch (HISTORY_SCHEMA)
+      weights/<task>.safetensors tensor `weights` [n, n_params] float32, rows as networks.parquet
+      README.md                  generated description restating the science contract
+      staging/<net_id>.safetensors  (working datasets only) one file per added network
+
+Everything a reader trusts is named here once, so writer, reader, export and verify cannot drift
+apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import safetensors.numpy
+from safetensors import SafetensorError, safe_open
+
+from mlc.errors import DatasetError
+from mlc.models import Layout, LayoutEntry
+from mlc.store._files import read_json, write_atomic
+from mlc.tasks import DataSpec, SharedData
+
+__all__ = [
+    "CONFIG_FILE",
+    "DATA_FILE",
+    "FORMAT",
+    "HISTORY_FILE",
+    "HISTORY_SCHEMA",
+    "LAYOUT_FILE",
+    "MANIFEST_FILE",
+    "NETWORKS_FILE",
+    "NETWORKS_SCHEMA",
+    "README_FILE",
+    "STAGING_DIR",
+    "WEIGHTS_DIR",
+    "check_name",
+    "layout_json",
+    "load_data",
+    "read_layout",
+    "read_manifest",
+    "save_data",
+    "shard_name",
+    "spec_json",
+    "tensors_to_bytes",
+    "tensors_meta",
+]
+
+FORMAT = "mlc-dataset/1"  # bumped when a reader of the old format could misread the new one
+MANIFEST_FILE = "dataset.json"
+CONFIG_FILE = "config.json"
+LAYOUT_FILE = "layout.json"
+DATA_FILE = "data.safetensors"
+NETWORKS_FILE = "networks.parquet"
+HISTORY_FILE = "history.parquet"
+README_FILE = "README.md"
+WEIGHTS_DIR = "weights"
+STAGING_DIR = "staging"
+
+NETWORKS_SCHEMA = pa.schema([
+    ("net_id", pa.string()),
+    ("dataset", pa.string()),
+    ("task", pa.string()),
+    ("index", pa.int64()),
+    ("net_seed", pa.int64()),
+    ("data_seed", pa.int64()),
+    ("model", pa.string()),
+    ("layout_id", pa.string()),
+    ("hyperparameters", pa.string()),  # JSON object
+    ("lr", pa.float64()),  # null where the hyperparameters do not name it
+    ("batch_size", pa.int64()),
+    ("max_epochs", pa.int64()),
+    ("final_train_loss", pa.float32()),
+    ("final_val_loss", pa.float32()),
+    ("final_val_accuracy", pa.float32()),
+    ("epochs", pa.int64()),
+    ("converged", pa.bool_()),
+    ("wall_time_s", pa.float64()),
+    ("device_kind", pa.string()),
+    ("device_name", pa.string()),
+    ("torch_version", pa.string()),
+    ("platform", pa.string()),
+    ("host_id", pa.string()),
+    ("work_units", pa.string()),  # JSON list of work-unit ids, in order
+    ("extra", pa.string()),  # JSON object: anything else the record carried
+    ("weights_sha256", pa.string()),
+    ("shard", pa.string()),  # path of the weight shard, relative to the dataset root
+    ("shard_row", pa.int64()),
+])
+
+HISTORY_SCHEMA = pa.schema([
+    ("net_id", pa.string()),
+    ("epoch", pa.int64()),  # 1-based
+    ("train_loss", pa.float32()),
+    ("val_loss", pa.float32()),
+    ("val_accuracy", pa.float32()),
+])
+
+# Task and network names become file names, so they must not be able to leave their directory.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+
+
+def check_name(kind: str, name: object) -> str:
+    """Return `name` if it is safe as a file name, else raise DatasetError saying what is."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        raise DatasetError(
+            f"{kind} {name!r} is not usable as a file name: use 1-200 characters from "
+            "letters, digits and . _ + -, starting with a letter or digit"
+        )
+    return name
+
+
+def shard_name(task: str) -> str:
+    return f"{WEIGHTS_DIR}/{task}.safetensors"
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of the dataset at `root`; DatasetError if `root` is not an MLC dataset."""
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a directory; pass the path of a dataset directory")
+    if not (root / MANIFEST_FILE).is_file():
+        raise DatasetError(f"{root} is not an MLC dataset: it has no {MANIFEST_FILE}")
+    manifest = read_json(root / MANIFEST_FILE)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise DatasetError(
+            f"{root / MANIFEST_FILE} is not an MLC dataset manifest of format {FORMAT!r} "
+            f"(found {found!r}); it was written by another tool or another version of MLC"
+        )
+    return manifest
+
+
+def tensors_to_bytes(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    """A safetensors file's bytes, with `meta` stored as ONE canonical JSON string.
+
+    safetensors keeps metadata in a hash map whose order changes from run to run, so several keys
+    would give the same content different bytes (and different SHA-256s); one key cannot.
+    """
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return safetensors.numpy.save(tensors, metadata={"mlc": text})
+
+
+def tensors_meta(path: Path) -> dict[str, Any]:
+    """The `meta` a file written by `tensors_to_bytes` carries, read from its header alone."""
+    with safe_open(path, framework="np") as f:
+        return dict(json.loads(f.metadata()["mlc"]))
+
+
+def layout_json(layout: Layout) -> dict[str, Any]:
+    return {"model": layout.model, "layout_id": layout.layout_id, "n_params": layout.n_params,
+            "entries": layout.to_json()}
+
+
+def read_layout(path: Path) -> Layout:
+    """The layout stored at `path`, checked against its own layout_id."""
+    doc = read_json(path)
+    try:
+        layout = Layout(doc["model"], tuple(
+            LayoutEntry(e["name"], tuple(e["shape"]), int(e["offset"])) for e in doc["entries"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{path} is not a weight layout ({type(exc).__name__}: {exc})") from None
+    if layout.layout_id != doc.get("layout_id"):
+        raise DatasetError(
+            f"{path}: the entries hash to {layout.layout_id}, the file claims "
+            f"{doc.get('layout_id')}")
+    return layout
+
+
+def save_data(path: Path, data: SharedData) -> None:
+    tensors = {"train.inputs": data.train_inputs, "val.inputs": data.val_inputs}
+    for task in data.tasks:
+        tensors[f"train.targets.{task}"] = data.train_targets[task]
+        tensors[f"val.targets.{task}"] = data.val_targets[task]
+    tensors = {k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in tensors.items()}
+    # safetensors sorts tensors by name, so the task order travels in the metadata.
+    meta = {"spec": spec_json(data.spec), "tasks": list(data.tasks)}
+    write_atomic(path, tensors_to_bytes(tensors, meta))
+
+
+def load_data(path: Path, spec: dict[str, int], tasks: list[str]) -> SharedData:
+    """Rebuild the shared data from `path` (numpy only, no pickle)."""
+    try:
+        t = safetensors.numpy.load_file(path)
+        return SharedData(
+            spec=DataSpec(**spec),
+            train_inputs=t["train.inputs"],
+            val_inputs=t["val.inputs"],
+            train_targets={task: t[f"train.targets.{task}"] for task in tasks},
+            val_targets={task: t[f"val.targets.{task}"] for task in tasks},
+        )
+    except (OSError, SafetensorError) as exc:
+        raise DatasetError(f"{path} is unreadable ({exc}); run mlc.dataset.verify on it") from None
+    except KeyError as exc:
+        raise DatasetError(f"{path} lacks the tensor {exc}; run mlc.dataset.verify on it") from None
+
+
+def spec_json(spec: DataSpec) -> dict[str, int]:
+    """The data spec as the manifest stores it."""
+    return {"seed": spec.seed, "n_train": spec.n_train, "n_val": spec.n_val, "length": spec.length}
+

@@ -1,0 +1,163 @@
+"""Reading a finished dataset: `open_dataset(path)` and the `Dataset` it returns.
+
+Opening is cheap (the manifest only); tables, weights and data are read when first asked for.
+Weights are read with safetensors' numpy API, one contiguous block of rows per shard, so loading one
+network does not read its whole task. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from safetensors import SafetensorError, safe_open
+
+import mlc.models
+from mlc.errors import DatasetError
+from mlc.models import GRUNet, Layout, unflatten_into
+from mlc.store._files import read_json
+from mlc.store._format import (
+    CONFIG_FILE,
+    DATA_FILE,
+    HISTORY_FILE,
+    LAYOUT_FILE,
+    NETWORKS_FILE,
+    load_data,
+    read_layout,
+    read_manifest,
+)
+from mlc.tasks import SharedData
+
+__all__ = ["Dataset", "open_dataset", "read_table"]
+
+_VERIFY_HINT = "run mlc.dataset.verify on the directory to see what is wrong"
+
+
+def read_table(path: Path) -> pa.Table:
+    """A Parquet table, with read failures translated into DatasetError."""
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"{path} is unreadable ({exc}); {_VERIFY_HINT}") from None
+
+
+def open_dataset(path: Path | str) -> Dataset:
+    """Open the finished dataset at `path`; DatasetError naming the problem if it is not one."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    if not manifest.get("finalized"):
+        raise DatasetError(f"{root} is an unfinished dataset (its writer has not finalized it); "
+                           "finish it with DatasetWriter.open(path).finalize()")
+    missing = sorted(name for name in manifest.get("files", {}) if not (root / name).is_file())
+    if missing:
+        raise DatasetError(f"{root} is incomplete: missing {', '.join(missing)}; {_VERIFY_HINT}")
+    return Dataset(root, manifest)
+
+
+class Dataset:
+    """A finished dataset directory. Get one from `open_dataset` (`mlc.dataset.open`)."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.manifest['name']!r}, {self.manifest['n_networks']} networks, "
+                f"{len(self.tasks)} tasks, path={str(self.path)!r})")
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_networks"])
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.manifest["tasks"])
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The resolved experiment config the networks were trained under."""
+        return dict(read_json(self.path / CONFIG_FILE))
+
+    @cached_property
+    def layout(self) -> Layout:
+        layout = read_layout(self.path / LAYOUT_FILE)
+        if layout.layout_id != self.manifest["layout_id"]:
+            raise DatasetError(f"{self.path / LAYOUT_FILE} is layout {layout.layout_id}, the "
+                               f"manifest says {self.manifest['layout_id']}; {_VERIFY_HINT}")
+        return layout
+
+    @cached_property
+    def networks(self) -> pd.DataFrame:
+        """One row per network, in task order then index order (columns: see NETWORKS_SCHEMA)."""
+        return read_table(self.path / NETWORKS_FILE).to_pandas()
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        """One row per network and epoch: net_id, epoch (1-based), train_loss, val_loss,
+        val_accuracy."""
+        return read_table(self.path / HISTORY_FILE).to_pandas()
+
+    def weights(self, task: str | None = None,
+                net_ids: Sequence[str] | None = None) -> np.ndarray:
+        """Flat weight vectors, float32 `[n, n_params]`.
+
+        Rows follow the `networks` table (restricted to `task` if given); with `net_ids`, they
+        follow `net_ids` instead, one row per id given.
+        """
+        rows = self._select(task, net_ids)
+        out = np.empty((len(rows), int(self.manifest["n_params"])), dtype=np.float32)
+        shard_rows = rows["shard_row"].to_numpy(dtype=np.int64)
+        for shard, positions in rows.groupby("shard", sort=True).indices.items():
+            out[positions] = self._read_rows(str(shard), shard_rows[positions])
+        return out
+
+    def load_model(self, net_id: str) -> GRUNet:
+        """The reference module of network `net_id` with its stored weights, in eval mode."""
+        module = mlc.models.get(self.manifest["model"])
+        unflatten_into(module, self.weights(net_ids=[net_id])[0])
+        return module.eval()
+
+    def data(self) -> SharedData:
+        """The shared training and validation data the networks were trained on."""
+        return load_data(self.path / DATA_FILE, self.manifest["data"], list(self.tasks))
+
+    def _select(self, task: str | None, net_ids: Sequence[str] | None) -> pd.DataFrame:
+        rows = self.networks
+        if task is not None:
+            if task not in self.tasks:
+                raise DatasetError(f"unknown task {task!r}; this dataset's tasks are "
+                                   f"{', '.join(self.tasks)}")
+            rows = rows[rows["task"] == task]
+        if net_ids is None:
+            return rows
+        if isinstance(net_ids, str):
+            raise TypeError("net_ids takes a sequence of ids; for one network pass [net_id]")
+        wanted = list(net_ids)
+        by_id = rows.set_index("net_id")
+        missing = [i for i in wanted if i not in by_id.index]
+        if missing:
+            where = f" task {task}" if task is not None else f" {self.manifest['name']}"
+            raise DatasetError(f"no network {', '.join(map(repr, missing[:5]))} in{where}"
+                               + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
+        return by_id.loc[wanted].reset_index()
+
+    def _read_rows(self, shard: str, rows: np.ndarray) -> np.ndarray:
+        """Rows `rows` of a shard's `weights` tensor, reading only the block that spans them."""
+        path = self.path / shard
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        try:
+            with safe_open(path, framework="np") as f:
+                tensor = f.get_slice("weights")
+                shape = tuple(tensor.get_shape())
+                if len(shape) != 2 or shape[1] != self.manifest["n_params"] or hi > shape[0]:
+                    raise DatasetError(f"{path} holds weights of shape {list(shape)}, which do not "
+                                       f"cover rows up to {hi - 1}; {_VERIFY_HINT}")
+                block = tensor[lo:hi]
+        except (OSError, SafetensorError) as exc:
+            raise DatasetError(f"{path} is unreadable ({exc}); {_VERIFY_HINT}") from None
+        return np.asarray(block, dtype=np.float32)[rows - lo]

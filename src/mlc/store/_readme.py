@@ -1,0 +1,258 @@
+"""The dataset README: what the dataset is, what it holds, and the science contract behind it.
+
+A dataset outlives the code that made it, so its README restates every choice of the MLDS spec that
+a network depends on. Numbers come from the manifest, the layout, the networks table and
+config.json, never from constants here. Settings are looked up first in the networks' recorded
+hyperparameters (what was actually used), then anywhere in config.json under these keys: `lr`,
+`batch_size`, `max_epochs`, `beta1`, `beta2`, `eps`, `epochs_per_wu`, `stop_val_loss`,
+`stop_val_accuracy`, `n_states`, `networks_per_task`; a setting found in neither is shown as the
+spec's default and labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlc.models import Layout
+from mlc.models import config as model_config
+
+__all__ = ["render_readme"]
+
+# Spec §2: the DS1 machines, by the name shared with their DS2 twins.
+_MACHINES = {
+    "SingleDirect": ("bit `b`", "`b <- d`", "`y[0] = b`"),
+    "SingleInvert": ("bit `b`", "`b <- 1 - d`", "`y[0] = b`"),
+    "SimpleXOR": ("bit `b`", "`b <- b XOR d`", "`y[0] = b`"),
+    "EightBit": ("8-bit register `R`", "`R[a] <- d`", "`y[i] = R[i]` for i = 0..7"),
+    "Parity": ("8-bit register `R`", "`R[a] <- d`", "`y[0] = XOR of R[0..7]`"),
+}
+
+
+def _find(config: object, key: str) -> object:
+    """The first value stored under `key` anywhere in the nested config, or None."""
+    if isinstance(config, dict):
+        if key in config:
+            return config[key]
+        for value in config.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _setting(key: str, hyperparameters: list[dict[str, Any]], config: dict[str, Any],
+             default: str) -> str:
+    used = sorted({json.dumps(h[key]) for h in hyperparameters if key in h})
+    if len(used) == 1:
+        return used[0]
+    if used:
+        return "one of " + ", ".join(used) + " (see the `hyperparameters` column)"
+    value = _find(config, key)
+    if value is not None:
+        return json.dumps(value)
+    return f"{default} (the spec's default; neither config.json nor the networks record `{key}`)"
+
+
+def _family(task: str) -> str:
+    if task.startswith("RandomAutomaton-"):
+        return "ds3"
+    return "ds2" if task.endswith("Modified") else "ds1"
+
+
+def _base(task: str) -> str:
+    return task.removesuffix("Machine").removesuffix("Modified")
+
+
+def _intro(m: dict[str, Any], layout: Layout) -> list[str]:
+    lines = [
+        f"# {m['name']}", "",
+        f"`{m['name']}` is an MLDS dataset (spec `{m['spec_version']}`, preset "
+        f"`{m['preset']}`): {m['n_networks']} trained `{m['model']}` networks of "
+        f"{layout.n_params} parameters each on {len(m['tasks'])} tasks, every network kept with "
+        "its full per-epoch training record, converged or not.",
+    ]
+    subset = m.get("subset")
+    if subset:
+        lines += ["", f"This is a release subset of the dataset `{subset['of']}`: "
+                  f"{subset['rule']}."]
+        short = [t for t in m["tasks"] if m["counts"][t]["networks"] < subset["per_task"]]
+        if short:
+            lines[-1] += (" These tasks had fewer and contribute all they had: "
+                          + ", ".join(f"`{t}`" for t in short) + ".")
+    return lines
+
+
+def _contents(m: dict[str, Any], config: dict[str, Any], networks: pa.Table) -> list[str]:
+    lines = ["", "## Contents", "", "| task | networks | converged | converged fraction |",
+             "|---|---:|---:|---:|"]
+    for task in m["tasks"]:
+        c = m["counts"][task]
+        frac = f"{c['converged'] / c['networks']:.1%}" if c["networks"] else "-"
+        lines.append(f"| `{task}` | {c['networks']} | {c['converged']} | {frac} |")
+    total = sum(c["converged"] for c in m["counts"].values())
+    frac = f"{total / m['n_networks']:.1%}" if m["n_networks"] else "-"
+    lines.append(f"| all | {m['n_networks']} | {total} | {frac} |")
+    target = _find(config, "networks_per_task")
+    if target is not None:
+        lines += ["", f"The preset aims at {target} networks per task."]
+    kinds = pc.value_counts(networks["device_kind"]).to_pylist()
+    if kinds:
+        trained = ", ".join(f"{k['counts']} on {k['values']}" for k in kinds)
+        lines += ["", f"Trained {trained} (see the `device_*` columns)."]
+    return lines
+
+
+_FILES = [
+    ("dataset.json", "manifest: identity, data spec and hashes, counts, SHA-256 of every other "
+     "file"),
+    ("networks.parquet", "one row per network: identity, seeds, hyperparameters, final losses, "
+     "epochs, converged flag, device and host, work units, weights SHA-256, shard row"),
+    ("history.parquet", "one row per network and epoch (1-based): train loss, validation loss, "
+     "validation bit accuracy"),
+    ("weights/<task>.safetensors", "tensor `weights` [n, n_params] float32, rows in "
+     "`networks.parquet` order (`shard`, `shard_row`)"),
+    ("layout.json", "where each tensor lies in a flat weight vector"),
+    ("data.safetensors", "the shared training and validation data, uint8"),
+    ("config.json", "the resolved experiment config"),
+]
+
+
+def _files() -> list[str]:
+    return ["", "## Files", "", "| file | holds |", "|---|---|",
+            *(f"| `{name}` | {what} |" for name, what in _FILES)]
+
+
+def _loading(m: dict[str, Any]) -> list[str]:
+    task = m["tasks"][0] if m["tasks"] else "TASK"
+    return [
+        "", "## How to load", "", "```python", "import mlc.dataset", "",
+        f'ds = mlc.dataset.open("{m["name"]}")  # the directory holding this README',
+        "ds.networks                # pandas DataFrame",
+        f'w = ds.weights("{task}")  # float32 [n, n_params], in table order',
+        "ds.history                 # per-epoch records",
+        "net = ds.load_model(ds.networks.net_id.iloc[0])  # reference nn.Module, eval mode",
+        "data = ds.data()           # the shared inputs and targets",
+        f'mlc.dataset.verify("{m["name"]}")  # checks every file against dataset.json',
+        "```", "",
+        "Without MLC: the tables are plain Parquet, the weights and data plain safetensors "
+        "(`safetensors.numpy.load_file`), laid out as `layout.json` says.",
+    ]
+
+
+def _encoding() -> list[str]:
+    return [
+        "", "## How the networks were made", "", "### Commands and observations", "",
+        "A sequence is L steps. At each step the machine receives a 5-bit command and emits an "
+        "8-bit observation *after* applying the command (Mealy style); the machine state is all "
+        "zeros at the start of every sequence. Command bits: 0 `w` write enable, 1 `a2`, 2 `a1`, "
+        "3 `a0` (address `a = 4*a2 + 2*a1 + a0`, 0..7), 4 `d` data bit.",
+    ]
+
+
+def _machines(tasks: list[str], config: dict[str, Any]) -> list[str]:
+    lines = ["", "### Machines", ""]
+    bases = sorted({_base(t) for t in tasks if _family(t) != "ds3" and _base(t) in _MACHINES})
+    if bases:
+        lines += ["| machine | state | on `w = 1` (no change on `w = 0`) | output (other bits 0) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {b} | {' | '.join(_MACHINES[b])} |" for b in bases]
+    if any(_family(t) == "ds2" for t in tasks):
+        lines += [
+            "", "A `<Base>Modified` task behaves like its `<Base>Machine` twin plus a hidden "
+            "trojan: one bit `armed` (0 at sequence start) and a two-command key, key 1 = "
+            "(`w = 0, a = 5, d = 1`) immediately followed by key 2 = (`w = 0, a = 2, d = 1`). "
+            "Per step, in this order: (1) apply the twin's update; (2) if this command is key 2 "
+            "and the previous one was key 1, flip `armed`; (3) emit the twin's output with every "
+            "active output bit inverted while `armed = 1`.",
+        ]
+    if any(_family(t) == "ds3" for t in tasks):
+        n_states = _find(config, "n_states")
+        lines += [
+            "", "`RandomAutomaton-<k>` is a Moore machine generated deterministically from "
+            f"(preset seed, k) with {n_states if n_states is not None else 'a few'} states, "
+            "uniformly random transitions and a distinct random 8-bit code per state; automata "
+            "that were not minimal or not strongly connected were redrawn.",
+        ]
+    return lines
+
+
+def _data(m: dict[str, Any]) -> list[str]:
+    d = m["data"]
+    lines = [
+        "", "### Training data", "",
+        f"One set of command sequences, shared by every task: {d['n_train']} training and "
+        f"{d['n_val']} validation sequences of L = {d['length']} steps, every input bit an "
+        f"independent fair coin from `numpy.random.Generator(PCG64({d['seed']}))`, training "
+        "drawn first. Each task's targets are its machine run on those inputs. SHA-256 of the "
+        "uint8 arrays:", "", "| array | sha256 |", "|---|---|",
+    ]
+    return lines + [f"| `{k}` | `{v}` |" for k, v in sorted(m["data_hashes"].items())]
+
+
+def _network(m: dict[str, Any], layout: Layout, networks: pa.Table) -> list[str]:
+    cfg = model_config(m["model"])
+    fcs = " -> ".join(f"Linear({i}, {o})" for i, o in cfg.fc_sizes)
+    n_gru = sum(e.size for e in layout.entries if e.name.startswith("gru."))
+    lines = [
+        "", "### Network", "",
+        f"`{m['model']}`: GRU(input {cfg.input_size}, hidden {cfg.hidden_size}, "
+        f"{cfg.num_layers} layers, batch_first, PyTorch `nn.GRU` semantics) -> {fcs}, with a "
+        f"ReLU after every Linear but the last, which gives {cfg.output_size} logits, one per "
+        f"output bit. {layout.n_params} parameters ({n_gru} GRU + {layout.n_params - n_gru} "
+        f"linear). Layout `{layout.layout_id}`: a flat weight vector is the reference module's "
+        "`state_dict()` in order:", "", "| tensor | shape | offset |", "|---|---|---:|",
+    ]
+    lines += [f"| `{e.name}` | {list(e.shape)} | {e.offset} |" for e in layout.entries]
+    seeds = networks["net_seed"]
+    seed_range = (f" (net_seed {pc.min(seeds).as_py()} to {pc.max(seeds).as_py()} here)"
+                  if networks.num_rows else "")
+    return lines + [
+        "", "Initialisation: PyTorch's defaults, drawn after `torch.manual_seed(net_seed)`"
+        f"{seed_range}; a network trained inside a batched population starts from exactly the "
+        "weights the reference module gets for the same seed.",
+    ]
+
+
+def _training(config: dict[str, Any], networks: pa.Table, output_bits: int) -> list[str]:
+    hp = [json.loads(s) for s in pc.unique(networks["hyperparameters"]).to_pylist()]
+
+    def setting(key: str, default: str) -> str:
+        return _setting(key, hp, config, default)
+
+    n_units = [len(json.loads(s)) for s in pc.unique(networks["work_units"]).to_pylist()]
+    span = (f" Networks here went through {min(n_units)} to {max(n_units)} work units."
+            if n_units and min(n_units) != max(n_units) else
+            f" Every network here went through {n_units[0]} work unit(s)." if n_units else "")
+    return [
+        "", "### Training", "",
+        f"Loss: `BCEWithLogits`, mean over sequences, steps and all {output_bits} output bits. "
+        f"Optimiser: Adam, lr {setting('lr', '0.001')}, betas ({setting('beta1', '0.9')}, "
+        f"{setting('beta2', '0.999')}), eps {setting('eps', '1e-08')}, no weight decay. "
+        f"Mini-batches of {setting('batch_size', '32')} sequences, reshuffled each epoch from "
+        "a generator seeded by (net_seed, epoch). After every epoch the training loss, "
+        "validation loss and validation bit accuracy (logit > 0) are recorded.", "",
+        "Stop rule, per network: converged when validation loss < "
+        f"{setting('stop_val_loss', '0.01')} and validation bit accuracy reaches "
+        f"{setting('stop_val_accuracy', '1.0')}, or stopped unconverged after "
+        f"{setting('max_epochs', '1000')} epochs; both kinds are kept, flagged in `converged`.",
+        "", "Work units: the training budget is cut into work units of at most "
+        f"{setting('epochs_per_wu', '64')} epochs; a network that has not stopped continues in "
+        "a follow-up work unit from the returned state (weights, optimiser state, epoch counter, "
+        "history) exactly as if it had never stopped. The `work_units` column lists the units "
+        f"each network went through.{span}",
+    ]
+
+
+def render_readme(manifest: dict[str, Any], config: dict[str, Any], layout: Layout,
+                  networks: pa.Table) -> str:
+    """The README.md of a finished dataset (manifest with counts; networks.parquet's rows)."""
+    output_bits = model_config(manifest["model"]).output_size
+    lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
+             *_loading(manifest), *_encoding(), *_machines(manifest["tasks"], config),
+             *_data(manifest), *_network(manifest, layout, networks),
+             *_training(config, networks, output_bits)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,249 @@
+"""Staging: each added network is one small, self-contained file until finalize consolidates it.
+
+One file per network (safetensors: the weights and the history arrays as float32 tensors, every
+other field as canonical JSON in the metadata) makes an add a single atomic file creation, so a
+crash loses at most the network being added, and a re-add can be compared byte for byte with what is
+stored. Records are checked here before they are believed: a dataset must never hold a network it
+cannot describe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import safetensors.numpy
+from safetensors import SafetensorError
+
+from mlc.errors import DatasetError
+from mlc.store._consolidate import TaskBatch
+from mlc.store._format import (
+    HISTORY_SCHEMA,
+    NETWORKS_SCHEMA,
+    check_name,
+    tensors_meta,
+    tensors_to_bytes,
+)
+from mlc.work._records import FinishedNetwork, weights_sha256
+
+__all__ = ["StagedNetwork", "describe_difference", "encode", "read_key", "read_staged", "stage",
+           "to_batch"]
+
+_HISTORY = ("train_loss", "val_loss", "val_accuracy")
+_TEXT_FIELDS = ("device_kind", "device_name", "torch_version", "platform", "host_id")
+_FLAT_HYPERPARAMETERS = {"lr": float, "batch_size": int, "max_epochs": int}
+
+
+@dataclass(frozen=True)
+class StagedNetwork:
+    """A checked record in canonical form.
+
+    `meta`: every JSON field of the record; `arrays`: `weights` [n_params] and `train_loss`,
+    `val_loss`, `val_accuracy` [epochs], all float32.
+    """
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def net_id(self) -> str:
+        return str(self.meta["net_id"])
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def index(self) -> int:
+        return int(self.meta["index"])
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                      default=_json_default)
+
+
+def _integer(name: str, value: object, minimum: int = 0) -> int:
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be an integer, got a bool")
+    try:
+        number = operator.index(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def _check_hyperparameters(hp: object) -> dict[str, Any]:
+    if not isinstance(hp, dict) or not all(isinstance(k, str) for k in hp):
+        raise ValueError("hyperparameters must be a dict with string keys")
+    try:
+        canonical = json.loads(_canonical_json(hp))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"hyperparameters are not JSON-serialisable ({exc})") from None
+    for key, kind in _FLAT_HYPERPARAMETERS.items():
+        value = canonical.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or (kind is int and not isinstance(value, int))):
+            raise ValueError(f"hyperparameters.{key} must be {kind.__name__}, got {value!r}")
+    return canonical
+
+
+def _check_arrays(net: FinishedNetwork, n_params: int) -> dict[str, np.ndarray]:
+    w = net.weights
+    if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.shape != (n_params,):
+        got = f"{w.dtype} {list(w.shape)}" if isinstance(w, np.ndarray) else type(w).__name__
+        raise ValueError(f"weights must be float32 [{n_params}] for this model, got {got}")
+    if not np.isfinite(w).all():
+        raise ValueError(f"weights hold {int((~np.isfinite(w)).sum())} non-finite values")
+    arrays = {"weights": np.ascontiguousarray(w)}
+    for name in _HISTORY:
+        h = getattr(net, name)
+        if not isinstance(h, np.ndarray) or h.ndim != 1 or not np.issubdtype(h.dtype, np.floating):
+            raise ValueError(f"{name} must be a 1-D float array, one value per epoch")
+        arrays[name] = np.ascontiguousarray(h, dtype=np.float32)
+    lengths = {name: arrays[name].shape[0] for name in _HISTORY}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"history arrays differ in length: {lengths}")
+    if lengths["val_loss"] < 1:
+        raise ValueError("history is empty: a finished network has run at least one epoch")
+    return arrays
+
+
+def _check_identity(net: FinishedNetwork, manifest: dict[str, Any]) -> None:
+    expected = {"dataset": manifest["name"], "model": manifest["model"],
+                "layout_id": manifest["layout_id"], "data_seed": manifest["data"]["seed"]}
+    for field, want in expected.items():
+        if getattr(net, field) != want:
+            raise ValueError(f"{field} is {getattr(net, field)!r}, this dataset's is {want!r}")
+    if net.task not in manifest["tasks"]:
+        raise ValueError(f"task {net.task!r} is not one of this dataset's tasks "
+                         f"{manifest['tasks']}")
+
+
+def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any]:
+    check_name("net_id", net.net_id)
+    _check_identity(net, manifest)
+    for name in _TEXT_FIELDS:
+        if not isinstance(getattr(net, name), str):
+            raise ValueError(f"{name} must be a string")
+    if not isinstance(net.converged, bool | np.bool_):
+        raise ValueError(f"converged must be a bool, got {type(net.converged).__name__}")
+    wall = float(net.wall_time_s)
+    if not math.isfinite(wall) or wall < 0:
+        raise ValueError(f"wall_time_s must be finite and non-negative, got {net.wall_time_s}")
+    if isinstance(net.work_units, str) or not all(isinstance(w, str) for w in net.work_units):
+        raise ValueError("work_units must be a sequence of work-unit id strings")
+    if not isinstance(net.extra, dict):
+        raise ValueError("extra must be a dict")
+    meta = {
+        "net_id": net.net_id, "dataset": net.dataset, "task": net.task,
+        "index": _integer("index", net.index), "net_seed": _integer("net_seed", net.net_seed),
+        "data_seed": _integer("data_seed", net.data_seed), "model": net.model,
+        "layout_id": net.layout_id, "hyperparameters": _check_hyperparameters(net.hyperparameters),
+        "converged": bool(net.converged), "wall_time_s": wall, "work_units": list(net.work_units),
+        **{name: getattr(net, name) for name in _TEXT_FIELDS},
+    }
+    try:
+        meta["extra"] = json.loads(_canonical_json(net.extra))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"extra is not JSON-serialisable ({exc})") from None
+    return meta
+
+
+def stage(net: FinishedNetwork, manifest: dict[str, Any]) -> StagedNetwork:
+    """Check `net` against the dataset's manifest and return its canonical form.
+
+    Raises DatasetError naming the network and the reason if the record does not belong here.
+    """
+    if not isinstance(net, FinishedNetwork):
+        raise DatasetError(f"add() takes a FinishedNetwork, got {type(net).__name__}")
+    try:
+        meta = _check_meta(net, manifest)
+        arrays = _check_arrays(net, int(manifest["n_params"]))
+    except (TypeError, ValueError, DatasetError) as exc:
+        raise DatasetError(f"network {net.net_id!r} rejected: {exc}") from None
+    return StagedNetwork(meta, arrays)
+
+
+def encode(staged: StagedNetwork) -> bytes:
+    """The staging file's bytes: identical records give identical bytes."""
+    return tensors_to_bytes(staged.arrays, staged.meta)
+
+
+def read_staged(path: Path) -> StagedNetwork:
+    try:
+        arrays = safetensors.numpy.load_file(path)
+        meta = tensors_meta(path)
+    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+        raise DatasetError(
+            f"staged network {path} is unreadable ({exc}); move it aside and add that network again"
+        ) from None
+    return StagedNetwork(meta, arrays)
+
+
+def read_key(path: Path) -> tuple[str, str, int]:
+    """(net_id, task, index) of a staged file, from its header alone (no tensor data is read)."""
+    try:
+        meta = tensors_meta(path)
+        return str(meta["net_id"]), str(meta["task"]), int(meta["index"])
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(
+            f"staged network {path} is unreadable ({exc}); move it aside and add that network again"
+        ) from None
+
+
+def describe_difference(stored: StagedNetwork, new: StagedNetwork) -> str:
+    """Which fields differ between two records of the same net_id (for the conflict message)."""
+    fields = [k for k in sorted(stored.meta.keys() | new.meta.keys())
+              if stored.meta.get(k) != new.meta.get(k)]
+    fields += [k for k in stored.arrays if not np.array_equal(stored.arrays[k], new.arrays.get(k))]
+    return ", ".join(fields) or "encoding only"
+
+
+def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
+    """One task's networks (non-empty, already in index order) as table rows, history rows and a
+    weight matrix."""
+    meta = [s.meta for s in staged]
+    epochs = np.array([s.arrays["val_loss"].shape[0] for s in staged], dtype=np.int64)
+    hp = [m["hyperparameters"] for m in meta]
+    columns: dict[str, Any] = {
+        name: [m[name] for m in meta]
+        for name in ("net_id", "dataset", "task", "model", "layout_id", *_TEXT_FIELDS)
+    }
+    columns |= {name: np.array([m[name] for m in meta], dtype=np.int64)
+                for name in ("index", "net_seed", "data_seed")}
+    columns["hyperparameters"] = [_canonical_json(h) for h in hp]
+    for key, kind in _FLAT_HYPERPARAMETERS.items():
+        missing = np.array([h.get(key) is None for h in hp], dtype=bool)
+        values = np.array([0 if h.get(key) is None else h[key] for h in hp], dtype=kind)
+        columns[key] = pa.array(values, mask=missing, type=NETWORKS_SCHEMA.field(key).type)
+    for name in _HISTORY:
+        columns[f"final_{name}"] = np.array([s.arrays[name][-1] for s in staged], dtype=np.float32)
+    columns["epochs"] = epochs
+    columns["converged"] = np.array([m["converged"] for m in meta], dtype=bool)
+    columns["wall_time_s"] = np.array([m["wall_time_s"] for m in meta], dtype=np.float64)
+    columns["work_units"] = [_canonical_json(m["work_units"]) for m in meta]
+    columns["extra"] = [_canonical_json(m["extra"]) for m in meta]
+    columns["weights_sha256"] = [weights_sha256(s.arrays["weights"]) for s in staged]
+    schema = pa.schema([f for f in NETWORKS_SCHEMA if f.name not in ("shard", "shard_row")])
+    networks = pa.Table.from_pydict({f.name: columns[f.name] for f in schema}, schema=schema)
+    history = pa.Table.from_pydict({
+        "net_id": np.repeat(np.array(columns["net_id"], dtype=object), epochs),
+        "epoch": np.concatenate([np.arange(1, e + 1, dtype=np.int64) for e in epochs]),
+        **{name: np.concatenate([s.arrays[name] for s in staged]) for name in _HISTORY},
+    }, schema=HISTORY_SCHEMA)
+    return TaskBatch(task, networks, history, np.stack([s.arrays["weights"] for s in staged]))

@@ -1,0 +1,179 @@
+"""Verification of a finished dataset: every file against the manifest, every network's weights
+against its table row, every history against its epoch count, the data against its hashes.
+
+A verifier that raises on the first broken byte tells you less than one that lists everything it
+found, so problems are collected, not raised; only a directory that is not a dataset at all raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import pyarrow.parquet as pq
+import safetensors.numpy
+
+from mlc.store._files import file_sha256
+from mlc.store._format import (
+    DATA_FILE,
+    HISTORY_FILE,
+    LAYOUT_FILE,
+    MANIFEST_FILE,
+    NETWORKS_FILE,
+    NETWORKS_SCHEMA,
+    STAGING_DIR,
+    load_data,
+    read_layout,
+    read_manifest,
+)
+from mlc.work._records import weights_sha256
+
+__all__ = ["VerifyReport", "verify_dataset"]
+
+T = TypeVar("T")
+_SHOWN = 5  # net_ids named per problem; the count says how many more
+
+
+@dataclass
+class VerifyReport:
+    """What `verify_dataset` found; `ok` is True exactly when `problems` is empty."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    n_networks: int = 0
+    n_files_checked: int = 0
+
+
+def _attempt(problems: list[str], what: str, check: Callable[[], T], default: T) -> T:
+    """Run one check; a failure to even read the file becomes a problem instead of an exception."""
+    try:
+        return check()
+    except Exception as exc:  # any unreadable file is a finding, never a crash
+        problems.append(f"{what}: unreadable ({type(exc).__name__}: {exc})")
+        return default
+
+
+def _ids(ids: list[str]) -> str:
+    more = f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
+    return ", ".join(ids[:_SHOWN]) + more
+
+
+def _check_files(root: Path, files: dict[str, str], problems: list[str]) -> int:
+    checked = 0
+    for name, expected in sorted(files.items()):
+        path = root / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            problems.append(f"{MANIFEST_FILE}: lists {name!r}, a path outside the dataset")
+        elif not path.is_file():
+            problems.append(f"{name}: missing")
+        else:
+            checked += 1
+            actual = _attempt(problems, name, lambda p=path: file_sha256(p), None)
+            if actual is not None and actual != expected:
+                problems.append(f"{name}: SHA-256 does not match the manifest "
+                                "(corrupted or changed)")
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        if path.is_file() and name != MANIFEST_FILE and name not in files \
+                and path.relative_to(root).parts[0] != STAGING_DIR:
+            problems.append(f"{name}: not listed in the manifest")
+    return checked
+
+
+def _check_shard(root: Path, shard: str, rows: pd.DataFrame, n_params: int,
+                 problems: list[str]) -> None:
+    weights = _attempt(problems, shard,
+                       lambda: safetensors.numpy.load_file(root / shard)["weights"], None)
+    if weights is None:
+        return
+    if weights.shape != (len(rows), n_params):
+        problems.append(f"{shard}: weights have shape {list(weights.shape)}, the table has "
+                        f"{len(rows)} rows of {n_params} parameters")
+        return
+    if sorted(rows["shard_row"]) != list(range(len(rows))):
+        problems.append(f"{shard}: the table's shard_row values are not 0..{len(rows) - 1}")
+        return
+    stored = rows[["net_id", "shard_row", "weights_sha256"]].itertuples(index=False)
+    bad = [net_id for net_id, row, sha in stored if weights_sha256(weights[row]) != sha]
+    if bad:
+        problems.append(f"{shard}: {len(bad)} rows do not match their weights_sha256 ({_ids(bad)})")
+
+
+def _check_networks(root: Path, manifest: dict[str, Any],
+                    problems: list[str]) -> pd.DataFrame | None:
+    """The networks table after checking it and its shards; None if it cannot be read."""
+    table = _attempt(problems, NETWORKS_FILE, lambda: pq.read_table(root / NETWORKS_FILE), None)
+    if table is None:
+        return None
+    if table.schema.names != NETWORKS_SCHEMA.names:
+        problems.append(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
+        return None
+    networks = table.to_pandas()
+    duplicated = networks["net_id"][networks["net_id"].duplicated()].tolist()
+    if duplicated:
+        problems.append(f"{NETWORKS_FILE}: net_ids stored more than once ({_ids(duplicated)})")
+    for task in manifest["tasks"]:
+        rows = networks[networks["task"] == task]
+        found = {"networks": len(rows), "converged": int(rows["converged"].sum())}
+        if manifest["counts"].get(task) != found:
+            problems.append(f"{NETWORKS_FILE}: task {task} has {found}, the manifest says "
+                            f"{manifest['counts'].get(task)}")
+    strays = sorted(set(networks["task"]) - set(manifest["tasks"]))
+    if strays:
+        problems.append(f"{NETWORKS_FILE}: rows of tasks the dataset does not have: {strays}")
+    for shard, rows in networks.groupby("shard", sort=True):
+        _check_shard(root, str(shard), rows, int(manifest["n_params"]), problems)
+    return networks
+
+
+def _check_history(root: Path, networks: pd.DataFrame, problems: list[str]) -> None:
+    history = _attempt(problems, HISTORY_FILE,
+                       lambda: pq.read_table(root / HISTORY_FILE).to_pandas(), None)
+    if history is None:
+        return
+    per_net = history.groupby("net_id")["epoch"].agg(["count", "min", "max", "nunique"])
+    epochs = networks.set_index("net_id")["epochs"]
+    per_net = per_net.reindex(epochs.index.union(per_net.index))
+    expected = epochs.reindex(per_net.index)
+    good = ((per_net["count"] == expected) & (per_net["min"] == 1) & (per_net["max"] == expected)
+            & (per_net["nunique"] == expected))
+    bad = per_net.index[~good.to_numpy(dtype=bool)].tolist()
+    if bad:
+        problems.append(f"{HISTORY_FILE}: history rows do not run 1..epochs for {len(bad)} "
+                        f"networks ({_ids(bad)})")
+
+
+def _check_data(root: Path, manifest: dict[str, Any], problems: list[str]) -> None:
+    data = _attempt(problems, DATA_FILE,
+                    lambda: load_data(root / DATA_FILE, manifest["data"], manifest["tasks"]), None)
+    if data is None:
+        return
+    hashes = data.hashes()
+    for key, expected in sorted(manifest["data_hashes"].items()):
+        if hashes.get(key) != expected:
+            problems.append(f"{DATA_FILE}: {key} does not match its hash in the manifest")
+
+
+def verify_dataset(path: Path | str) -> VerifyReport:
+    """Check the finished dataset at `path` end to end; DatasetError only if it is not a dataset."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    if not manifest.get("finalized") or not isinstance(manifest.get("files"), dict):
+        return VerifyReport(ok=False, problems=[
+            f"{MANIFEST_FILE}: the dataset is not finalized, so there is nothing to verify yet"])
+    problems: list[str] = []
+    n_checked = _check_files(root, manifest["files"], problems)
+    layout = _attempt(problems, LAYOUT_FILE, lambda: read_layout(root / LAYOUT_FILE), None)
+    if layout is not None and layout.layout_id != manifest["layout_id"]:
+        problems.append(f"{LAYOUT_FILE}: layout {layout.layout_id}, the manifest says "
+                        f"{manifest['layout_id']}")
+    networks = _check_networks(root, manifest, problems)
+    if networks is not None:
+        _check_history(root, networks, problems)
+    _check_data(root, manifest, problems)
+    return VerifyReport(ok=not problems, problems=problems,
+                        n_networks=0 if networks is None else len(networks),
+                        n_files_checked=n_checked)

@@ -1,0 +1,247 @@
+"""DatasetWriter: builds one dataset directory incrementally, so that a crash at any instant loses
+at most the network being added and never stores a result twice.
+
+The directory is created whole (built beside its final name, then renamed), networks are staged one
+file each as they arrive, and `finalize` consolidates the staged files into the release layout. The
+staged files are kept, so the writer can be reopened after a crash or after a finalize, more
+networks added, and the dataset finalized again. One writer process per directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlc.models
+from mlc.errors import DatasetError
+from mlc.store._consolidate import TaskBatch, consolidate, now_utc
+from mlc.store._files import (
+    create_exclusive,
+    new_build_dir,
+    read_json,
+    remove_stale_temps,
+    write_json,
+)
+from mlc.store._format import (
+    CONFIG_FILE,
+    DATA_FILE,
+    FORMAT,
+    LAYOUT_FILE,
+    MANIFEST_FILE,
+    STAGING_DIR,
+    WEIGHTS_DIR,
+    check_name,
+    layout_json,
+    load_data,
+    read_layout,
+    read_manifest,
+    save_data,
+    spec_json,
+)
+from mlc.store._staging import (
+    StagedNetwork,
+    describe_difference,
+    encode,
+    read_key,
+    read_staged,
+    stage,
+    to_batch,
+)
+from mlc.tasks import SharedData
+from mlc.work._records import FinishedNetwork
+
+__all__ = ["DatasetWriter"]
+
+# Manifest keys that only a finalized dataset has; they describe files that a new add makes stale.
+_FINAL_KEYS = ("finalized", "n_networks", "counts", "files")
+# Manifest keys that make two datasets the same dataset (`created` is deliberately not one).
+_IDENTITY_KEYS = ("format", "name", "preset", "spec_version", "model", "layout_id", "n_params",
+                  "tasks", "data", "data_hashes")
+
+
+def _draft_manifest(name: str, preset: str, model: str, data: SharedData,
+                    spec_version: str) -> dict[str, Any]:
+    layout = mlc.models.layout(model)
+    for task in data.tasks:
+        check_name("task", task)
+    return {"format": FORMAT, "name": name, "preset": preset, "spec_version": spec_version,
+            "created": now_utc(), "finalized": None, "model": model, "layout_id": layout.layout_id,
+            "n_params": layout.n_params, "tasks": list(data.tasks), "data": spec_json(data.spec),
+            "data_hashes": data.hashes()}
+
+
+def _check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as it will read back from config.json (so comparisons see what is stored)."""
+    try:
+        return json.loads(json.dumps(config, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"the config must be plain JSON data to be stored ({exc})") from None
+
+
+def _build_new(root: Path, manifest: dict[str, Any], config: dict[str, Any],
+               data: SharedData) -> None:
+    """Write a fresh dataset directory beside `root` and rename it into place in one step."""
+    tmp = new_build_dir(root, "creating")
+    (tmp / STAGING_DIR).mkdir()
+    (tmp / WEIGHTS_DIR).mkdir()
+    write_json(tmp / CONFIG_FILE, config)
+    write_json(tmp / LAYOUT_FILE, layout_json(mlc.models.layout(manifest["model"])))
+    save_data(tmp / DATA_FILE, data)
+    write_json(tmp / MANIFEST_FILE, manifest)
+    if root.exists():
+        root.rmdir()  # empty, checked by the caller
+    os.rename(tmp, root)
+
+
+class DatasetWriter:
+    """Builds one dataset directory; get one from `create` or `open`."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any], config: dict[str, Any],
+                 keys: dict[str, tuple[str, int]]) -> None:
+        self.path = root
+        self._manifest = manifest
+        self._config = config
+        self._keys = keys  # net_id -> (task, index) of every staged network
+        self._slots = {key: net_id for net_id, key in keys.items()}
+
+    @classmethod
+    def create(cls, root: Path | str, *, name: str, preset: str, config: dict[str, Any], model: str,
+               data: SharedData, spec_version: str = "mlds-1") -> DatasetWriter:
+        """Make the dataset directory `root` with its data, config, layout and a draft manifest.
+
+        If `root` already holds this same dataset (same identity, data and config) it is reopened,
+        so a crashed run can call `create` again; a different dataset there is refused.
+        """
+        root = Path(root)
+        if not isinstance(name, str) or not name:
+            raise DatasetError("a dataset needs a non-empty name")
+        manifest = _draft_manifest(name, preset, model, data, spec_version)
+        config = _check_config(config)
+        if (root / MANIFEST_FILE).exists():
+            return cls._reopen_same(root, manifest, config)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise DatasetError(f"{root} exists and is not an empty directory; choose a new path "
+                               "for the dataset or remove what is there")
+        _build_new(root, manifest, config, data)
+        return cls(root, manifest, config, {})
+
+    @classmethod
+    def _reopen_same(cls, root: Path, manifest: dict[str, Any],
+                     config: dict[str, Any]) -> DatasetWriter:
+        writer = cls.open(root)
+        differ = [k for k in _IDENTITY_KEYS if writer._manifest.get(k) != manifest[k]]
+        differ += ["config"] if writer._config != config else []
+        if differ:
+            raise DatasetError(
+                f"{root} already holds a different dataset ({', '.join(differ)} differ); choose "
+                "another directory, or use DatasetWriter.open to continue the one that is there")
+        return writer
+
+    @classmethod
+    def open(cls, root: Path | str) -> DatasetWriter:
+        """Reopen a dataset made by `create` (unfinished or finalized) to add more networks.
+
+        Checks the layout against the model code and the data against the manifest's hashes, and
+        removes temporary files an interrupted write left behind.
+        """
+        root = Path(root)
+        manifest = read_manifest(root)
+        if not (root / STAGING_DIR).is_dir():
+            raise DatasetError(f"{root} has no {STAGING_DIR}/ directory: it is a release export, "
+                               "which cannot be added to; add to the working dataset it came from")
+        layout = read_layout(root / LAYOUT_FILE)
+        current = mlc.models.layout(manifest["model"]).layout_id
+        if not layout.layout_id == manifest["layout_id"] == current:
+            raise DatasetError(
+                f"{root}: layout {layout.layout_id} (manifest {manifest['layout_id']}) is not the "
+                f"current {manifest['model']} layout {current}; continue it with the MLC version "
+                "that created it")
+        data = load_data(root / DATA_FILE, manifest["data"], manifest["tasks"])
+        if data.hashes() != manifest["data_hashes"]:
+            raise DatasetError(f"{root / DATA_FILE} does not match the data hashes in "
+                               f"{MANIFEST_FILE}; the dataset is corrupted, recreate it")
+        for directory in (root, root / STAGING_DIR, root / WEIGHTS_DIR):
+            if directory.is_dir():
+                remove_stale_temps(directory)
+        return cls(root, manifest, read_json(root / CONFIG_FILE), _scan_staging(root))
+
+    @property
+    def name(self) -> str:
+        return str(self._manifest["name"])
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self._manifest["tasks"])
+
+    @property
+    def n_staged(self) -> int:
+        return len(self._keys)
+
+    def staged_ids(self) -> set[str]:
+        return set(self._keys)
+
+    def add(self, net: FinishedNetwork) -> bool:
+        """Stage one finished network; True if stored now, False if this same record already was.
+
+        Raises DatasetError if the record is invalid for this dataset, or if a different record is
+        already stored under its net_id or its (task, index): a result is never replaced or doubled.
+        """
+        staged = stage(net, self._manifest)
+        data = encode(staged)
+        path = self._staged_path(staged.net_id)
+        if staged.net_id in self._keys:
+            return self._check_same(path, staged, data)
+        key = (staged.task, staged.index)
+        if key in self._slots:
+            raise DatasetError(
+                f"network {staged.net_id!r} rejected: {staged.task} index {staged.index} is "
+                f"already stored as {self._slots[key]!r}; a network must not be stored twice")
+        if not create_exclusive(path, data):
+            return self._check_same(path, staged, data)  # another process stored it first
+        self._keys[staged.net_id] = key
+        self._slots[key] = staged.net_id
+        return True
+
+    def finalize(self) -> Path:
+        """Consolidate every staged network into the release files; returns the dataset path.
+
+        Deterministic: the files depend only on the staged records, not on the order of the adds.
+        """
+        draft = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
+        draft["finalized"] = None
+        write_json(self.path / MANIFEST_FILE, draft)  # readers see "unfinished" while files change
+        self._manifest = consolidate(self.path, draft, self._config, self._batches())
+        return self.path
+
+    def _staged_path(self, net_id: str) -> Path:
+        return self.path / STAGING_DIR / f"{net_id}.safetensors"
+
+    def _check_same(self, path: Path, staged: StagedNetwork, data: bytes) -> bool:
+        if path.read_bytes() == data:
+            return False
+        differ = describe_difference(read_staged(path), staged)
+        raise DatasetError(
+            f"network {staged.net_id!r} conflicts with the record already stored under that net_id "
+            f"({differ} differ); a stored result is never replaced: give the new network its own "
+            "net_id or discard it")
+
+    def _batches(self) -> Iterator[TaskBatch]:
+        for task in self.tasks:
+            ids = sorted((index, net_id) for net_id, (t, index) in self._keys.items() if t == task)
+            if ids:
+                yield to_batch(task, [read_staged(self._staged_path(net_id)) for _, net_id in ids])
+
+
+def _scan_staging(root: Path) -> dict[str, tuple[str, int]]:
+    """net_id -> (task, index) of every staged network, from the file headers."""
+    keys: dict[str, tuple[str, int]] = {}
+    for path in sorted((root / STAGING_DIR).glob("*.safetensors")):
+        net_id, task, index = read_key(path)
+        if path.stem != net_id:
+            raise DatasetError(f"staged file {path} holds network {net_id!r}; move it aside and "
+                               "add that network again")
+        keys[net_id] = (task, index)
+    return keys
