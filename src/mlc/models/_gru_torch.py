@@ -24,14 +24,15 @@ def gru_layer_torch(
     m, b, length, n_in = x.shape
     hidden = w_hh.shape[2]
     gi = torch.baddbmm(b_ih.unsqueeze(1), x.reshape(m, b * length, n_in), w_ih.transpose(1, 2))
-    gi = gi.reshape(m, b, length, 3 * hidden)  # [M, B, L, 3H]
+    # unbind once: indexing gi[:, :, t] per step would make autograd fill a full-size gradient per step
+    gi_steps = gi.reshape(m, b, length, 3 * hidden).unbind(dim=2)  # L x [M, B, 3H]
     w_hh_t = w_hh.transpose(1, 2)  # [M, H, 3H]
     b_hh_row = b_hh.unsqueeze(1)  # [M, 1, 3H]
     h = x.new_zeros(m, b, hidden)
     outputs = []
     for t in range(length):
         gh = torch.baddbmm(b_hh_row, h, w_hh_t)  # [M, B, 3H]
-        i_r, i_z, i_n = gi[:, :, t].chunk(3, dim=-1)
+        i_r, i_z, i_n = gi_steps[t].chunk(3, dim=-1)
         h_r, h_z, h_n = gh.chunk(3, dim=-1)
         r = torch.sigmoid(i_r + h_r)
         z = torch.sigmoid(i_z + h_z)

@@ -75,7 +75,7 @@ def unflatten_into(module: nn.Module, flat: torch.Tensor | np.ndarray) -> nn.Mod
         n = tensor.numel()
         if offset + n > flat_t.numel():
             raise ValueError(f"flat vector of {flat_t.numel()} values is too short for {name}")
-        state[name] = flat_t[offset:offset + n].reshape(tensor.shape).clone()
+        state[name] = flat_t[offset : offset + n].reshape(tensor.shape).clone()
         offset += n
     if offset != flat_t.numel():
         raise ValueError(f"flat vector has {flat_t.numel()} values, the module {offset}")

@@ -34,7 +34,12 @@ class GRUNetConfig:
 
 
 MLDS_GRU = GRUNetConfig(
-    name="mlds-gru", input_size=5, hidden_size=12, num_layers=4, mlp=(12, 24, 12), output_size=8,
+    name="mlds-gru",
+    input_size=5,
+    hidden_size=12,
+    num_layers=4,
+    mlp=(12, 24, 12),
+    output_size=8,
     n_params=4364,
 )
 

@@ -18,9 +18,7 @@ from mlc.models._mlds_gru import GRUNet, GRUNetConfig
 __all__ = ["GRULayerFn", "Population", "reference_module"]
 
 # (x [M,B,L,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,B,L,H]
-GRULayerFn = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
-]
+GRULayerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def reference_module(config: GRUNetConfig, seed: int) -> GRUNet:
@@ -52,9 +50,7 @@ class Population:
     def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named per-layer views `[M, *shape]` into `flat` `[M, n_params]` (no copies)."""
         m = flat.shape[0]
-        return {
-            e.name: flat[:, e.offset:e.offset + e.size].view(m, *e.shape) for e in self.layout.entries
-        }
+        return {e.name: flat[:, e.offset : e.offset + e.size].view(m, *e.shape) for e in self.layout.entries}
 
     def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Weights `[M, n_params]`, commands `[M, B, L, input]` float -> logits `[M, B, L, output]`."""
@@ -62,8 +58,11 @@ class Population:
         h = x
         for layer in range(self.config.num_layers):
             h = self.gru_layer(
-                h, v[f"gru.weight_ih_l{layer}"], v[f"gru.weight_hh_l{layer}"],
-                v[f"gru.bias_ih_l{layer}"], v[f"gru.bias_hh_l{layer}"],
+                h,
+                v[f"gru.weight_ih_l{layer}"],
+                v[f"gru.weight_hh_l{layer}"],
+                v[f"gru.bias_ih_l{layer}"],
+                v[f"gru.bias_hh_l{layer}"],
             )  # [M, B, L, H]
         m, b, length, hidden = h.shape
         h = h.reshape(m, b * length, hidden)

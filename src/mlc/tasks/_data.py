@@ -70,8 +70,7 @@ class SharedData:
 
     def hashes(self) -> dict[str, str]:
         """SHA-256 of every array, keyed like `train/inputs`, `val/targets/<task>`."""
-        out = {"train/inputs": array_sha256(self.train_inputs),
-               "val/inputs": array_sha256(self.val_inputs)}
+        out = {"train/inputs": array_sha256(self.train_inputs), "val/inputs": array_sha256(self.val_inputs)}
         for task in self.tasks:
             out[f"train/targets/{task}"] = array_sha256(self.train_targets[task])
             out[f"val/targets/{task}"] = array_sha256(self.val_targets[task])

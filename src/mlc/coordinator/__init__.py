@@ -1,0 +1,56 @@
+"""The coordinator: the work-unit state machine over a database, and its daemons' passes.
+
+Experiment from preset -> work units -> lease -> report -> validate -> assimilate -> continuation,
+each state change one transaction. The same code serves every transport (local, Ray, HTTP).
+"""
+
+from mlc.coordinator._assimilator import assimilate_valid
+from mlc.coordinator._db import connect, sqlite_url, transaction, utcnow
+from mlc.coordinator._experiments import (
+    Experiment,
+    build_shared_data,
+    create_experiment,
+    get_experiment,
+    list_experiments,
+)
+from mlc.coordinator._scheduler import (
+    DEFAULT_MAX_ATTEMPTS,
+    ReportOutcome,
+    apply_transitions,
+    lease_work,
+    report_result,
+)
+from mlc.coordinator._schema import NetworkState, Verdict, WUState
+from mlc.coordinator._serverdata import ServerData
+from mlc.coordinator._status import ExperimentStatus, experiment_status
+from mlc.coordinator._transition import Change, ResultView, UnitView, transition
+from mlc.coordinator._validator import validate_pending
+
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "Change",
+    "Experiment",
+    "ExperimentStatus",
+    "NetworkState",
+    "ReportOutcome",
+    "ResultView",
+    "ServerData",
+    "UnitView",
+    "Verdict",
+    "WUState",
+    "apply_transitions",
+    "assimilate_valid",
+    "build_shared_data",
+    "connect",
+    "create_experiment",
+    "experiment_status",
+    "get_experiment",
+    "lease_work",
+    "list_experiments",
+    "report_result",
+    "sqlite_url",
+    "transaction",
+    "transition",
+    "utcnow",
+    "validate_pending",
+]

@@ -1,0 +1,198 @@
+"""The assimilator daemon's pass: fold each validated result into the experiment.
+
+Per unit, in this order: (1) stage every network that stopped into the dataset (idempotent files);
+(2) in ONE transaction, append the history rows, update the networks, create the continuation unit
+for the networks still training, and mark the unit done. A crash between (1) and (2) repeats (1)
+with identical records, which the store recognises; a crash inside (2) rolls it back whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+
+import numpy as np
+from sqlalchemy import Connection, Engine, select
+
+from mlc.coordinator._db import transaction, utcnow
+from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec
+from mlc.coordinator._schema import NetworkState, Verdict, WUState, history, networks, results, work_units
+from mlc.coordinator._serverdata import ServerData
+from mlc.store import DatasetWriter
+from mlc.work import FinishedNetwork, Member, WorkUnitResult, WorkUnitSpec, encode_state
+
+__all__ = ["assimilate_valid"]
+
+WriterFor = Callable[[Experiment], DatasetWriter]
+
+
+def assimilate_valid(engine: Engine, server: ServerData, writer_for: WriterFor) -> int:
+    """Assimilate every unit in state VALID; returns how many networks finished in this pass."""
+    with engine.connect() as conn:
+        ids = (
+            conn.execute(
+                select(work_units.c.id).where(work_units.c.state == WUState.VALID).order_by(work_units.c.seq)
+            )
+            .scalars()
+            .all()
+        )
+    return sum(_assimilate_one(engine, wu_id, server, writer_for) for wu_id in ids)
+
+
+def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: WriterFor) -> int:
+    with engine.connect() as conn:
+        unit = conn.execute(select(work_units).where(work_units.c.id == wu_id)).one()
+        payload = conn.execute(
+            select(results.c.payload)
+            .where(results.c.wu_id == wu_id, results.c.verdict == Verdict.VALID)
+            .order_by(results.c.id)
+        ).scalar()
+        spec = WorkUnitSpec.from_json(unit.spec_json)
+        result = WorkUnitResult.from_bytes(payload)
+        net_rows = {
+            r.net_id: r for r in conn.execute(select(networks).where(networks.c.net_id.in_(result.members)))
+        }
+        past = _past_history(conn, result.members)
+    exp = server.experiment(spec.experiment)
+    share = result.provenance.wall_time_s
+    finished: list[FinishedNetwork] = []
+    for m, member in enumerate(spec.members):
+        if bool(result.state.stopped[m]):
+            finished.append(
+                _finished_record(
+                    exp, spec, result, m, member, net_rows[member.net_id], past[member.net_id], share
+                )
+            )
+    writer = writer_for(exp)
+    for record in finished:
+        writer.add(record)
+    with transaction(engine) as conn:
+        state = conn.execute(select(work_units.c.state).where(work_units.c.id == wu_id)).scalar()
+        if state != WUState.VALID:  # another assimilator finished it first
+            return 0
+        _store_history(conn, spec, result)
+        _update_networks(conn, spec, result, net_rows, share)
+        _continue(conn, exp, spec, result)
+        conn.execute(
+            work_units.update()
+            .where(work_units.c.id == wu_id)
+            .values(
+                state=WUState.DONE,
+                state_blob=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                provenance_json=json.dumps(asdict(result.provenance)),
+                updated_at=utcnow(),
+            )
+        )
+        conn.execute(results.update().where(results.c.wu_id == wu_id).values(payload=None))
+    return len(finished)
+
+
+def _past_history(conn: Connection, net_ids: tuple[str, ...]) -> dict[str, np.ndarray]:
+    out: dict[str, list[tuple[float, float, float]]] = {n: [] for n in net_ids}
+    for r in conn.execute(
+        select(history).where(history.c.net_id.in_(net_ids)).order_by(history.c.net_id, history.c.epoch)
+    ):
+        out[r.net_id].append((r.train_loss, r.val_loss, r.val_accuracy))
+    return {k: np.asarray(v, dtype=np.float32).reshape(-1, 3) for k, v in out.items()}
+
+
+def _segment(result: WorkUnitResult, m: int) -> np.ndarray:
+    n = int(result.history.n_epochs[m])
+    h = result.history
+    return np.stack([h.train_loss[m, :n], h.val_loss[m, :n], h.val_accuracy[m, :n]], axis=1)  # [n, 3]
+
+
+def _finished_record(
+    exp: Experiment,
+    spec: WorkUnitSpec,
+    result: WorkUnitResult,
+    m: int,
+    member: Member,
+    row: object,
+    past: np.ndarray,
+    share: float,
+) -> FinishedNetwork:
+    full = np.concatenate([past, _segment(result, m)])
+    prov = result.provenance
+    hyper = dict(exp.config.train.to_dict(), epochs_per_wu=exp.config.epochs_per_wu)
+    return FinishedNetwork(
+        net_id=member.net_id,
+        dataset=exp.name,
+        task=member.task,
+        index=member.index,
+        net_seed=member.net_seed,
+        data_seed=exp.config.data.seed,
+        model=exp.config.model,
+        layout_id=exp.layout_id,
+        hyperparameters=hyper,
+        weights=result.state.params[m].numpy().astype(np.float32),
+        train_loss=full[:, 0].copy(),
+        val_loss=full[:, 1].copy(),
+        val_accuracy=full[:, 2].copy(),
+        converged=bool(result.state.converged[m]),
+        wall_time_s=float(row.wall_time_s) + share,  # type: ignore[attr-defined]
+        device_kind=prov.device_kind,
+        device_name=prov.device_name,
+        torch_version=prov.torch_version,
+        platform=prov.platform,
+        host_id=prov.host_id,
+        work_units=(*json.loads(row.work_units), spec.wu_id),  # type: ignore[attr-defined]
+    )
+
+
+def _store_history(conn: Connection, spec: WorkUnitSpec, result: WorkUnitResult) -> None:
+    rows = []
+    for m, member in enumerate(spec.members):
+        for k, (train, val, acc) in enumerate(_segment(result, m)):
+            rows.append(
+                dict(
+                    net_id=member.net_id,
+                    epoch=member.start_epoch + k + 1,
+                    train_loss=float(train),
+                    val_loss=float(val),
+                    val_accuracy=float(acc),
+                )
+            )
+    if rows:
+        conn.execute(history.insert(), rows)
+
+
+def _update_networks(
+    conn: Connection, spec: WorkUnitSpec, result: WorkUnitResult, net_rows: dict[str, object], share: float
+) -> None:
+    for m, member in enumerate(spec.members):
+        row = net_rows[member.net_id]
+        stopped = bool(result.state.stopped[m])
+        conn.execute(
+            networks.update()
+            .where(networks.c.net_id == member.net_id)
+            .values(
+                state=NetworkState.FINISHED if stopped else NetworkState.TRAINING,
+                epochs=int(result.state.epoch[m]),
+                converged=bool(result.state.converged[m]),
+                wall_time_s=float(row.wall_time_s) + share,  # type: ignore[attr-defined]
+                work_units=json.dumps([*json.loads(row.work_units), spec.wu_id]),  # type: ignore[attr-defined]
+            )
+        )
+
+
+def _continue(conn: Connection, exp: Experiment, spec: WorkUnitSpec, result: WorkUnitResult) -> None:
+    going = [m for m in range(len(spec.members)) if not bool(result.state.stopped[m])]
+    if not going:
+        return
+    members = [
+        Member(
+            spec.members[m].net_id,
+            spec.members[m].task,
+            spec.members[m].index,
+            spec.members[m].net_seed,
+            int(result.state.epoch[m]),
+        )
+        for m in going
+    ]
+    root, part = spec.wu_id.rsplit("-p", 1)
+    child = make_spec(exp, f"{root}-p{int(part) + 1:03d}", members, parent=spec.wu_id)
+    insert_work_unit(conn, exp, child, encode_state(result.state.select(going), spec.wu_id))

@@ -1,0 +1,186 @@
+"""Creating an experiment from a preset: its networks and first work units, in one transaction.
+
+Re-creating an experiment that exists resumes it, provided the settings are the same; different
+settings under the same name are refused rather than silently mixed into one dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, select
+
+from mlc import models, tasks
+from mlc.coordinator._db import transaction, utcnow
+from mlc.coordinator._schema import NetworkState, WUState, experiments, networks, work_units
+from mlc.errors import StateError, UnknownNameError
+from mlc.tasks import SharedData
+from mlc.work import ExperimentConfig, Member, WorkUnitSpec
+
+__all__ = [
+    "Experiment",
+    "build_shared_data",
+    "create_experiment",
+    "get_experiment",
+    "insert_work_unit",
+    "list_experiments",
+    "make_spec",
+]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: int
+    name: str
+    config: ExperimentConfig
+    data_digest: str
+    layout_id: str
+    dataset_dir: Path
+
+
+def build_shared_data(config: ExperimentConfig) -> SharedData:
+    task_objs = [tasks.get(t, **config.task_params.get(t, {})) for t in config.tasks]
+    return tasks.make_shared_data(config.data, task_objs)
+
+
+def make_spec(exp: Experiment, wu_id: str, members: list[Member], parent: str | None) -> WorkUnitSpec:
+    c = exp.config
+    return WorkUnitSpec(
+        wu_id=wu_id,
+        experiment=exp.name,
+        model=c.model,
+        layout_id=exp.layout_id,
+        train=c.train,
+        data=c.data,
+        data_digest=exp.data_digest,
+        tasks=c.tasks,
+        members=tuple(members),
+        epochs=c.epochs_per_wu,
+        parent=parent,
+        task_params=c.task_params,
+    )
+
+
+def insert_work_unit(conn: Connection, exp: Experiment, spec: WorkUnitSpec, state_blob: bytes | None) -> None:
+    seq = conn.execute(
+        select(work_units.c.seq)
+        .where(work_units.c.experiment_id == exp.id)
+        .order_by(work_units.c.seq.desc())
+        .limit(1)
+    ).scalar()
+    now = utcnow()
+    conn.execute(
+        work_units.insert().values(
+            id=spec.wu_id,
+            experiment_id=exp.id,
+            seq=(seq or 0) + 1,
+            parent_id=spec.parent,
+            spec_json=spec.to_json(),
+            state_blob=state_blob,
+            state=WUState.READY,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def _row_to_experiment(row: object) -> Experiment:
+    return Experiment(
+        id=row.id,
+        name=row.name,  # type: ignore[attr-defined]
+        config=ExperimentConfig.from_dict(json.loads(row.config_json)),  # type: ignore[attr-defined]
+        data_digest=row.data_digest,
+        layout_id=row.layout_id,  # type: ignore[attr-defined]
+        dataset_dir=Path(row.dataset_dir),  # type: ignore[attr-defined]
+    )
+
+
+def get_experiment(engine: Engine, name: str) -> Experiment:
+    with engine.connect() as conn:
+        row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
+    if row is None:
+        raise UnknownNameError(f"no experiment {name!r} in this database")
+    return _row_to_experiment(row)
+
+
+def list_experiments(engine: Engine) -> list[Experiment]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(experiments).order_by(experiments.c.id)).all()
+    return [_row_to_experiment(r) for r in rows]
+
+
+def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Path) -> tuple[Experiment, bool]:
+    """The experiment `config.name`, created with all its networks and first work units if new.
+
+    Returns (experiment, created). An existing experiment with other settings is a StateError.
+    """
+    config_json = json.dumps(config.to_dict(), sort_keys=True)
+    with engine.connect() as conn:
+        row = conn.execute(select(experiments).where(experiments.c.name == config.name)).first()
+    if row is not None:
+        if row.config_json != config_json:
+            raise StateError(_settings_differ(config.name, json.loads(row.config_json), config.to_dict()))
+        return _row_to_experiment(row), False
+    data = build_shared_data(config)
+    layout_id = models.layout(config.model).layout_id
+    with transaction(engine) as conn:
+        exp_id = conn.execute(
+            experiments.insert().values(
+                name=config.name,
+                config_json=config_json,
+                data_digest=data.digest(),
+                layout_id=layout_id,
+                dataset_dir=str(dataset_dir),
+                created_at=utcnow(),
+            )
+        ).inserted_primary_key[0]
+        exp = Experiment(exp_id, config.name, config, data.digest(), layout_id, dataset_dir)
+        _insert_networks_and_units(conn, exp)
+    return exp, True
+
+
+def _insert_networks_and_units(conn: Connection, exp: Experiment) -> None:
+    c = exp.config
+    rows, group = [], 0
+    for task in c.tasks:
+        members = [
+            Member(c.net_id(task, i), task, i, c.net_seed(task, i)) for i in range(c.networks_per_task)
+        ]
+        rows += [
+            dict(
+                net_id=m.net_id,
+                experiment_id=exp.id,
+                task=task,
+                idx=m.index,
+                net_seed=m.net_seed,
+                state=NetworkState.TRAINING,
+                epochs=0,
+                converged=False,
+                wall_time_s=0.0,
+                work_units="[]",
+            )
+            for m in members
+        ]
+        conn.execute(networks.insert(), rows)
+        rows = []
+        for start in range(0, len(members), c.networks_per_wu):
+            wu_id = f"{exp.name}-g{group:06d}-p000"
+            insert_work_unit(
+                conn, exp, make_spec(exp, wu_id, members[start : start + c.networks_per_wu], None), None
+            )
+            group += 1
+
+
+def _settings_differ(name: str, stored: dict[str, object], wanted: dict[str, object]) -> str:
+    diffs = [
+        f"{k}: stored {stored.get(k)!r}, asked {wanted.get(k)!r}"
+        for k in sorted(set(stored) | set(wanted))
+        if stored.get(k) != wanted.get(k)
+    ]
+    return (
+        f"experiment {name!r} already exists here with other settings ({'; '.join(diffs)}); "
+        "re-run with the same settings to resume, or use another --workdir"
+    )

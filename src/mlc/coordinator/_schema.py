@@ -1,0 +1,146 @@
+"""The coordinator's database schema (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Times are naive UTC (`utcnow()`), which both databases store and compare the same way.
+
+Work-unit state lives in columns, BOINC style: any daemon can die at any instant and the next pass
+picks up from the rows. Uniqueness constraints make every upload and every history row idempotent.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "NetworkState",
+    "Verdict",
+    "WUState",
+    "experiments",
+    "history",
+    "metadata",
+    "meta",
+    "networks",
+    "results",
+    "work_units",
+]
+
+SCHEMA_VERSION = "1"
+
+
+class WUState(enum.StrEnum):
+    READY = "ready"  # waiting for a worker
+    LEASED = "leased"  # a worker holds it until lease_expires_at
+    REPORTED = "reported"  # a result arrived and awaits validation
+    VALID = "valid"  # a result passed validation and awaits assimilation
+    DONE = "done"  # assimilated: history stored, finished networks staged, continuation created
+    FAILED = "failed"  # gave up after max_attempts
+
+
+class Verdict(enum.StrEnum):
+    PENDING = "pending"
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+class NetworkState(enum.StrEnum):
+    TRAINING = "training"
+    FINISHED = "finished"  # stop rule fired (converged or max_epochs); staged in the dataset
+    FAILED = "failed"  # its work unit failed for good
+
+
+metadata = MetaData()
+
+meta = Table(
+    "mlc_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("config_json", Text, nullable=False),
+    Column("data_digest", String(64), nullable=False),
+    Column("layout_id", String(100), nullable=False),
+    Column("dataset_dir", Text, nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("finished_at", DateTime()),
+)
+
+networks = Table(
+    "networks",
+    metadata,
+    Column("net_id", String(200), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False, index=True),
+    Column("task", String(100), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("net_seed", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("epochs", Integer, nullable=False, default=0),
+    Column("converged", Boolean, nullable=False, default=False),
+    Column("wall_time_s", Float, nullable=False, default=0.0),
+    Column("work_units", Text, nullable=False, default="[]"),  # JSON list of wu ids, in order
+    UniqueConstraint("experiment_id", "task", "idx"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("net_id", String(200), ForeignKey("networks.net_id"), primary_key=True),
+    Column("epoch", Integer, primary_key=True),  # 1-based
+    Column("train_loss", Float, nullable=False),
+    Column("val_loss", Float, nullable=False),
+    Column("val_accuracy", Float, nullable=False),
+)
+
+work_units = Table(
+    "work_units",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),  # issue order
+    Column("parent_id", String(200)),
+    Column("spec_json", Text, nullable=False),
+    Column("state_blob", LargeBinary),  # continuation start state (safetensors); dropped when done
+    Column("state", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", DateTime()),
+    Column("provenance_json", Text),  # of the assimilated result
+    Column("error", Text),
+    Column("created_at", DateTime(), nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("wu_id", String(200), ForeignKey("work_units.id"), nullable=False, index=True),
+    Column("sha256", String(64), nullable=False),
+    Column("payload", LargeBinary),  # dropped after assimilation; history and dataset hold it then
+    Column("verdict", String(16), nullable=False),
+    Column("reason", Text),
+    Column("reporter", String(200)),
+    Column("received_at", DateTime(), nullable=False),
+    UniqueConstraint("wu_id", "sha256"),
+)

@@ -1,0 +1,40 @@
+"""The server's own copy of each experiment's data and model, drawn once and kept for validation."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from mlc import models
+from mlc.coordinator._experiments import Experiment, build_shared_data, get_experiment
+from mlc.tasks import SharedData
+from mlc.train import TrainingArrays
+
+__all__ = ["ServerData"]
+
+
+class ServerData:
+    """Experiment by name, with its shared data, CPU training arrays and population model, cached."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._cache: dict[str, tuple[Experiment, SharedData, TrainingArrays, models.Population]] = {}
+
+    def _load(self, name: str) -> tuple[Experiment, SharedData, TrainingArrays, models.Population]:
+        if name not in self._cache:
+            exp = get_experiment(self._engine, name)
+            data = build_shared_data(exp.config)
+            arrays = TrainingArrays.from_shared(data, exp.config.tasks, "cpu")
+            self._cache[name] = (exp, data, arrays, models.population(exp.config.model))
+        return self._cache[name]
+
+    def experiment(self, name: str) -> Experiment:
+        return self._load(name)[0]
+
+    def shared(self, name: str) -> SharedData:
+        return self._load(name)[1]
+
+    def arrays(self, name: str) -> TrainingArrays:
+        return self._load(name)[2]
+
+    def population(self, name: str) -> models.Population:
+        return self._load(name)[3]

@@ -1,0 +1,62 @@
+"""The work-unit state machine as a pure function: (unit, its results, now) -> the change to make.
+
+No database here: daemons load rows, call `transition`, and apply what it returns in one transaction,
+so the rules are tested exhaustively without I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from mlc.coordinator._schema import Verdict, WUState
+
+__all__ = ["Change", "ResultView", "UnitView", "transition"]
+
+
+@dataclass(frozen=True)
+class UnitView:
+    state: WUState
+    attempts: int  # leases handed out so far
+    lease_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ResultView:
+    verdict: Verdict
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    state: WUState
+    error: str | None = None
+
+
+def transition(
+    unit: UnitView, results: Sequence[ResultView], now: datetime, max_attempts: int
+) -> Change | None:
+    """The state `unit` should move to, or None when it should stay as it is."""
+    if unit.state in (WUState.DONE, WUState.FAILED):
+        return None
+    verdicts = [r.verdict for r in results]
+    if Verdict.VALID in verdicts:
+        return None if unit.state == WUState.VALID else Change(WUState.VALID)
+    if Verdict.PENDING in verdicts:
+        return None if unit.state == WUState.REPORTED else Change(WUState.REPORTED)
+    if unit.state == WUState.LEASED:
+        expired = unit.lease_expires_at is not None and unit.lease_expires_at <= now
+        if not expired:
+            return None
+        return _retry_or_fail(unit, f"lease expired after attempt {unit.attempts}", max_attempts)
+    if unit.state in (WUState.REPORTED, WUState.VALID):  # every result was rejected
+        reason = results[-1].reason if results else "no result"
+        return _retry_or_fail(unit, f"result rejected: {reason}", max_attempts)
+    return None
+
+
+def _retry_or_fail(unit: UnitView, why: str, max_attempts: int) -> Change:
+    if unit.attempts >= max_attempts:
+        return Change(WUState.FAILED, f"{why}; gave up after {unit.attempts} attempts")
+    return Change(WUState.READY, why)

@@ -1,0 +1,24 @@
+"""Training: the population trainer, its resumable state, the stop rule and the reference loop."""
+
+from mlc.train._adam import adam_step
+from mlc.train._config import TrainConfig
+from mlc.train._data import TrainingArrays, batch_order
+from mlc.train._reference import train_reference
+from mlc.train._sizing import bytes_per_network, choose_population_size
+from mlc.train._state import EpochHistory, PopulationState
+from mlc.train._trainer import EpochReport, PopulationTrainer, evaluate
+
+__all__ = [
+    "EpochHistory",
+    "EpochReport",
+    "PopulationState",
+    "PopulationTrainer",
+    "TrainConfig",
+    "TrainingArrays",
+    "adam_step",
+    "batch_order",
+    "bytes_per_network",
+    "choose_population_size",
+    "evaluate",
+    "train_reference",
+]

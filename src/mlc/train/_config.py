@@ -1,0 +1,65 @@
+"""Training hyperparameters and the stop rule (spec §7), as data.
+
+A preset's `[train]` table becomes a `TrainConfig`; every network records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from mlc.errors import ConfigError
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How each network is trained and when it stops.
+
+    A network is converged when val_loss < `stop_val_loss` and val bit accuracy >= `stop_val_accuracy`
+    after an epoch; it stops then, or at `max_epochs` (kept, flagged not converged).
+    """
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    batch_size: int = 32
+    max_epochs: int = 1000
+    stop_val_loss: float = 0.01
+    stop_val_accuracy: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError("train.beta1 and train.beta2 must lie in [0, 1)")
+        if not self.eps > 0:
+            raise ConfigError(f"train.eps must be positive, got {self.eps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        if self.max_epochs < 1:
+            raise ConfigError(f"train.max_epochs must be at least 1, got {self.max_epochs}")
+        if not 0 <= self.stop_val_accuracy <= 1:
+            raise ConfigError("train.stop_val_accuracy must lie in [0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a preset table, rejecting unknown keys and wrong types with the key's name."""
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown train settings {unknown}; known: {sorted(known)}")
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            want = int if known[key] == "int" else float
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"train.{key} must be a number, got {value!r}")
+            if want is int and not float(value).is_integer():
+                raise ConfigError(f"train.{key} must be a whole number, got {value!r}")
+            clean[key] = want(value)
+        return cls(**clean)

@@ -1,0 +1,61 @@
+"""Training arrays on the training device, and the per-network batch order.
+
+Inputs are shared by every task (spec §5), so a population mixing tasks gathers one input batch per
+member and its own task's targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mlc.tasks import SharedData
+
+__all__ = ["TrainingArrays", "batch_order"]
+
+
+def batch_order(net_seed: int, epoch: int, n: int) -> np.ndarray:
+    """The shuffled order of the `n` training sequences in 0-based epoch `epoch` of network `net_seed`.
+
+    Seeded by (net_seed, epoch) alone, so an epoch's batches do not depend on where training resumed.
+    """
+    return np.random.Generator(np.random.PCG64([int(net_seed), int(epoch)])).permutation(n)
+
+
+@dataclass(frozen=True)
+class TrainingArrays:
+    """float32 tensors on one device: `train_x` [N, L, 5], `train_y` [T, N, L, 8], `val_x` [Nv, L, 5],
+    `val_y` [T, Nv, L, 8]; row t of the targets belongs to `tasks[t]`."""
+
+    tasks: tuple[str, ...]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+    @classmethod
+    def from_shared(
+        cls, data: SharedData, tasks: Sequence[str], device: torch.device | str = "cpu"
+    ) -> TrainingArrays:
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array.astype(np.float32)).to(device)
+
+        return cls(
+            tasks=tuple(tasks),
+            train_x=put(data.train_inputs),
+            train_y=put(np.stack([data.train_targets[t] for t in tasks])),
+            val_x=put(data.val_inputs),
+            val_y=put(np.stack([data.val_targets[t] for t in tasks])),
+        )
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_x.shape[0])
+
+    def task_rows(self, tasks: Sequence[str]) -> torch.Tensor:
+        """Target-row index [M] for each member's task name."""
+        lookup = {t: i for i, t in enumerate(self.tasks)}
+        return torch.tensor([lookup[t] for t in tasks], dtype=torch.long, device=self.train_x.device)

@@ -1,0 +1,38 @@
+"""How many networks to train at once on a device: as many as its memory holds, within reason.
+
+The estimate is per network for one training step (weights, Adam state, gradients, saved activations
+for the backward pass of a `batch x length` mini-batch), with a safety margin; on the CPU throughput
+stops growing long before memory runs out, so the CPU size is capped.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["bytes_per_network", "choose_population_size"]
+
+_CPU_CAP = 256  # beyond this the 2-16 core machines we target gain nothing per network
+_GPU_CAP = 16384
+_FLOAT = 4
+
+
+def bytes_per_network(n_params: int, hidden: int, layers: int, batch: int, length: int) -> int:
+    """Upper estimate of training memory per network on the plain PyTorch path."""
+    state = 5 * n_params * _FLOAT  # weights, gradient, 2 Adam moments, a copy while gathering
+    # per step and layer autograd keeps about 10 H-wide tensors (gates, pre-activations, h)
+    activations = batch * length * layers * hidden * 10 * _FLOAT
+    head = batch * length * (hidden + 12 + 24 + 12 + 8) * 2 * _FLOAT
+    return state + activations + head
+
+
+def choose_population_size(device: torch.device, per_network: int, memory_fraction: float = 0.6) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return max(1, min(_GPU_CAP, int(free * memory_fraction) // per_network))
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        pages = 8 << 30
+    return max(1, min(_CPU_CAP, int(pages * memory_fraction) // per_network))

@@ -1,0 +1,158 @@
+"""The population trainer: M networks trained at once, each with its own data order and stop rule.
+
+Each epoch gathers the still-active networks into a compact sub-population, so stopped networks are
+frozen and cost nothing; the loss is each network's own mean, summed, so gradients do not mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mlc.models import Population
+from mlc.train._adam import adam_step
+from mlc.train._config import TrainConfig
+from mlc.train._data import TrainingArrays, batch_order
+from mlc.train._state import EpochHistory, PopulationState
+
+__all__ = ["EpochReport", "PopulationTrainer", "evaluate"]
+
+_EVAL_CHUNK = 256  # sequences per forward pass when evaluating, to bound memory
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """Handed to the progress callback after every epoch of a training call."""
+
+    epochs_done: int  # epochs of this call so far
+    n_active: int  # networks still training after this epoch
+    n_stopped_now: int  # networks that stopped in this epoch
+    n_converged_now: int
+
+
+@torch.no_grad()
+def evaluate(
+    population: Population, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean BCE loss and bit accuracy (logit > 0) per network.
+
+    params [M, P]; x [N, L, 5] shared by all; y [M, N, L, 8] -> (loss [M], accuracy [M]) float32.
+    """
+    m, n = params.shape[0], x.shape[0]
+    loss_sum = torch.zeros(m, dtype=torch.float64, device=params.device)
+    correct = torch.zeros(m, dtype=torch.float64, device=params.device)
+    for start in range(0, n, _EVAL_CHUNK):
+        xs = x[start : start + _EVAL_CHUNK]
+        ys = y[:, start : start + _EVAL_CHUNK]
+        logits = population.forward(params, xs.unsqueeze(0).expand(m, *xs.shape))
+        bce = F.binary_cross_entropy_with_logits(logits, ys, reduction="none")
+        loss_sum += bce.sum(dim=(1, 2, 3)).double()
+        correct += ((logits > 0) == (ys > 0.5)).sum(dim=(1, 2, 3)).double()
+    count = float(n * y.shape[2] * y.shape[3])
+    return (loss_sum / count).float(), (correct / count).float()
+
+
+class PopulationTrainer:
+    """Trains the networks of a `PopulationState` under one `TrainConfig` on one device."""
+
+    def __init__(self, population: Population, config: TrainConfig) -> None:
+        self.population = population
+        self.config = config
+
+    def train(
+        self,
+        state: PopulationState,
+        net_seeds: Sequence[int],
+        tasks: Sequence[str],
+        data: TrainingArrays,
+        epochs: int,
+        on_epoch: Callable[[EpochReport], None] | None = None,
+    ) -> EpochHistory:
+        """Run up to `epochs` more epochs for every network that has not stopped (in place on `state`).
+
+        `net_seeds` and `tasks` name each row of `state`; the state's tensors must already be on the
+        data's device. Returns the per-epoch metrics of this call.
+        """
+        m = state.n_members
+        seeds = np.asarray(net_seeds, dtype=np.int64)
+        task_rows = data.task_rows(tasks)
+        history = _empty_history(m, epochs)
+        for k in range(epochs):
+            active = (~state.stopped).nonzero().flatten()
+            if active.numel() == 0:
+                break
+            metrics = self._epoch(state, active, seeds, task_rows, data)
+            stopped_now, converged_now = self._apply_stop_rule(state, active, metrics)
+            rows = active.cpu().numpy()
+            history.train_loss[rows, k] = metrics[0].cpu().numpy()
+            history.val_loss[rows, k] = metrics[1].cpu().numpy()
+            history.val_accuracy[rows, k] = metrics[2].cpu().numpy()
+            history.n_epochs[rows] += 1
+            if on_epoch is not None:
+                on_epoch(EpochReport(k + 1, int((~state.stopped).sum()), stopped_now, converged_now))
+        return history
+
+    def _epoch(
+        self,
+        state: PopulationState,
+        active: torch.Tensor,
+        seeds: np.ndarray,
+        task_rows: torch.Tensor,
+        data: TrainingArrays,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One epoch for the active rows; writes their weights and Adam state back."""
+        device = state.params.device
+        rows = active.cpu().numpy()
+        params = state.params[active].clone()
+        exp_avg, exp_avg_sq = state.exp_avg[active].clone(), state.exp_avg_sq[active].clone()
+        step = state.step[active].clone()
+        epochs = state.epoch[active].cpu().numpy()
+        n = data.n_train
+        order = np.stack([batch_order(seeds[r], e, n) for r, e in zip(rows, epochs, strict=True)])
+        order_t = torch.from_numpy(order).to(device)  # [Ma, N]
+        member_tasks = task_rows[active].unsqueeze(1)  # [Ma, 1]
+        loss_sum = torch.zeros(len(rows), dtype=torch.float64, device=device)
+        for start in range(0, n, self.config.batch_size):
+            idx = order_t[:, start : start + self.config.batch_size]  # [Ma, B]
+            x = data.train_x[idx]  # [Ma, B, L, 5]
+            y = data.train_y[member_tasks, idx]  # [Ma, B, L, 8]
+            leaf = params.requires_grad_(True)
+            logits = self.population.forward(leaf, x)
+            loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
+            (grad,) = torch.autograd.grad(loss.sum(), leaf)
+            params = leaf.detach()
+            adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
+            loss_sum += loss.detach().double() * idx.shape[1]
+        val_loss, val_acc = evaluate(self.population, params, data.val_x, data.val_y[task_rows[active]])
+        state.params[active] = params
+        state.exp_avg[active], state.exp_avg_sq[active] = exp_avg, exp_avg_sq
+        state.step[active] = step
+        state.epoch[active] += 1
+        return (loss_sum / n).float(), val_loss, val_acc
+
+    def _apply_stop_rule(
+        self, state: PopulationState, active: torch.Tensor, metrics: tuple[torch.Tensor, ...]
+    ) -> tuple[int, int]:
+        _, val_loss, val_acc = metrics
+        converged = (val_loss < self.config.stop_val_loss) & (val_acc >= self.config.stop_val_accuracy)
+        out_of_budget = state.epoch[active] >= self.config.max_epochs
+        stop = converged | out_of_budget
+        state.converged[active] = converged
+        state.stopped[active] = stop
+        return int(stop.sum()), int(converged.sum())
+
+
+def _empty_history(m: int, epochs: int) -> EpochHistory:
+    def nan() -> np.ndarray:
+        return np.full((m, epochs), np.nan, dtype=np.float32)
+
+    return EpochHistory(
+        train_loss=nan(),
+        val_loss=nan(),
+        val_accuracy=nan(),
+        n_epochs=np.zeros(m, dtype=np.int64),
+    )

@@ -1,0 +1,52 @@
+"""Who computed a result: device kind and name, software versions, and a stable anonymous host id."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import socket
+import uuid
+from pathlib import Path
+
+import torch
+
+__all__ = ["describe_device", "host_id", "platform_string", "resolve_device", "torch_version"]
+
+
+def resolve_device(requested: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an error, not a fallback."""
+    from mlc.errors import ConfigError
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "--device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto"
+            )
+        return torch.device(requested)
+    raise ConfigError(f"unknown device {requested!r}; use auto, cpu or cuda")
+
+
+def describe_device(device: torch.device) -> tuple[str, str]:
+    """(kind, human-readable name) of a training device."""
+    if device.type == "cuda":
+        return "cuda", torch.cuda.get_device_name(device)
+    return "cpu", platform.processor() or platform.machine() or "cpu"
+
+
+def host_id() -> str:
+    """A stable pseudonymous id for this machine: a hash, never the hostname itself."""
+    machine_id = Path("/etc/machine-id")
+    seed = machine_id.read_text().strip() if machine_id.exists() else f"{uuid.getnode():x}"
+    return hashlib.sha256(f"{socket.gethostname()}:{seed}".encode()).hexdigest()[:16]
+
+
+def platform_string() -> str:
+    return f"{platform.system()}-{platform.machine()}-py{platform.python_version()}"
+
+
+def torch_version() -> str:
+    return torch.__version__

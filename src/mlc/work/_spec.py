@@ -1,0 +1,111 @@
+"""Work-unit specification: what a worker must train, as plain data (JSON-serialisable).
+
+A work unit names a group of networks, the experiment's data (by seed and digest, so the worker
+redraws it and proves it has the same bytes), the training settings and an epoch budget. A
+continuation unit also carries the networks' training state (weights, Adam state, counters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlc.errors import ConfigError
+from mlc.tasks import DataSpec
+from mlc.train import TrainConfig
+
+__all__ = ["SPEC_FORMAT", "Member", "WorkUnitSpec"]
+
+SPEC_FORMAT = "mlc.workunit/1"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One network in a work unit; `start_epoch` is how many epochs it has already run."""
+
+    net_id: str
+    task: str
+    index: int
+    net_seed: int
+    start_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class WorkUnitSpec:
+    wu_id: str
+    experiment: str
+    model: str
+    layout_id: str
+    train: TrainConfig
+    data: DataSpec
+    data_digest: str  # SharedData.digest() over `tasks`
+    tasks: tuple[str, ...]  # every task of the experiment, in target-row order
+    members: tuple[Member, ...]
+    epochs: int  # epoch budget of this unit
+    parent: str | None = None  # the unit whose returned state this one continues
+    task_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. random automata
+
+    @property
+    def is_continuation(self) -> bool:
+        return self.parent is not None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.data.n_train / self.train.batch_size)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": SPEC_FORMAT,
+                "wu_id": self.wu_id,
+                "experiment": self.experiment,
+                "model": self.model,
+                "layout_id": self.layout_id,
+                "train": self.train.to_dict(),
+                "data": {
+                    "seed": self.data.seed,
+                    "n_train": self.data.n_train,
+                    "n_val": self.data.n_val,
+                    "length": self.data.length,
+                },
+                "data_digest": self.data_digest,
+                "tasks": list(self.tasks),
+                "task_params": self.task_params,
+                "members": [vars(m) for m in self.members],
+                "epochs": self.epochs,
+                "parent": self.parent,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkUnitSpec:
+        """Parse and check a spec; any malformation is a ConfigError naming the field."""
+        try:
+            raw = json.loads(text)
+            if raw.get("format") != SPEC_FORMAT:
+                raise ConfigError(f"work unit format {raw.get('format')!r}, expected {SPEC_FORMAT!r}")
+            members = tuple(Member(**m) for m in raw["members"])
+            spec = cls(
+                wu_id=str(raw["wu_id"]),
+                experiment=str(raw["experiment"]),
+                model=str(raw["model"]),
+                layout_id=str(raw["layout_id"]),
+                train=TrainConfig.from_dict(raw["train"]),
+                data=DataSpec(**raw["data"]),
+                data_digest=str(raw["data_digest"]),
+                tasks=tuple(raw["tasks"]),
+                task_params=dict(raw.get("task_params") or {}),
+                members=members,
+                epochs=int(raw["epochs"]),
+                parent=raw.get("parent"),
+            )
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"malformed work unit spec: {type(exc).__name__}: {exc}") from None
+        if spec.epochs < 1 or not spec.members:
+            raise ConfigError("a work unit needs at least one member and one epoch")
+        return spec
