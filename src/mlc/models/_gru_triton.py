@@ -32,9 +32,9 @@ Budget per model-step of the 4-layer stack (B=32, L=100): useful matrix work ~81
 backward with the gate recompute ~61); executed with 16-padding it is 93 [32,16,16] products per
 step, 152 MFLOP: 23 TFLOP/s of FP32 FMA at 150k model-steps/s, a third of an H100's 67. Memory
 traffic is ~3.4 MB per model-step (x, h, dh, dx once per pass): 0.5 TB/s at 150k/s, so the kernels
-are issue-bound. sm_90a builds (Triton 3.6, per model and time step, warp instructions, default
-tiles): ieee forward 2.9k + backward 8.0k; tf32x3 1.5k + 3.9k. At 4 x 9.3e11 warp instructions/s
-per H100 (132 SMs, 4 schedulers, ~1.75 GHz) that bounds the GRU stack at ~210k (ieee) and ~430k
+are issue-bound. sm_90a builds (Triton 3.6, warp instructions per model and time step, default
+tiles): ieee forward 2.9k + backward 7.3k; tf32x3 1.5k + 3.9k. At 9.2e11 warp instructions/s per
+H100 (132 SMs x 4 schedulers x ~1.75 GHz) that bounds the GRU stack at ~225k (ieee) and ~430k
 (tf32x3) model-steps/s. Saved h: 153.6 KB per model and layer, ~10 GB for the stack at 16,384.
 """
 
@@ -98,9 +98,10 @@ class _Launch:
 
 
 # (block_b, num_warps, maxnreg) of the forward and backward kernels at B >= 32, chosen from the
-# instruction counts and registers of sm_90a builds; benchmarks/gru_kernel_check.py times others.
+# instruction counts and registers of Triton 3.6 sm_90a builds (fewest instructions per model among
+# tiles that leave >= 8 warps per SM); benchmarks/gru_kernel_check.py times the alternatives.
 _DEFAULT_TILES = {
-    "ieee": ((32, 4, None), (32, 8, None)),
+    "ieee": ((32, 4, None), (16, 2, None)),
     "tf32x3": ((32, 2, None), (32, 2, None)),
     "tf32": ((32, 2, None), (32, 2, None)),
 }
