@@ -126,8 +126,8 @@ def _launch(precision: str, batch: int, block_b=None, num_warps=None) -> _Launch
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
     tiles = _DEFAULT_TILES[precision]
-    if batch <= 16 and block_b is None:  # one 16-row tile with half the warps
-        tiles = tuple((16, max(1, warps // 2), None) for _, warps, _ in tiles)
+    if batch <= 16 and block_b is None:  # one 16-row tile, with half the warps of a 32-row one
+        tiles = tuple((16, max(1, w // 2), None) if bb > 16 else (bb, w, r) for bb, w, r in tiles)
     if block_b is None and num_warps is None:
         return _Launch(precision, *tiles)
     blocks = _pair(block_b, (tiles[0][0], tiles[1][0]))
