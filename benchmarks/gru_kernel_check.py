@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from mlc.models import MLDS_GRU, Population  # noqa: E402
+from mlc.models import MLDS_GRU, Population, from_batch_major  # noqa: E402
 from mlc.models._gru_torch import gru_layer_torch  # noqa: E402
 from mlc.models._gru_triton import (  # noqa: E402
     _DEFAULT_TILES,
@@ -260,7 +260,7 @@ def _check_population(dev, precisions, args) -> list[dict]:
     for precision in precisions:
         w = flat.clone().requires_grad_()
         try:
-            out = Population(MLDS_GRU, gru_layer=partial(_default_layer, precision=precision)).forward(w, x)
+            out = Population(MLDS_GRU, gru_layer=from_batch_major(partial(_default_layer, precision=precision))).forward(w, x)
             out.backward(grad.float())
             errs = {"logits": _rel(out, out_ref), "flat_grad": _rel(w.grad, w_ref.grad)}
         except Exception:

@@ -66,11 +66,11 @@ def _layer_errors(m, b, length, n_in, precision, block_b, x_grad) -> dict[str, f
 
 
 def _population_errors() -> dict[str, float]:
-    from mlc.models import MLDS_GRU, Population, reference_module
+    from mlc.models import MLDS_GRU, Population, from_batch_major, reference_module
     from mlc.models._gru_triton import gru_layer_triton
 
     seeds = [3, 11]
-    fused, plain = Population(MLDS_GRU, gru_layer=gru_layer_triton), Population(MLDS_GRU)
+    fused, plain = Population(MLDS_GRU, gru_layer=from_batch_major(gru_layer_triton)), Population(MLDS_GRU)
     flat = fused.init(seeds)
     x = torch.randn(len(seeds), 3, 6, MLDS_GRU.input_size)
     w1, w2 = flat.clone().requires_grad_(), flat.clone().requires_grad_()

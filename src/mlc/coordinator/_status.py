@@ -18,6 +18,7 @@ class ExperimentStatus:
     n_converged: int
     n_failed: int
     epochs_done: int  # summed over networks
+    epochs_training: int  # summed over networks still training
     units: dict[str, int] = field(default_factory=dict)  # WUState value -> count
     per_task: dict[str, tuple[int, int, int]] = field(
         default_factory=dict
@@ -26,6 +27,10 @@ class ExperimentStatus:
     @property
     def n_training(self) -> int:
         return self.n_networks - self.n_finished - self.n_failed
+
+    def budget_done(self, max_epochs: int) -> int:
+        """Epochs of the whole budget (networks x max_epochs) that need no more work."""
+        return self.epochs_training + (self.n_finished + self.n_failed) * max_epochs
 
     @property
     def complete(self) -> bool:
@@ -36,7 +41,7 @@ def experiment_status(engine: Engine, experiment_id: int) -> ExperimentStatus:
     with engine.connect() as conn:
         per_task: dict[str, list[int]] = {}
         totals = {s: 0 for s in NetworkState}
-        converged = epochs = 0
+        converged = epochs = training_epochs = 0
         query = (
             select(
                 networks.c.task,
@@ -53,6 +58,8 @@ def experiment_status(engine: Engine, experiment_id: int) -> ExperimentStatus:
             counts[0] += count
             totals[NetworkState(state)] += count
             epochs += int(epoch_sum or 0)
+            if state == NetworkState.TRAINING:
+                training_epochs += int(epoch_sum or 0)
             if state == NetworkState.FINISHED:
                 counts[1] += count
                 if conv:
@@ -71,6 +78,7 @@ def experiment_status(engine: Engine, experiment_id: int) -> ExperimentStatus:
         n_converged=converged,
         n_failed=totals[NetworkState.FAILED],
         epochs_done=epochs,
+        epochs_training=training_epochs,
         units={WUState(k).value: v for k, v in units.items()},
         per_task={t: (c[0], c[1], c[2]) for t, c in per_task.items()},
     )

@@ -6,10 +6,14 @@ implementation that trains M networks in one process.
 
 from __future__ import annotations
 
+import torch
+
 from mlc.errors import UnknownNameError
+from mlc.models._gru_manual import gru_layer_manual
+from mlc.models._gru_torch import gru_layer_torch
 from mlc.models._layout import Layout, LayoutEntry, flatten, layout_of, unflatten_into
 from mlc.models._mlds_gru import MLDS_GRU, GRUNet, GRUNetConfig
-from mlc.models._population import GRULayerFn, Population, reference_module
+from mlc.models._population import GRULayerFn, Population, from_batch_major, reference_module
 
 __all__ = [
     "MLDS_GRU",
@@ -21,11 +25,15 @@ __all__ = [
     "Population",
     "config",
     "flatten",
+    "from_batch_major",
     "get",
+    "gru_layer_manual",
+    "gru_layer_torch",
     "layout",
     "layout_of",
     "names",
     "population",
+    "population_for",
     "unflatten_into",
 ]
 
@@ -50,6 +58,17 @@ def get(name: str, seed: int = 0) -> GRUNet:
 
 def layout(name: str) -> Layout:
     return layout_of(GRUNet(config(name)), name)
+
+
+def population_for(name: str, device: torch.device) -> Population:
+    """The fastest correct implementation for `device`: the fused Triton recurrence on a CUDA GPU when
+    Triton is installed, the hand-differentiated PyTorch recurrence otherwise."""
+    if device.type == "cuda":
+        from mlc.models._gru_triton import gru_layer_triton, triton_available
+
+        if triton_available(device):
+            return population(name, from_batch_major(gru_layer_triton))
+    return population(name)
 
 
 def population(name: str, gru_layer: GRULayerFn | None = None) -> Population:

@@ -11,14 +11,24 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from mlc.models._gru_torch import gru_layer_torch
+from mlc.models._gru_manual import gru_layer_manual
 from mlc.models._layout import Layout, flatten, layout_of
 from mlc.models._mlds_gru import GRUNet, GRUNetConfig
 
-__all__ = ["GRULayerFn", "Population", "reference_module"]
+__all__ = ["GRULayerFn", "Population", "from_batch_major", "reference_module"]
 
-# (x [M,B,L,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,B,L,H]
+# Time-major, per model: (x [M,L,B,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,L,B,H].
+# Time-major keeps each step's [M, B, *] block contiguous, which the CPU recurrence needs to be fast.
 GRULayerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def from_batch_major(layer: GRULayerFn) -> GRULayerFn:
+    """Adapt a layer written for x [M, B, L, I] -> h [M, B, L, H] to the time-major contract (views only)."""
+
+    def time_major(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+        return layer(x.transpose(1, 2), *weights).transpose(1, 2)
+
+    return time_major
 
 
 def reference_module(config: GRUNetConfig, seed: int) -> GRUNet:
@@ -34,7 +44,7 @@ def reference_module(config: GRUNetConfig, seed: int) -> GRUNet:
 class Population:
     """The batched (functional) form of `GRUNet` for M networks at once."""
 
-    def __init__(self, config: GRUNetConfig, gru_layer: GRULayerFn = gru_layer_torch) -> None:
+    def __init__(self, config: GRUNetConfig, gru_layer: GRULayerFn = gru_layer_manual) -> None:
         self.config = config
         self.layout: Layout = layout_of(GRUNet(config), config.name)
         self.gru_layer = gru_layer
@@ -55,7 +65,7 @@ class Population:
     def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Weights `[M, n_params]`, commands `[M, B, L, input]` float -> logits `[M, B, L, output]`."""
         v = self.views(flat)
-        h = x
+        h = x.transpose(1, 2).contiguous()  # [M, L, B, input]
         for layer in range(self.config.num_layers):
             h = self.gru_layer(
                 h,
@@ -63,13 +73,13 @@ class Population:
                 v[f"gru.weight_hh_l{layer}"],
                 v[f"gru.bias_ih_l{layer}"],
                 v[f"gru.bias_hh_l{layer}"],
-            )  # [M, B, L, H]
-        m, b, length, hidden = h.shape
-        h = h.reshape(m, b * length, hidden)
+            )  # [M, L, B, H]
+        m, length, b, hidden = h.shape
+        h = h.reshape(m, length * b, hidden)
         n_fc = len(self.config.fc_sizes)
         for i in range(1, n_fc + 1):
             w, bias = v[f"fc{i}.weight"], v[f"fc{i}.bias"]
-            h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))  # [M, B*L, out_i]
+            h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))  # [M, L*B, out_i]
             if i < n_fc:
                 h = torch.relu(h)
-        return h.reshape(m, b, length, -1)
+        return h.view(m, length, b, -1).transpose(1, 2)  # [M, B, L, output] (a view)

@@ -3,7 +3,7 @@
 Everything here is pickle-free: tensors travel as safetensors, the rest as JSON.
 """
 
-from mlc.work._experiment import ExperimentConfig, load_preset, preset_names
+from mlc.work._experiment import ExperimentConfig, describe_preset, load_preset, preset_names
 from mlc.work._host import describe_device, host_id, resolve_device
 from mlc.work._records import FinishedNetwork, weights_sha256
 from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
@@ -22,6 +22,7 @@ __all__ = [
     "WorkUnitResult",
     "WorkUnitSpec",
     "decode_state",
+    "describe_preset",
     "describe_device",
     "encode_state",
     "host_id",

@@ -3,12 +3,18 @@
 Presets are data, never code. Command-line overrides are applied to the parsed table before
 checking, so an override is validated exactly like a preset value; the resolved config is saved
 next to every output.
+
+A DS3 preset names no tasks but a `[random_automata]` table; `load_preset` resolves it into concrete
+`RandomAutomaton-<k>` tasks by running the learnability check (minutes for the full preset) and keeps
+the outcome in the config's `random_automata` record, so a resolved config never reruns the check.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,9 +23,9 @@ from typing import Any
 from mlc import models, tasks
 from mlc.errors import ConfigError, UnknownNameError
 from mlc.tasks import DataSpec
-from mlc.train import TrainConfig
+from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, select_automata
 
-__all__ = ["ExperimentConfig", "load_preset", "preset_names"]
+__all__ = ["ExperimentConfig", "describe_preset", "load_preset", "preset_names"]
 
 _TOP_KEYS = {
     "name",
@@ -35,7 +41,10 @@ _TOP_KEYS = {
     "data",
     "train",
     "task_params",
+    "random_automata",
 }
+_RANDOM_KEYS = {"count", "n_states", "seed", "learnability"}
+_LEARNABILITY_KEYS = {"enabled", *LearnabilitySettings.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class ExperimentConfig:
     train: TrainConfig
     subsets: tuple[int, ...] = ()
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    random_automata: dict[str, Any] | None = None  # DS3: generator settings + learnability record
 
     def net_seed(self, task: str, index: int) -> int:
         """A network's init seed, from (preset seed, task, index) alone: stable under any schedule."""
@@ -81,13 +91,14 @@ class ExperimentConfig:
                 "length": self.data.length,
             },
             "train": self.train.to_dict(),
-        }
+        } | ({"random_automata": self.random_automata} if self.random_automata is not None else {})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
             raise ConfigError(f"unknown preset keys {unknown}; known: {sorted(_TOP_KEYS)}")
+        record = _resolved_record(raw)  # first: an unresolved DS3 table has no tasks yet
         try:
             config = cls(
                 name=_str(raw, "name"),
@@ -102,6 +113,7 @@ class ExperimentConfig:
                 data=DataSpec(**_table(raw, "data", {"seed", "n_train", "n_val", "length"})),
                 train=TrainConfig.from_dict(_table(raw, "train", None)),
                 task_params={k: dict(v) for k, v in (raw.get("task_params") or {}).items()},
+                random_automata=record,
             )
         except TypeError as exc:
             raise ConfigError(f"preset: {exc}") from None
@@ -153,19 +165,100 @@ def _table(raw: dict[str, Any], key: str, allowed: set[str] | None) -> dict[str,
     return value
 
 
+def _resolved_record(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The `random_automata` record of a resolved config, checked against its task list; None if absent.
+
+    A preset table without the check's outcome (`selection`) has not been resolved: only `load_preset`
+    may run the check, so `from_dict` refuses it rather than train networks behind the caller's back.
+    """
+    record = raw.get("random_automata")
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("selection"), dict):
+        raise ConfigError(
+            "[random_automata] has not been resolved into tasks: load the preset with "
+            "mlc.work.load_preset, which runs the learnability check, and give no `tasks` list beside it"
+        )
+    if list(record["selection"].get("kept", [])) != list(raw.get("tasks") or []):
+        raise ConfigError("the random_automata record's kept automata differ from the config's tasks")
+    return record
+
+
+def _expand_random_automata(
+    raw: dict[str, Any], progress: Callable[[SelectionProgress], None] | None, device: str
+) -> dict[str, Any]:
+    """`raw` with `[random_automata]` resolved: concrete `tasks`, `task_params` and the check's record."""
+    spec = _table(raw, "random_automata", _RANDOM_KEYS)
+    seed = spec.get("seed", raw.get("seed"))  # defaults to the preset's seed
+    params = {"seed": _int({"random_automata.seed": seed}, "random_automata.seed", minimum=0),
+              "n_states": _int({"random_automata.n_states": spec.get("n_states")},
+                               "random_automata.n_states", minimum=2)}
+    count = _int({"random_automata.count": spec.get("count")}, "random_automata.count", minimum=1)
+    check = dict(_table(spec, "learnability", _LEARNABILITY_KEYS))
+    enabled = check.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"random_automata.learnability.enabled must be true or false, got {enabled!r}")
+    settings = LearnabilitySettings(**check)
+    if enabled:
+        selection = select_automata(
+            count, params, DataSpec(**_table(raw, "data", {"seed", "n_train", "n_val", "length"})),
+            settings, TrainConfig.from_dict(_table(raw, "train", None)), model=_str(raw, "model"),
+            seed=params["seed"], device=device, progress=progress)
+        kept, verdicts = list(selection.kept), [v.to_dict() for v in selection.verdicts]
+    else:
+        kept, verdicts = [f"RandomAutomaton-{k}" for k in range(count)], []
+    rejected = [v["task"] for v in verdicts if not v["kept"]]
+    tried = len(verdicts) if enabled else count
+    record = {
+        "count": count, **params,
+        "learnability": {"enabled": enabled, **settings.to_dict(), "networks_required": settings.required},
+        "selection": {"candidates_tried": tried, "kept": kept, "rejected": rejected,
+                      "fraction_rejected": len(rejected) / tried, "device": str(device),
+                      "verdicts": [_finite(v) for v in verdicts]},
+    }
+    return raw | {"tasks": kept, "task_params": {t: dict(params) for t in kept}, "random_automata": record}
+
+
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf (a diverged network) become None, so the record stays standard JSON."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+
+
 def preset_names() -> tuple[str, ...]:
     files = resources.files("mlc.presets").iterdir()
     return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
 
 
-def load_preset(name_or_path: str, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+def _preset_text(name: str) -> str:
+    return resources.files("mlc.presets").joinpath(f"{name}.toml").read_text()
+
+
+def describe_preset(name: str) -> str:
+    """The preset file's first comment line: what it is for, without resolving it."""
+    for line in _preset_text(name).splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def load_preset(
+    name_or_path: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    progress: Callable[[SelectionProgress], None] | None = None,
+    device: str = "cpu",
+) -> ExperimentConfig:
     """A shipped preset by name, or a TOML file by path; `overrides` maps dotted keys
-    (`networks_per_task`, `train.max_epochs`) to values and is applied before checking."""
+    (`networks_per_task`, `train.max_epochs`) to values and is applied before checking.
+
+    A `[random_automata]` preset is resolved here by training reference networks on `device`
+    (minutes for the full DS3 preset on a CPU); `progress` is called after each of their epochs.
+    """
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
         text = path.read_text()
     elif name_or_path in preset_names():
-        text = resources.files("mlc.presets").joinpath(f"{name_or_path}.toml").read_text()
+        text = _preset_text(name_or_path)
     else:
         raise UnknownNameError(
             f"unknown preset {name_or_path!r}: not a .toml file, and not one of {', '.join(preset_names())}"
@@ -180,4 +273,6 @@ def load_preset(name_or_path: str, overrides: dict[str, Any] | None = None) -> E
         for part in parents:
             table = table.setdefault(part, {})
         table[leaf] = value
+    if "random_automata" in raw and "tasks" not in raw:
+        raw = _expand_random_automata(raw, progress, device)
     return ExperimentConfig.from_dict(raw)

@@ -106,7 +106,7 @@ def _run_group(
     on_epoch: Callable[[EpochReport], None] | None,
 ) -> list[WorkUnitResult]:
     first = units[0].spec
-    population = (population_factory or (lambda name, _dev: models.population(name)))(first.model, device)
+    population = (population_factory or models.population_for)(first.model, device)
     if population.layout.layout_id != first.layout_id:
         raise ConfigError(
             f"work unit {first.wu_id} wants layout {first.layout_id}, this worker has "

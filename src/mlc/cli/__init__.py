@@ -1,0 +1,24 @@
+"""The `mlc` console script."""
+
+from __future__ import annotations
+
+import sys
+
+from mlc.cli import _dataset, _run  # noqa: F401  (registers the commands)
+from mlc.cli._app import app, err_console
+from mlc.errors import MLCError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Run the CLI. Typer reports bad arguments itself (exit 2); library errors become one clear line
+    (exit 2); an interrupt says how to resume."""
+    try:
+        app()
+    except MLCError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: re-run the same command to resume")
+        sys.exit(130)

@@ -1,0 +1,25 @@
+"""The `mlc` command line: one Typer app; each command is a thin layer over the library.
+
+Library errors (`MLCError`) are printed as one line naming the problem and exit with status 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+__all__ = ["app", "console", "err_console"]
+
+app = typer.Typer(
+    name="mlc",
+    help="MLC: train, validate, keep and analyse large populations of small neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dataset_app = typer.Typer(help="Inspect, verify and export datasets.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+console = Console()
+err_console = Console(stderr=True)

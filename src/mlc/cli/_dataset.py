@@ -1,0 +1,74 @@
+"""`mlc dataset info|verify|export`: look at, check and release a dataset directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlc.cli._app import console, dataset_app, err_console
+
+__all__ = ["export", "info", "verify"]
+
+
+@dataset_app.command()
+def info(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+    """What a dataset holds: tasks, networks, convergence, epochs, devices."""
+    import mlc.dataset
+
+    ds = mlc.dataset.open(path)
+    m, nets = ds.manifest, ds.networks
+    console.print(
+        f"[bold]{m['name']}[/] (preset {m['preset']}, spec {m['spec_version']}), model {m['model']} "
+        f"[{m['layout_id']}], {len(nets)} networks"
+    )
+    table = Table()
+    for col in ("task", "networks", "converged", "mean epochs", "median final val loss", "devices"):
+        table.add_column(col, justify="left" if col in ("task", "devices") else "right")
+    for task in ds.tasks:
+        rows = nets[nets["task"] == task]
+        table.add_row(
+            task,
+            str(len(rows)),
+            f"{int(rows['converged'].sum())}",
+            f"{rows['epochs'].mean():.1f}" if len(rows) else "-",
+            f"{rows['final_val_loss'].median():.4g}" if len(rows) else "-",
+            ", ".join(sorted(set(rows["device_kind"]))),
+        )
+    console.print(table)
+    console.print(
+        f"data: seed {m['data']['seed']}, {m['data']['n_train']} train / {m['data']['n_val']} "
+        f"validation sequences of {m['data']['length']} steps"
+    )
+
+
+@dataset_app.command()
+def verify(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+    """Check every file hash, the weights against the table, and the histories; exit 1 on problems."""
+    import mlc.dataset
+
+    report = mlc.dataset.verify(path)
+    if report.ok:
+        console.print(f"OK: {report.n_networks} networks, {report.n_files_checked} files checked")
+        return
+    for problem in report.problems:
+        err_console.print(f"problem: {problem}")
+    err_console.print(f"FAILED: {len(report.problems)} problems in {path}")
+    raise typer.Exit(1)
+
+
+@dataset_app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="dataset directory")],
+    per_task: Annotated[int, typer.Option(min=1, help="networks per task in the release")],
+    out: Annotated[Path, typer.Option(help="folder to write the release into")],
+    name: Annotated[str | None, typer.Option(help="release name [e.g. MLDS-DS1-100]")] = None,
+    allow_short: Annotated[bool, typer.Option(help="allow tasks with fewer networks")] = False,
+) -> None:
+    """Write a release: a directory of the first N networks per task, its .tar.xz and .sha256."""
+    import mlc.dataset
+
+    result = mlc.dataset.export(path, out, per_task=per_task, name=name, allow_short=allow_short)
+    console.print(f"release {result.directory}\narchive {result.archive}\nsha256  {result.sha256}")

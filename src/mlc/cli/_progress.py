@@ -1,0 +1,82 @@
+"""The one live progress display of `mlc run`: a bar over the epoch budget, networks finished and
+converged, the current batch's epoch, and an ETA. No per-item log lines."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from mlc.coordinator import ExperimentStatus
+from mlc.train import EpochReport
+
+__all__ = ["RichProgress"]
+
+
+class RichProgress:
+    """Implements `mlc.executors.ProgressSink` on a rich Progress bar.
+
+    The bar counts epochs of the whole budget (networks x max_epochs); a network that converges early
+    completes the rest of its budget at once, so the ETA shrinks as networks converge.
+    """
+
+    def __init__(self, console: Console, max_epochs: int, epochs_per_wu: int) -> None:
+        self.max_epochs = max_epochs
+        self.epochs_per_wu = epochs_per_wu
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epochs · {task.fields[networks]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task = self._progress.add_task("training", total=1, networks="")
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def _fields(self, status: ExperimentStatus, batch: str = "") -> str:
+        text = f"networks {status.n_finished}/{status.n_networks} finished, {status.n_converged} converged"
+        if status.n_failed:
+            text += f", {status.n_failed} failed"
+        return text + batch
+
+    def started(self, status: ExperimentStatus, population_size: int) -> None:
+        self._status = status
+        self._progress.console.log(f"population size {population_size} networks per batch")
+        self._progress.reset(
+            self._task,
+            total=status.n_networks * self.max_epochs,
+            completed=status.budget_done(self.max_epochs),
+            networks=self._fields(status),
+        )
+
+    def epoch(self, report: EpochReport, n_in_batch: int) -> None:
+        batch = (
+            f" · batch epoch {report.epochs_done}/{self.epochs_per_wu}, {report.n_active}/{n_in_batch} active"
+        )
+        self._progress.update(
+            self._task,
+            advance=report.n_active + report.n_stopped_now,
+            networks=self._fields(self._status, batch),
+        )
+
+    def assimilated(self, status: ExperimentStatus) -> None:
+        self._status = status
+        self._progress.update(
+            self._task, completed=status.budget_done(self.max_epochs), networks=self._fields(status)
+        )

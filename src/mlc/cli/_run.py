@@ -1,0 +1,114 @@
+"""`mlc run`, `mlc status` and `mlc presets`: train an experiment locally and watch it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from mlc.cli._app import app, console
+from mlc.cli._progress import RichProgress
+
+if TYPE_CHECKING:
+    from mlc.executors import RunSummary
+
+__all__ = ["presets", "run", "status"]
+
+
+def _default_workdir(preset: str) -> Path:
+    return Path("runs") / Path(preset).stem
+
+
+@app.command()
+def run(
+    preset: Annotated[str, typer.Argument(help="preset name (see `mlc presets`) or a .toml file")],
+    networks_per_task: Annotated[int | None, typer.Option(min=1, help="override the preset")] = None,
+    max_epochs: Annotated[int | None, typer.Option(min=1, help="override the preset")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    workdir: Annotated[Path | None, typer.Option(help="database and dataset go here [runs/PRESET]")] = None,
+    population_size: Annotated[
+        int | None, typer.Option(min=1, help="networks per batch [from memory]")
+    ] = None,
+    analyze: Annotated[bool, typer.Option(help="write the weight-space analysis report at the end")] = True,
+) -> None:
+    """Train PRESET through the full pipeline on this machine; re-running resumes."""
+    from mlc.executors import LocalExecutor
+    from mlc.work import load_preset, resolve_device
+
+    overrides: dict[str, object] = {}
+    if networks_per_task is not None:
+        overrides["networks_per_task"] = networks_per_task
+    if max_epochs is not None:
+        overrides["train.max_epochs"] = max_epochs
+    config = load_preset(preset, overrides)
+    workdir = workdir or _default_workdir(preset)
+    dev = resolve_device(device)
+    console.print(
+        f"[bold]{config.name}[/]: {len(config.tasks)} tasks x {config.networks_per_task} networks, "
+        f"up to {config.train.max_epochs} epochs, on {dev}; workdir {workdir}"
+    )
+    with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:
+        summary = LocalExecutor(workdir, dev, population_size, progress).run(config)
+    _print_summary(summary)
+    if analyze and summary.finalized:
+        from mlc.cli._analyze import write_report
+
+        write_report([summary.dataset_dir], workdir / "analysis")
+
+
+def _print_summary(summary: RunSummary) -> None:
+    s = summary.status
+    table = Table(title=f"{summary.experiment}: networks per task")
+    for col in ("task", "networks", "finished", "converged", "converged %"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for task, (total, finished, conv) in s.per_task.items():
+        table.add_row(task, str(total), str(finished), str(conv), f"{100 * conv / max(finished, 1):.0f}%")
+    console.print(table)
+    mean_epochs = s.epochs_done / max(s.n_networks, 1)
+    console.print(
+        f"{s.n_finished}/{s.n_networks} networks finished, {s.n_converged} converged "
+        f"({100 * s.n_converged / max(s.n_finished, 1):.0f}%), {s.n_failed} failed; "
+        f"{s.epochs_done} epochs in all ({mean_epochs:.1f} per network); "
+        f"wall time {summary.wall_time_s:.1f} s on {summary.device}"
+        + (" (resumed)" if summary.resumed else "")
+    )
+    if summary.finalized:
+        console.print(f"dataset: [bold]{summary.dataset_dir}[/]")
+    else:
+        console.print("not finished: re-run the same command to resume")
+
+
+@app.command()
+def status(
+    workdir: Annotated[Path, typer.Option(help="the run's workdir")] = Path("runs/mlds-smoke"),
+) -> None:
+    """Progress of the experiments in WORKDIR: networks and work units by state."""
+    from mlc.coordinator import connect, experiment_status, list_experiments, sqlite_url
+    from mlc.errors import StateError
+
+    db = workdir / "mlc.db"
+    if not db.exists():
+        raise StateError(
+            f"no run in {workdir} (no mlc.db); start one with `mlc run PRESET --workdir {workdir}`"
+        )
+    engine = connect(sqlite_url(db))
+    for exp in list_experiments(engine):
+        s = experiment_status(engine, exp.id)
+        units = ", ".join(f"{k} {v}" for k, v in sorted(s.units.items()))
+        console.print(
+            f"[bold]{exp.name}[/]: {s.n_finished}/{s.n_networks} networks finished, "
+            f"{s.n_converged} converged, {s.n_failed} failed, {s.n_training} training; "
+            f"{s.epochs_done} epochs; work units: {units}; dataset {exp.dataset_dir}"
+        )
+    engine.dispose()
+
+
+@app.command()
+def presets() -> None:
+    """List the shipped presets."""
+    from mlc.work import describe_preset, preset_names
+
+    for name in preset_names():
+        console.print(f"{name:18} {describe_preset(name)}")
