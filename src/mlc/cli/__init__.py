@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from mlc.cli import _dataset, _run  # noqa: F401  (registers the commands)
 from mlc.cli._app import app, err_console
 from mlc.errors import MLCError
@@ -17,7 +19,7 @@ def main() -> None:
     try:
         app()
     except MLCError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted: re-run the same command to resume")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mlc.cli._app import console, dataset_app, err_console
@@ -54,7 +55,7 @@ def verify(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> N
         console.print(f"OK: {report.n_networks} networks, {report.n_files_checked} files checked")
         return
     for problem in report.problems:
-        err_console.print(f"problem: {problem}")
+        err_console.print(f"problem: {escape(problem)}")
     err_console.print(f"FAILED: {len(report.problems)} problems in {path}")
     raise typer.Exit(1)
 

@@ -1,0 +1,81 @@
+"""The `mlc` command line as a user runs it: a real process, real files."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = str(Path(__file__).parents[2] / "src")
+
+
+def mlc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "mlc", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_run_status_info_verify_export(tiny_preset, tmp_path):
+    work = tmp_path / "w"
+    run = mlc("run", str(tiny_preset), "--workdir", str(work), "--device", "cpu", "--no-analyze",
+              "--networks-per-task", "1", "--max-epochs", "2", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "2/2 networks finished" in run.stdout and "dataset:" in run.stdout
+
+    status = mlc("status", "--workdir", str(work), cwd=tmp_path)
+    assert status.returncode == 0 and "2/2 networks finished" in status.stdout
+
+    info = mlc("dataset", "info", str(work / "dataset"), cwd=tmp_path)
+    assert info.returncode == 0 and "SingleDirectModified" in info.stdout
+
+    verify = mlc("dataset", "verify", str(work / "dataset"), cwd=tmp_path)
+    assert verify.returncode == 0 and verify.stdout.startswith("OK")
+
+    export = mlc("dataset", "export", str(work / "dataset"), "--per-task", "1", "--out", str(tmp_path / "rel"),
+                 cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    assert (tmp_path / "rel" / "TINY-1.tar.xz").exists()
+
+    # a different setting under the same workdir is refused, nothing is touched
+    clash = mlc("run", str(tiny_preset), "--workdir", str(work), "--device", "cpu", "--no-analyze",
+                "--networks-per-task", "2", cwd=tmp_path)
+    assert clash.returncode == 2 and "other settings" in clash.stderr
+
+    shard = next((work / "dataset" / "weights").glob("*.safetensors"))
+    blob = bytearray(shard.read_bytes())
+    blob[-5] ^= 0xFF
+    shard.write_bytes(bytes(blob))
+    broken = mlc("dataset", "verify", str(work / "dataset"), cwd=tmp_path)
+    assert broken.returncode == 1 and shard.name in broken.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "no-such-preset"], "unknown preset"),
+        (["run", "mlds-smoke", "--max-epochs", "0"], "max-epochs"),
+        (["run", "mlds-smoke", "--device", "tpu"], "unknown device"),
+        (["dataset", "verify", "."], "not an MLC dataset"),
+        (["status", "--workdir", "nowhere"], "no run in nowhere"),
+    ],
+)
+def test_bad_input_is_refused_with_a_reason(args, message, tmp_path):
+    result = mlc(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr.replace("\n", " ")
+
+
+def test_malformed_preset_file_is_refused(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\ntasks = [\n')
+    result = mlc("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and "invalid TOML" in result.stderr
+    bad.write_text('name = "x"\nmodel = "mlds-gru"\nspec_version = "1"\nseed = 1\ntasks = ["Nope"]\n'
+                   "networks_per_task = 1\nnetworks_per_wu = 1\nepochs_per_wu = 1\n")
+    result = mlc("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and "[data] needs a `seed`" in result.stderr
+    bad.write_text(bad.read_text() + "[data]\nseed = 1\n")
+    result = mlc("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and "unknown task 'Nope'" in result.stderr
