@@ -1,0 +1,193 @@
+"""Training throughput of the population trainer against the naive one-network-at-a-time loop.
+
+A model-step is one optimiser step of one network on a 32 x 100 mini-batch (forward, backward, Adam):
+about 77 MFLOP for mlds-gru. Both sides are measured in this run, on this machine, so the ratio is
+meaningful on a noisy machine where absolute numbers are not. Each configuration runs in a fresh
+child process, so its peak memory is its own.
+
+    python benchmarks/train_throughput.py --device cpu            # under 10 minutes on 2 cores
+    python benchmarks/train_throughput.py --device cuda --sizes 1024,4096,16384
+
+The population side runs the real trainer (`PopulationTrainer.train`, one epoch of `--steps`
+mini-batches, validation on 32 sequences included); its first epoch (compilation, autotuning) is
+reported as start-up and excluded from the rate. The last line is `ratio vs naive loop: <x>x`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+FLOP_PER_MODEL_STEP = (
+    3
+    * 3200
+    * (2 * (36 * 5 + 36 * 12) + 3 * 2 * (36 * 12 + 36 * 12) + 2 * (12 * 12 + 12 * 24 + 24 * 12 + 12 * 8))
+)
+
+
+def _data(steps: int, device: str):
+    from mlc import tasks
+    from mlc.train import TrainingArrays
+
+    names = list(tasks.names())
+    spec = tasks.DataSpec(seed=1, n_train=32 * steps, n_val=32, length=100)
+    shared = tasks.make_shared_data(spec, map(tasks.get, names))
+    return names, TrainingArrays.from_shared(shared, names, device)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_bytes(device: str) -> int:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure_naive(device: str, steps: int) -> dict:
+    """One reference nn.GRU network at a time, torch.optim.Adam: what a per-network client does."""
+    from mlc import models
+    from mlc.train import TrainConfig, train_reference
+
+    names, data = _data(steps, device)
+    base = _peak_bytes(device)
+    times = []
+    for seed in range(3):  # the first network warms up (cuDNN plans, allocator)
+        module = models.get("mlds-gru", seed=seed).to(device)
+        _sync(device)
+        start = time.perf_counter()
+        train_reference(module, seed, names[seed], data, TrainConfig(), epochs=1)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    rate = steps / min(times[1:])
+    return {
+        "method": "naive nn.GRU loop",
+        "models": 1,
+        "model_steps_s": rate,
+        "peak_bytes_per_model": _peak_bytes(device) - base,
+        "startup_s": times[0],
+    }
+
+
+def _population(layer: str, dev):
+    from functools import partial
+
+    from mlc import models
+
+    if layer == "manual":
+        return models.population("mlds-gru")
+    if layer == "auto":
+        return models.population_for("mlds-gru", dev)
+    from mlc.models._gru_triton import gru_layer_triton
+
+    return models.population("mlds-gru", models.from_batch_major(partial(gru_layer_triton, precision=layer)))
+
+
+def measure_population(device: str, steps: int, m: int, layer: str) -> dict:
+    import torch
+
+    from mlc.train import PopulationState, PopulationTrainer, TrainConfig
+
+    names, data = _data(steps, device)
+    dev = torch.device(device)
+    population = _population(layer, dev)
+    seeds = list(range(m))
+    state = PopulationState.fresh(population.init(seeds)).to(dev)
+    trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))
+    tasks_of = [names[i % len(names)] for i in seeds]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = 0 if device == "cuda" else _peak_bytes(device)
+    epoch_times = []
+    for _ in range(3):
+        _sync(device)
+        start = time.perf_counter()
+        trainer.train(state, seeds, tasks_of, data, 1)
+        _sync(device)
+        epoch_times.append(time.perf_counter() - start)
+    rate = m * steps / min(epoch_times[1:])
+    return {
+        "method": f"population ({layer})",
+        "models": m,
+        "model_steps_s": rate,
+        "peak_bytes_per_model": (_peak_bytes(device) - base) / m,
+        "startup_s": epoch_times[0],
+    }
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1], "args": args}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--sizes", default=None, help="population sizes, comma-separated")
+    parser.add_argument("--steps", type=int, default=None, help="mini-batches per timed epoch")
+    parser.add_argument(
+        "--layer",
+        choices=["auto", "manual", "ieee", "tf32x3"],
+        default="auto",
+        help="auto: what the trainer picks for the device; manual: the PyTorch recurrence; "
+        "ieee/tf32x3: the Triton kernel in that precision",
+    )
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, device, steps, *rest = args.child
+        result = (
+            measure_naive(device, int(steps))
+            if kind == "naive"
+            else measure_population(device, int(steps), int(rest[0]), rest[1])
+        )
+        print(json.dumps(result))
+        return
+    cuda = args.device == "cuda"
+    sizes = [int(s) for s in (args.sizes or ("1024,4096,16384" if cuda else "16,64,192")).split(",")]
+    steps = args.steps or (32 if cuda else 4)
+    rows = [_child(["naive", args.device, str(steps)])]
+    for m in sizes:
+        rows.append(_child(["population", args.device, str(steps), str(m), args.layer]))
+        print(json.dumps(rows[-1]), flush=True)
+    naive = rows[0].get("model_steps_s")
+    header = ("method", "models", "model-steps/s", "GFLOP/s", "MiB/model", "start-up s")
+    print("\n{:28} {:>7} {:>14} {:>9} {:>10} {:>10}".format(*header))
+    for r in rows:
+        if "error" in r:
+            print(f"{'failed ' + ' '.join(r['args'][3:]):28} {r['error']}")
+            continue
+        gflops = r["model_steps_s"] * FLOP_PER_MODEL_STEP / 1e9
+        mib = r["peak_bytes_per_model"] / 2**20
+        print(
+            f"{r['method']:28} {r['models']:>7} {r['model_steps_s']:>14.1f} {gflops:>9.1f} {mib:>10.2f} "
+            f"{r['startup_s']:>10.2f}"
+        )
+    best = max((r for r in rows[1:] if "error" not in r), key=lambda r: r["model_steps_s"], default=None)
+    if naive and best:
+        print(
+            f"best: {best['method']} with {best['models']} models; "
+            f"{FLOP_PER_MODEL_STEP / 1e6:.1f} MFLOP per model-step"
+        )
+        print(f"ratio vs naive loop: {best['model_steps_s'] / naive:.1f}x")
+    else:
+        print("ratio vs naive loop: unavailable (a measurement failed)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Presets: shipped ones resolve, overrides apply, malformed ones are refused with the key's name."""
+
+import pytest
+
+from mlc.errors import ConfigError, UnknownNameError
+from mlc.work import ExperimentConfig, load_preset, preset_names
+
+
+@pytest.mark.parametrize("name", ["mlds-ds1", "mlds-ds2", "mlds-smoke"])
+def test_shipped_mlds_presets_follow_the_spec_defaults(name):
+    config = load_preset(name)
+    assert config.model == "mlds-gru"
+    assert (config.data.n_train, config.data.n_val, config.data.length) == (1000, 200, 100)
+    assert config.train.lr == 1e-3 and config.train.batch_size == 32
+    assert (config.train.stop_val_loss, config.train.stop_val_accuracy) == (0.01, 1.0)
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+def test_full_presets_match_spec_section_8():
+    ds1, ds2 = load_preset("mlds-ds1"), load_preset("mlds-ds2")
+    assert ds1.networks_per_task == ds2.networks_per_task == 10000
+    assert ds1.train.max_epochs == 1000 and ds1.epochs_per_wu == 64
+    assert [t.replace("Machine", "") for t in ds1.tasks] == [t.replace("Modified", "") for t in ds2.tasks]
+    assert ds1.data == ds2.data  # same inputs for DS1 and DS2
+    assert {"mlds-ds1", "mlds-ds2", "mlds-smoke"} <= set(preset_names())
+
+
+def test_overrides_are_checked_like_preset_values():
+    assert load_preset("mlds-smoke", {"networks_per_task": 7}).networks_per_task == 7
+    assert load_preset("mlds-smoke", {"train.max_epochs": 5}).train.max_epochs == 5
+    with pytest.raises(ConfigError, match="networks_per_task"):
+        load_preset("mlds-smoke", {"networks_per_task": 0})
+
+
+def test_network_seeds_are_stable_and_distinct():
+    config = load_preset("mlds-smoke")
+    seeds = {config.net_seed(t, i) for t in config.tasks for i in range(50)}
+    assert len(seeds) == 50 * len(config.tasks)
+    assert config.net_id("ParityMachine", 3) == "ParityMachine-000003"
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('name = "x"\nbogus = 1\n', "unknown preset keys"),
+        ('name = "x"\nmodel = "mlds-gru"\nspec_version = "1"\nseed = 1\ntasks = "ParityMachine"\n', "tasks"),
+        ('name = "x"\nmodel = 3\n', "model"),
+        ("name = ", "invalid TOML"),
+    ],
+)
+def test_malformed_preset_files(tmp_path, text, match):
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_preset(str(path))
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(UnknownNameError, match="mlds-smoke"):
+        load_preset("nope")
