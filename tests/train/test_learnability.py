@@ -14,7 +14,6 @@ from mlc.tasks import RandomAutomaton, SharedData
 from mlc.train import LearnabilitySettings, TrainConfig, check_learnability, select_automata
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread() -> Iterator[None]:
     """Tiny populations: more threads only add contention (ten times slower on a busy 2-core box)."""
@@ -40,17 +39,18 @@ def data() -> SharedData:
 
 def test_keeps_the_learnable_and_rejects_the_unlearnable(data: SharedData) -> None:
     settings = LearnabilitySettings(networks=2, epochs=12, threshold=0.99)
-    seen: list[int] = []
+    seen: list[tuple[int, tuple[bool, ...]]] = []
     # lr 1e-2: two Adam steps per epoch here; fits within 2 to 7 epochs across reference seeds
     report = check_learnability(["NearlyConstant", "RandomAutomaton-0"], data, settings,
-                                TrainConfig(lr=1e-2), on_epoch=seen.append)
+                                TrainConfig(lr=1e-2), on_epoch=lambda *a: seen.append(a))
     easy, hard = report.verdicts
     assert report.kept == ("NearlyConstant",) and report.rejected == ("RandomAutomaton-0",)
     assert easy.kept and easy.n_fitted >= 1 and easy.best_val_accuracy >= 0.99
     assert easy.epochs_run < 12  # decided automata stop training
     assert not hard.kept and hard.n_fitted == 0 and hard.epochs_run == 12
     assert hard.best_val_accuracy < 0.99 and np.isfinite(hard.best_val_loss)
-    assert seen == list(range(1, 13))
+    assert [done for done, _ in seen] == list(range(1, 13))
+    assert seen[-1][1] == (True, False) and seen[0][1][1] is False
 
 
 def test_an_impossible_requirement_rejects_everything(data: SharedData) -> None:

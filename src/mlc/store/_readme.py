@@ -6,7 +6,8 @@ config.json, never from constants here. Settings are looked up first in the netw
 hyperparameters (what was actually used), then anywhere in config.json under these keys: `lr`,
 `batch_size`, `max_epochs`, `beta1`, `beta2`, `eps`, `epochs_per_wu`, `stop_val_loss`,
 `stop_val_accuracy`, `n_states`, `networks_per_task`; a setting found in neither is shown as the
-spec's default and labelled as such.
+spec's default and labelled as such. A DS3 dataset's automata section comes from config.json's
+`random_automata` record (generator settings, learnability settings and outcome).
 """
 
 from __future__ import annotations
@@ -180,6 +181,46 @@ def _machines(tasks: list[str], config: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ds3(config: dict[str, Any]) -> list[str]:
+    """How the random automata were drawn and chosen, from the config's `random_automata` record
+    (spec §4 asks the README for the number of states and the fraction rejected)."""
+    record = config.get("random_automata")
+    if not isinstance(record, dict) or not isinstance(record.get("selection"), dict):
+        return []
+    sel, check = record["selection"], record.get("learnability", {})
+    lines = [
+        "", "### DS3: random automata", "",
+        f"Each `RandomAutomaton-<k>` has {record['n_states']} states and is drawn from "
+        f"`rng = numpy.random.Generator(PCG64([{record['seed']}, k]))`: transitions "
+        f"`rng.integers(0, {record['n_states']}, size=({record['n_states']}, 32))` (int64), then "
+        f"distinct codes `rng.choice(256, size={record['n_states']}, replace=False)`; a draw that is "
+        "not strongly connected or not minimal (Moore partition refinement) is redrawn from the same "
+        "generator. A command (`w, a2, a1, a0, d`) is the symbol `16w + 8a2 + 4a1 + 2a0 + d`; the "
+        "machine starts in state 0 and at each step moves to `transitions[state, symbol]` and emits "
+        "that state's code, most significant bit first (`y[0]` = bit 7).",
+    ]
+    if not check.get("enabled", False):
+        return lines + ["", f"No learnability check was run: the automata are k = 0..{record['count'] - 1}."]
+    rejected = sel.get("rejected", [])
+    cut = ", ".join(f"{key} {check[key]}" for key in ("n_train", "length") if check.get(key) is not None)
+    lines += [
+        "", f"Learnability check: {check['networks']} reference network(s) per candidate (seeds "
+        "other than the dataset's), trained like the dataset's networks (same model, optimiser and "
+        f"data{'; data cut to ' + cut if cut else ''}) for at most {check['epochs']} epochs; a "
+        f"network fits, and stops, at validation bit accuracy >= {check['threshold']}, and a "
+        f"candidate is kept when at least {check.get('networks_required', 1)} of its networks fit. "
+        f"Candidates k = 0, 1, 2, ... were checked in batches until {record['count']} were kept "
+        f"(the first {record['count']} that passed), within a budget of {check['max_candidates']} "
+        "candidates; every verdict is in config.json under `random_automata.selection`.", "",
+        "| candidates tried | kept | rejected | fraction rejected |", "|---:|---:|---:|---:|",
+        f"| {sel['candidates_tried']} | {len(sel['kept'])} | {len(rejected)} | "
+        f"{sel['fraction_rejected']:.1%} |",
+    ]
+    if rejected:
+        lines += ["", "Rejected: " + ", ".join(f"`{t}`" for t in rejected) + "."]
+    return lines
+
+
 def _data(m: dict[str, Any]) -> list[str]:
     d = m["data"]
     lines = [
@@ -252,7 +293,7 @@ def render_readme(manifest: dict[str, Any], config: dict[str, Any], layout: Layo
     """The README.md of a finished dataset (manifest with counts; networks.parquet's rows)."""
     output_bits = model_config(manifest["model"]).output_size
     lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
-             *_loading(manifest), *_encoding(), *_machines(manifest["tasks"], config),
+             *_loading(manifest), *_encoding(), *_machines(manifest["tasks"], config), *_ds3(config),
              *_data(manifest), *_network(manifest, layout, networks),
              *_training(config, networks, output_bits)]
     return "\n".join(lines) + "\n"

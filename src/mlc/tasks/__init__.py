@@ -5,17 +5,29 @@
 
 from mlc.tasks._data import DataSpec, SharedData, array_sha256, draw_inputs, make_shared_data
 from mlc.tasks._encoding import N_INPUT_BITS, N_OUTPUT_BITS
+from mlc.tasks._random_automata import (
+    RandomAutomaton,
+    equivalence_classes,
+    is_minimal,
+    is_strongly_connected,
+    random_automaton,
+)
 from mlc.tasks._registry import Task, get, names
 
 __all__ = [
     "N_INPUT_BITS",
     "N_OUTPUT_BITS",
     "DataSpec",
+    "RandomAutomaton",
     "SharedData",
     "Task",
     "array_sha256",
     "draw_inputs",
+    "equivalence_classes",
     "get",
+    "is_minimal",
+    "is_strongly_connected",
     "make_shared_data",
     "names",
+    "random_automaton",
 ]

@@ -126,14 +126,14 @@ def check_learnability(
     model: str = "mlds-gru",
     seed: int = 0,
     device: torch.device | str = "cpu",
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, tuple[bool, ...]], None] | None = None,
 ) -> LearnabilityReport:
     """Train `settings.networks` reference networks per task, all in one population, and judge each.
 
     `data` must hold the targets of every named task. Training uses `train` (lr, batch size) with the
     epoch budget `settings.epochs`; a network stops as soon as it fits, and an automaton's remaining
-    networks stop once enough of them fit, so easy automata cost little. `on_epoch(epochs_done)` is
-    called after every epoch.
+    networks stop once enough of them fit, so easy automata cost little. `on_epoch(epochs_done,
+    kept)` is called after every epoch, `kept` saying which automata are already kept.
     """
     names = list(task_names)
     missing = [t for t in names if t not in data.train_targets]
@@ -159,9 +159,9 @@ def check_learnability(
         ran = history.n_epochs > 0
         final_acc[ran], final_loss[ran] = history.val_accuracy[ran, 0], history.val_loss[ran, 0]
         epochs_run[ran] += 1
-        _retire_decided(state, settings)
+        kept = _retire_decided(state, settings)
         if on_epoch is not None:
-            on_epoch(epoch + 1)
+            on_epoch(epoch + 1, tuple(kept.tolist()))
     fitted = state.converged.cpu().numpy().reshape(len(names), n_net)
     verdicts = tuple(
         AutomatonVerdict(
@@ -177,12 +177,13 @@ def check_learnability(
     return LearnabilityReport(verdicts, settings)
 
 
-def _retire_decided(state: PopulationState, settings: LearnabilitySettings) -> None:
-    """Stop the still-training networks of automata that already have enough fitted networks."""
+def _retire_decided(state: PopulationState, settings: LearnabilitySettings) -> torch.Tensor:
+    """Stop the still-training networks of automata that already have enough fitted networks;
+    returns which automata are kept, bool [n_automata]."""
     n_net = settings.networks
-    fitted = state.converged.view(-1, n_net).sum(dim=1)  # [n_automata]
-    decided = (fitted >= settings.required).repeat_interleave(n_net)
-    state.stopped |= decided
+    kept = state.converged.view(-1, n_net).sum(dim=1) >= settings.required  # [n_automata]
+    state.stopped |= kept.repeat_interleave(n_net)
+    return kept.cpu()
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class SelectionProgress:
     epochs_done: int
     epochs: int
     n_tried: int  # candidates decided in earlier batches
-    n_kept: int
+    n_kept: int  # automata kept so far, this batch included
     count: int  # automata wanted
 
 
@@ -245,9 +246,10 @@ def select_automata(
                     settings)
         batch_no += 1
 
-        def report(done: int, _no: int = batch_no, _size: int = size) -> None:
+        def report(done: int, now: tuple[bool, ...], _no: int = batch_no, _size: int = size) -> None:
             if progress is not None:
-                progress(SelectionProgress(_no, _size, done, settings.epochs, len(verdicts), len(kept), count))
+                progress(SelectionProgress(_no, _size, done, settings.epochs, len(verdicts),
+                                           min(count, len(kept) + sum(now)), count))
 
         result = check_learnability(names, data, settings, train, model=model, seed=seed, device=device,
                                     on_epoch=report)

@@ -184,37 +184,43 @@ def _resolved_record(raw: dict[str, Any]) -> dict[str, Any] | None:
     return record
 
 
-def _expand_random_automata(
-    raw: dict[str, Any], progress: Callable[[SelectionProgress], None] | None, device: str
-) -> dict[str, Any]:
-    """`raw` with `[random_automata]` resolved: concrete `tasks`, `task_params` and the check's record."""
+def _random_settings(raw: dict[str, Any]) -> tuple[int, dict[str, int], bool, LearnabilitySettings]:
+    """The checked `[random_automata]` table: (count, task params, check enabled, check settings)."""
     spec = _table(raw, "random_automata", _RANDOM_KEYS)
-    seed = spec.get("seed", raw.get("seed"))  # defaults to the preset's seed
-    params = {"seed": _int({"random_automata.seed": seed}, "random_automata.seed", minimum=0),
-              "n_states": _int({"random_automata.n_states": spec.get("n_states")},
-                               "random_automata.n_states", minimum=2)}
-    count = _int({"random_automata.count": spec.get("count")}, "random_automata.count", minimum=1)
+
+    def whole(key: str, value: Any, minimum: int) -> int:
+        return _int({f"random_automata.{key}": value}, f"random_automata.{key}", minimum)
+
+    params = {"seed": whole("seed", spec.get("seed", raw.get("seed")), 0),  # default: the preset's
+              "n_states": whole("n_states", spec.get("n_states"), 2)}
     check = dict(_table(spec, "learnability", _LEARNABILITY_KEYS))
     enabled = check.pop("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"random_automata.learnability.enabled must be true or false, got {enabled!r}")
-    settings = LearnabilitySettings(**check)
+    return whole("count", spec.get("count"), 1), params, enabled, LearnabilitySettings(**check)
+
+
+def _expand_random_automata(
+    raw: dict[str, Any], progress: Callable[[SelectionProgress], None] | None, device: str
+) -> dict[str, Any]:
+    """`raw` with `[random_automata]` resolved: concrete `tasks`, `task_params` and the check's record."""
+    count, params, enabled, settings = _random_settings(raw)
     if enabled:
         selection = select_automata(
             count, params, DataSpec(**_table(raw, "data", {"seed", "n_train", "n_val", "length"})),
             settings, TrainConfig.from_dict(_table(raw, "train", None)), model=_str(raw, "model"),
             seed=params["seed"], device=device, progress=progress)
-        kept, verdicts = list(selection.kept), [v.to_dict() for v in selection.verdicts]
+        kept, verdicts = list(selection.kept), [_finite(v.to_dict()) for v in selection.verdicts]
+        tried = selection.n_tried
     else:
-        kept, verdicts = [f"RandomAutomaton-{k}" for k in range(count)], []
+        kept, verdicts, tried = [f"RandomAutomaton-{k}" for k in range(count)], [], count
     rejected = [v["task"] for v in verdicts if not v["kept"]]
-    tried = len(verdicts) if enabled else count
     record = {
         "count": count, **params,
         "learnability": {"enabled": enabled, **settings.to_dict(), "networks_required": settings.required},
         "selection": {"candidates_tried": tried, "kept": kept, "rejected": rejected,
                       "fraction_rejected": len(rejected) / tried, "device": str(device),
-                      "verdicts": [_finite(v) for v in verdicts]},
+                      "verdicts": verdicts},
     }
     return raw | {"tasks": kept, "task_params": {t: dict(params) for t in kept}, "random_automata": record}
 
