@@ -1,0 +1,661 @@
+"""The coordinator against real databases: experiments, leases, reports, validation, assimilation.
+
+Every test runs on a SQLite file and on PostgreSQL (see conftest). Workers are the real CPU trainer
+(`run_work_units`) on a tiny experiment: two tasks x two networks, 3 epochs in units of 2 epochs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from coordinator_setup import Setup, tiny_config
+from sqlalchemy import Engine, Row, event, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mlc.coordinator import (
+    DEFAULT_MAX_ATTEMPTS,
+    NetworkState,
+    ReportOutcome,
+    Verdict,
+    WUState,
+    apply_transitions,
+    assimilate_valid,
+    connect,
+    create_experiment,
+    experiment_status,
+    lease_work,
+    report_result,
+    utcnow,
+    validate_pending,
+)
+from mlc.coordinator._schema import history, networks, results, work_units
+from mlc.errors import StateError
+from mlc.store import DatasetWriter, open_dataset
+from mlc.work import FinishedNetwork, WorkUnit, WorkUnitResult, WorkUnitSpec, run_work_units
+
+CPU = torch.device("cpu")
+LEASE = 600.0  # seconds; long enough never to expire by itself during a test
+MAX_EPOCHS = 3
+NET_IDS = {
+    "SingleDirectMachine-000000",
+    "SingleDirectMachine-000001",
+    "ParityMachine-000000",
+    "ParityMachine-000001",
+}
+FIRST = ("mlds-smoke-g000000-p000", "mlds-smoke-g000001-p000")  # one per task, in seq order
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+
+def unit_row(engine: Engine, wu_id: str) -> Row[Any]:
+    with engine.connect() as conn:
+        return conn.execute(select(work_units).where(work_units.c.id == wu_id)).one()
+
+
+def all_units(engine: Engine) -> list[Row[Any]]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(work_units).order_by(work_units.c.seq)))
+
+
+def network_rows(engine: Engine) -> dict[str, Row[Any]]:
+    with engine.connect() as conn:
+        return {r.net_id: r for r in conn.execute(select(networks))}
+
+
+def result_rows(engine: Engine, wu_id: str) -> list[Row[Any]]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(results).where(results.c.wu_id == wu_id).order_by(results.c.id)))
+
+
+def history_rows(engine: Engine) -> dict[str, list[Row[Any]]]:
+    out: dict[str, list[Row[Any]]] = {}
+    with engine.connect() as conn:
+        for r in conn.execute(select(history).order_by(history.c.net_id, history.c.epoch)):
+            out.setdefault(r.net_id, []).append(r)
+    return out
+
+
+def expire_leases(engine: Engine) -> None:
+    """Move every lease deadline into the past, as if the worker had vanished long ago."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(work_units)
+            .where(work_units.c.lease_expires_at.is_not(None))
+            .values(lease_expires_at=utcnow() - timedelta(seconds=5))
+        )
+
+
+def train(units: list[WorkUnit]) -> list[WorkUnitResult]:
+    return run_work_units(units, CPU)
+
+
+def lease_one(c: Setup, owner: str = "worker-a") -> WorkUnit:
+    """Lease exactly one unit (each holds two networks)."""
+    (unit,) = lease_work(c.engine, owner, 2, LEASE, experiment_id=c.exp.id)
+    return unit
+
+
+def tampered(result: WorkUnitResult, how: str) -> bytes:
+    """The result's bytes after a dishonest (or broken) worker changed them."""
+    forged = WorkUnitResult.from_bytes(result.to_bytes())  # a private copy
+    if how == "params":
+        forged.state.params.mul_(1.5)
+    elif how == "claimed_loss":
+        n = forged.history.n_epochs
+        forged.history.val_loss[np.arange(len(n)), n - 1] *= 0.5  # claims to be better than it is
+    elif how == "more_params":
+        forged.state.params.add_(0.25)
+    else:
+        raise AssertionError(how)
+    return forged.to_bytes()
+
+
+def drive(c: Setup, owner: str = "worker-a", rounds: int = 10) -> list[list[WorkUnitResult]]:
+    """The local executor's loop, step by step; returns the results of every round."""
+    done: list[list[WorkUnitResult]] = []
+    for _ in range(rounds):
+        apply_transitions(c.engine)
+        units = lease_work(c.engine, owner, 100, LEASE, experiment_id=c.exp.id)
+        if not units:
+            return done
+        out = train(units)
+        for r in out:
+            assert report_result(c.engine, r.wu_id, r.to_bytes(), owner) == ReportOutcome.ACCEPTED
+        validate_pending(c.engine, c.server)
+        assimilate_valid(c.engine, c.server, c.writer_for)
+        done.append(out)
+    raise AssertionError(f"not finished after {rounds} rounds")
+
+
+# ---- creating and resuming experiments -----------------------------------------------------------
+
+
+def test_create_experiment_makes_every_network_and_the_first_units(coord: Setup) -> None:
+    nets = network_rows(coord.engine)
+    assert set(nets) == NET_IDS
+    for row in nets.values():
+        assert (row.state, row.epochs, row.converged, json.loads(row.work_units)) == (
+            NetworkState.TRAINING,
+            0,
+            False,
+            [],
+        )
+        assert row.experiment_id == coord.exp.id
+        assert row.net_seed == coord.exp.config.net_seed(row.task, row.idx)
+    units = all_units(coord.engine)
+    assert [u.id for u in units] == list(FIRST)
+    assert [u.seq for u in units] == [1, 2]
+    for u, task in zip(units, ["SingleDirectMachine", "ParityMachine"], strict=True):
+        spec = WorkUnitSpec.from_json(u.spec_json)
+        assert (u.state, u.attempts, u.parent_id, u.state_blob, u.lease_owner) == (
+            WUState.READY,
+            0,
+            None,
+            None,
+            None,
+        )
+        assert [m.net_id for m in spec.members] == [f"{task}-000000", f"{task}-000001"]
+        assert all(m.start_epoch == 0 and m.task == task for m in spec.members)
+        assert (spec.epochs, spec.parent, spec.data_digest) == (2, None, coord.exp.data_digest)
+    status = experiment_status(coord.engine, coord.exp.id)
+    assert (status.n_networks, status.n_training, status.units) == (4, 4, {"ready": 2})
+
+
+def test_recreating_with_the_same_settings_resumes(coord: Setup, tmp_path: Any) -> None:
+    leased = lease_one(coord)  # some progress that resuming must keep
+    again, created = create_experiment(coord.engine, tiny_config(), tmp_path / "elsewhere")
+    assert not created
+    assert (again.id, again.name, again.config, again.data_digest) == (
+        coord.exp.id,
+        coord.exp.name,
+        coord.exp.config,
+        coord.exp.data_digest,
+    )
+    assert again.dataset_dir == coord.exp.dataset_dir  # the stored one, not the one asked for
+    assert len(all_units(coord.engine)) == 2 and len(network_rows(coord.engine)) == 4
+    assert unit_row(coord.engine, leased.spec.wu_id).state == WUState.LEASED
+
+
+def test_recreating_with_other_settings_is_refused_naming_the_difference(coord: Setup, tmp_path: Any) -> None:
+    with pytest.raises(StateError) as info:
+        create_experiment(coord.engine, tiny_config(networks_per_task=3), tmp_path / "ds2")
+    message = str(info.value)
+    assert "networks_per_task: stored 2, asked 3" in message
+    assert "mlds-smoke" in message and "same settings" in message
+    assert "epochs_per_wu" not in message  # only what differs is named
+    with pytest.raises(StateError, match="max_epochs"):
+        create_experiment(coord.engine, tiny_config(**{"train.max_epochs": 4}), tmp_path / "ds3")
+    assert len(network_rows(coord.engine)) == 4  # nothing was added
+
+
+# ---- leases ----------------------------------------------------------------------------------------
+
+
+def test_lease_hands_out_the_oldest_units_up_to_max_members(coord: Setup) -> None:
+    before = utcnow()
+    first = lease_work(coord.engine, "a", 3, LEASE, experiment_id=coord.exp.id)
+    assert [u.spec.wu_id for u in first] == [FIRST[0]]  # 2 + 2 members would exceed 3
+    assert first[0].state is None  # a first unit starts from fresh weights
+    row = unit_row(coord.engine, FIRST[0])
+    assert (row.state, row.lease_owner, row.attempts) == (WUState.LEASED, "a", 1)
+    assert before + timedelta(seconds=LEASE) <= row.lease_expires_at <= utcnow() + timedelta(seconds=LEASE)
+    assert unit_row(coord.engine, FIRST[1]).state == WUState.READY
+    second = lease_work(coord.engine, "b", 100, LEASE, experiment_id=coord.exp.id)
+    assert [u.spec.wu_id for u in second] == [FIRST[1]]
+    assert lease_work(coord.engine, "c", 100, LEASE) == []
+    # a unit larger than max_members is still handed out whole rather than never
+    expire_leases(coord.engine)
+    assert [u.spec.wu_id for u in lease_work(coord.engine, "d", 1, LEASE)] == [FIRST[0]]
+
+
+def test_lease_is_limited_to_the_experiment_asked_for(coord: Setup) -> None:
+    assert lease_work(coord.engine, "a", 100, LEASE, experiment_id=coord.exp.id + 1) == []
+    assert len(lease_work(coord.engine, "a", 100, LEASE)) == 2
+
+
+def test_a_leased_unit_waits_until_its_lease_expires(coord: Setup) -> None:
+    lease_work(coord.engine, "a", 100, LEASE)
+    assert lease_work(coord.engine, "b", 100, LEASE) == []
+    assert apply_transitions(coord.engine) == 0  # live leases stay
+    expire_leases(coord.engine)
+    taken = lease_work(coord.engine, "b", 100, LEASE)
+    assert [u.spec.wu_id for u in taken] == list(FIRST)
+    for wu_id in FIRST:
+        row = unit_row(coord.engine, wu_id)
+        assert (row.state, row.lease_owner, row.attempts) == (WUState.LEASED, "b", 2)
+
+
+def test_an_already_expired_lease_can_be_taken_at_once(coord: Setup) -> None:
+    lease_work(coord.engine, "a", 100, -1.0)
+    assert [u.spec.wu_id for u in lease_work(coord.engine, "b", 100, LEASE)] == list(FIRST)
+
+
+def test_the_transitioner_requeues_expired_leases_then_fails_them(coord: Setup) -> None:
+    for attempt in range(1, DEFAULT_MAX_ATTEMPTS + 1):
+        apply_transitions(coord.engine)
+        assert len(lease_work(coord.engine, f"w{attempt}", 100, LEASE)) == 2
+        expire_leases(coord.engine)
+        assert apply_transitions(coord.engine) == 2
+        row = unit_row(coord.engine, FIRST[0])
+        assert (row.lease_owner, row.lease_expires_at, row.attempts) == (None, None, attempt)
+        if attempt < DEFAULT_MAX_ATTEMPTS:
+            assert (row.state, row.error) == (WUState.READY, f"lease expired after attempt {attempt}")
+    assert row.state == WUState.FAILED
+    assert row.error == f"lease expired after attempt 3; gave up after {DEFAULT_MAX_ATTEMPTS} attempts"
+    assert {r.state for r in network_rows(coord.engine).values()} == {NetworkState.FAILED}
+    assert lease_work(coord.engine, "late", 100, LEASE) == []
+    assert experiment_status(coord.engine, coord.exp.id).n_failed == 4
+
+
+def test_the_same_owner_re_leases_its_own_units_after_a_restart(coord: Setup) -> None:
+    held = lease_work(coord.engine, "local:host", 100, 60.0)
+    expires = unit_row(coord.engine, FIRST[0]).lease_expires_at
+    assert lease_work(coord.engine, "someone-else", 100, LEASE) == []
+    again = lease_work(coord.engine, "local:host", 100, LEASE)  # the process restarted
+    assert [u.spec.wu_id for u in again] == [u.spec.wu_id for u in held]
+    row = unit_row(coord.engine, FIRST[0])
+    assert (row.state, row.lease_owner) == (WUState.LEASED, "local:host")
+    assert row.lease_expires_at > expires  # the new lease's deadline
+
+
+# ---- reports ---------------------------------------------------------------------------------------
+
+
+def test_report_outcomes(coord: Setup) -> None:
+    unit = lease_one(coord)
+    (result,) = train([unit])
+    payload = result.to_bytes()
+    wu_id = unit.spec.wu_id
+    assert report_result(coord.engine, wu_id, payload, "a") == ReportOutcome.ACCEPTED
+    assert unit_row(coord.engine, wu_id).state == WUState.REPORTED
+    assert report_result(coord.engine, wu_id, payload, "a") == ReportOutcome.DUPLICATE
+    assert report_result(coord.engine, wu_id, payload, "someone-else") == ReportOutcome.DUPLICATE
+    assert len(result_rows(coord.engine, wu_id)) == 1
+    with pytest.raises(StateError, match="no work unit 'mlds-smoke-g999999-p000'"):
+        report_result(coord.engine, "mlds-smoke-g999999-p000", payload, "a")
+    assert validate_pending(coord.engine, coord.server) == (1, 0)
+    assert unit_row(coord.engine, wu_id).state == WUState.VALID
+    other = tampered(result, "params")
+    assert report_result(coord.engine, wu_id, other, "b") == ReportOutcome.TOO_LATE  # VALID
+    assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    assert unit_row(coord.engine, wu_id).state == WUState.DONE
+    assert report_result(coord.engine, wu_id, other, "b") == ReportOutcome.TOO_LATE  # DONE
+    assert report_result(coord.engine, wu_id, payload, "a") == ReportOutcome.DUPLICATE
+    assert len(result_rows(coord.engine, wu_id)) == 1  # late results are kept out
+
+
+# ---- the whole loop -------------------------------------------------------------------------------
+
+
+def test_the_full_loop_trains_every_network_into_the_dataset_exactly_once(coord: Setup) -> None:
+    rounds = drive(coord)
+    assert [[r.wu_id for r in batch] for batch in rounds] == [
+        list(FIRST),
+        [f"mlds-smoke-g00000{g}-p001" for g in range(2)],
+    ]
+
+    units = {u.id: u for u in all_units(coord.engine)}
+    assert len(units) == 4 and {u.state for u in units.values()} == {WUState.DONE}
+    for g in range(2):
+        parent, child = units[f"mlds-smoke-g00000{g}-p000"], units[f"mlds-smoke-g00000{g}-p001"]
+        spec = WorkUnitSpec.from_json(child.spec_json)
+        assert child.parent_id == spec.parent == parent.id and child.seq > parent.seq
+        assert [m.start_epoch for m in spec.members] == [2, 2]
+        assert [m.net_id for m in spec.members] == [
+            m.net_id for m in WorkUnitSpec.from_json(parent.spec_json).members
+        ]
+        for u in (parent, child):
+            assert (u.state_blob, u.lease_owner, u.lease_expires_at) == (None, None, None)
+            assert json.loads(u.provenance_json)["device_kind"] == "cpu"
+            assert [(r.verdict, r.payload) for r in result_rows(coord.engine, u.id)] == [
+                (Verdict.VALID, None)
+            ]
+
+    nets, hist = network_rows(coord.engine), history_rows(coord.engine)
+    assert set(nets) == set(hist) == NET_IDS
+    for net_id, row in nets.items():
+        g = 0 if net_id.startswith("SingleDirect") else 1
+        assert (row.state, row.epochs) == (NetworkState.FINISHED, MAX_EPOCHS)
+        assert json.loads(row.work_units) == [f"mlds-smoke-g00000{g}-p000", f"mlds-smoke-g00000{g}-p001"]
+        assert [h.epoch for h in hist[net_id]] == [1, 2, 3]
+        assert row.wall_time_s > 0
+
+    status = experiment_status(coord.engine, coord.exp.id)
+    assert (status.complete, status.n_finished, status.epochs_done) == (True, 4, 4 * MAX_EPOCHS)
+    assert coord.writer.staged_ids() == NET_IDS
+    assert DatasetWriter.open(coord.exp.dataset_dir).staged_ids() == NET_IDS
+
+    # passes over a finished experiment change nothing
+    assert validate_pending(coord.engine, coord.server) == (0, 0)
+    assert assimilate_valid(coord.engine, coord.server, coord.writer_for) == 0
+    assert apply_transitions(coord.engine) == 0
+    assert lease_work(coord.engine, "a", 100, LEASE) == []
+    last = rounds[-1][0]
+    assert report_result(coord.engine, last.wu_id, last.to_bytes(), "a") == ReportOutcome.DUPLICATE
+    assert len(history_rows(coord.engine)["ParityMachine-000000"]) == MAX_EPOCHS
+
+    # the dataset holds what the database says, and the weights the workers returned
+    dataset = open_dataset(coord.writer.finalize())
+    assert len(dataset) == 4
+    stored = dataset.history.sort_values(["net_id", "epoch"])
+    for net_id in NET_IDS:
+        mine = stored[stored.net_id == net_id]
+        want = hist[net_id]
+        assert mine.epoch.tolist() == [h.epoch for h in want]
+        np.testing.assert_allclose(mine.val_loss.to_numpy(), [h.val_loss for h in want], rtol=1e-6)
+        np.testing.assert_allclose(mine.train_loss.to_numpy(), [h.train_loss for h in want], rtol=1e-6)
+    for result in rounds[-1]:
+        got = dataset.weights(net_ids=list(result.members))
+        np.testing.assert_array_equal(got, result.state.params.numpy())
+
+
+# ---- dishonest results ----------------------------------------------------------------------------
+
+
+def test_a_tampered_result_is_rejected_retried_and_finally_failed(coord: Setup) -> None:
+    wu_id = FIRST[0]
+    honest: WorkUnitResult | None = None
+    for attempt, how in enumerate(["params", "claimed_loss", "more_params"], start=1):
+        unit = lease_one(coord)
+        assert unit.spec.wu_id == wu_id  # the oldest unit comes back first
+        (honest,) = train([unit])
+        assert report_result(coord.engine, wu_id, tampered(honest, how), "cheat") == ReportOutcome.ACCEPTED
+        assert validate_pending(coord.engine, coord.server) == (0, 1)
+        verdict = result_rows(coord.engine, wu_id)[-1]
+        assert verdict.verdict == Verdict.INVALID and verdict.payload is None  # rejected bytes are not kept
+        assert verdict.reason.startswith("loss_mismatch: ") and "claimed val loss" in verdict.reason
+        row = unit_row(coord.engine, wu_id)
+        assert row.attempts == attempt and row.error == f"result rejected: {verdict.reason}" + (
+            f"; gave up after {attempt} attempts" if attempt == DEFAULT_MAX_ATTEMPTS else ""
+        )
+        want = WUState.FAILED if attempt == DEFAULT_MAX_ATTEMPTS else WUState.READY
+        assert (row.state, row.lease_owner) == (want, None)
+        assert assimilate_valid(coord.engine, coord.server, coord.writer_for) == 0
+
+    nets = network_rows(coord.engine)
+    assert {nets[n].state for n in nets if n.startswith("SingleDirect")} == {NetworkState.FAILED}
+    assert {nets[n].state for n in nets if n.startswith("Parity")} == {NetworkState.TRAINING}
+    assert honest is not None  # the honest answer now comes too late
+    assert report_result(coord.engine, wu_id, honest.to_bytes(), "a") == ReportOutcome.TOO_LATE
+
+    drive(coord)  # the other task is unaffected and finishes
+    status = experiment_status(coord.engine, coord.exp.id)
+    assert (status.complete, status.n_failed, status.n_finished) == (True, 2, 2)
+    assert coord.writer.staged_ids() == {"ParityMachine-000000", "ParityMachine-000001"}
+    assert "SingleDirectMachine-000000" not in history_rows(coord.engine)
+    assert not any(u.parent_id == wu_id for u in all_units(coord.engine))  # no continuation
+
+
+def test_garbage_bytes_are_rejected_as_malformed(coord: Setup) -> None:
+    unit = lease_one(coord)
+    assert (
+        report_result(coord.engine, unit.spec.wu_id, b"not a safetensors file", "x") == ReportOutcome.ACCEPTED
+    )
+    assert validate_pending(coord.engine, coord.server) == (0, 1)
+    assert result_rows(coord.engine, unit.spec.wu_id)[0].reason.startswith("malformed: ")
+    assert unit_row(coord.engine, unit.spec.wu_id).state == WUState.READY
+
+
+def test_a_result_for_another_unit_is_rejected(coord: Setup) -> None:
+    a, b = lease_work(coord.engine, "a", 100, LEASE)
+    ra, _ = train([a, b])
+    assert report_result(coord.engine, b.spec.wu_id, ra.to_bytes(), "a") == ReportOutcome.ACCEPTED
+    assert validate_pending(coord.engine, coord.server) == (0, 1)
+    assert result_rows(coord.engine, b.spec.wu_id)[0].reason.startswith("wrong_work_unit: ")
+
+
+# ---- crashes ---------------------------------------------------------------------------------------
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+class CrashAfterStaging:
+    """A writer that stages each record for real, then 'crashes' before anything is committed."""
+
+    def __init__(self, writer: DatasetWriter) -> None:
+        self.writer = writer
+        self.records: list[FinishedNetwork] = []
+
+    def add(self, record: FinishedNetwork) -> bool:
+        self.writer.add(record)
+        self.records.append(record)
+        raise SimulatedCrash(record.net_id)
+
+
+class RecordingWriter:
+    """A writer that remembers what each add returned (True: stored now; False: already there)."""
+
+    def __init__(self, writer: DatasetWriter) -> None:
+        self.writer = writer
+        self.added: dict[str, bool] = {}
+
+    def add(self, record: FinishedNetwork) -> bool:
+        self.added[record.net_id] = self.writer.add(record)
+        return self.added[record.net_id]
+
+
+def _to_second_generation_valid(c: Setup) -> None:
+    """Run the first round completely and the second up to VALID (not yet assimilated)."""
+    units = lease_work(c.engine, "a", 100, LEASE)
+    for r in train(units):
+        report_result(c.engine, r.wu_id, r.to_bytes(), "a")
+    validate_pending(c.engine, c.server)
+    assimilate_valid(c.engine, c.server, c.writer_for)
+    units = lease_work(c.engine, "a", 100, LEASE)
+    assert [u.spec.parent for u in units] == list(FIRST)
+    for r in train(units):
+        report_result(c.engine, r.wu_id, r.to_bytes(), "a")
+    assert validate_pending(c.engine, c.server) == (2, 0)
+
+
+def test_a_crash_between_staging_and_commit_is_harmless(coord: Setup) -> None:
+    _to_second_generation_valid(coord)
+    crashing = CrashAfterStaging(coord.writer)
+    with pytest.raises(SimulatedCrash):
+        assimilate_valid(coord.engine, coord.server, lambda _exp: crashing)  # type: ignore[arg-type,return-value]
+    (first,) = crashing.records
+    assert coord.writer.staged_ids() == {first.net_id}  # on disk ...
+    assert network_rows(coord.engine)[first.net_id].state == NetworkState.TRAINING  # ... not in the DB
+    assert len(history_rows(coord.engine)[first.net_id]) == 2
+    assert unit_row(coord.engine, "mlds-smoke-g000000-p001").state == WUState.VALID
+
+    # the restarted assimilator (a new process: the writer reopened from disk) stages the identical
+    # record again, which the store recognises as a no-op, stages the rest and commits
+    restarted = RecordingWriter(DatasetWriter.open(coord.exp.dataset_dir))
+    assert assimilate_valid(coord.engine, coord.server, lambda _exp: restarted) == 4  # type: ignore[arg-type,return-value]
+    assert restarted.added == {n: n != first.net_id for n in NET_IDS}  # True: stored now
+    assert restarted.writer.add(first) is False
+    assert DatasetWriter.open(coord.exp.dataset_dir).staged_ids() == NET_IDS
+    assert {len(h) for h in history_rows(coord.engine).values()} == {MAX_EPOCHS}
+    assert {r.state for r in network_rows(coord.engine).values()} == {NetworkState.FINISHED}
+    assert experiment_status(coord.engine, coord.exp.id).complete
+    assert assimilate_valid(coord.engine, coord.server, lambda _exp: restarted) == 0  # type: ignore[arg-type,return-value]
+
+
+def test_a_crash_inside_the_commit_rolls_back_every_change(coord: Setup) -> None:
+    _to_second_generation_valid(coord)
+
+    def crash_at_the_last_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE results SET payload"):
+            raise SimulatedCrash(statement)
+
+    event.listen(coord.engine, "before_cursor_execute", crash_at_the_last_statement)
+    try:
+        with pytest.raises(SimulatedCrash):
+            assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    finally:
+        event.remove(coord.engine, "before_cursor_execute", crash_at_the_last_statement)
+    # history, networks, the unit's state: all as before the pass
+    assert {len(h) for h in history_rows(coord.engine).values()} == {2}
+    assert {r.state for r in network_rows(coord.engine).values()} == {NetworkState.TRAINING}
+    assert {u.state for u in all_units(coord.engine)} == {WUState.DONE, WUState.VALID}
+    assert all(r.payload is not None for r in result_rows(coord.engine, "mlds-smoke-g000001-p001"))
+
+    assert assimilate_valid(coord.engine, coord.server, coord.writer_for) == 4
+    assert {len(h) for h in history_rows(coord.engine).values()} == {MAX_EPOCHS}
+    assert coord.writer.staged_ids() == NET_IDS
+    assert experiment_status(coord.engine, coord.exp.id).complete
+
+
+# ---- known bugs (strict xfail: they start failing when the bug is fixed; then drop the mark) ----
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: lease_work re-leases an expired unit that has no attempts left (attempt 4 of 3)",
+)
+def test_lease_work_never_hands_out_more_than_max_attempts(coord: Setup) -> None:
+    for attempt in range(DEFAULT_MAX_ATTEMPTS):
+        assert len(lease_work(coord.engine, f"w{attempt}", 100, -1.0)) == 2  # each lease expires at once
+    # both units have had their 3 attempts and their last lease expired: the transitioner would fail
+    # them, but a lease request that comes first gets them for a 4th attempt
+    late = lease_work(coord.engine, "w-late", 100, LEASE)
+    assert late == [], f"attempt {unit_row(coord.engine, FIRST[0]).attempts} handed out"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: a rejected stale result sends a unit with a live lease back to READY",
+)
+def test_a_rejected_stale_result_does_not_undo_a_live_lease(coord: Setup) -> None:
+    lease_work(coord.engine, "slow", 2, -1.0)  # attempt 1, expired at once
+    (unit,) = lease_work(coord.engine, "fast", 2, LEASE)  # attempt 2: a live lease
+    assert report_result(coord.engine, unit.spec.wu_id, b"stale garbage", "slow") == ReportOutcome.ACCEPTED
+    validate_pending(coord.engine, coord.server)
+    row = unit_row(coord.engine, unit.spec.wu_id)
+    # the unit is READY with no owner while "fast" is still working on it under a valid lease
+    assert (row.state, row.lease_owner) == (WUState.LEASED, "fast")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: a rejected stale result fails a unit whose last attempt is still running under a live "
+    "lease, and that attempt's valid result is then refused: the networks are lost",
+)
+def test_a_rejected_stale_result_does_not_fail_a_running_last_attempt(coord: Setup) -> None:
+    for owner in ("slow-1", "slow-2"):
+        lease_work(coord.engine, owner, 2, -1.0)  # attempts 1 and 2, expired at once
+    (unit,) = lease_work(coord.engine, "fast", 2, LEASE)  # attempt 3 of 3, live
+    (honest,) = train([unit])
+    assert report_result(coord.engine, unit.spec.wu_id, b"stale garbage", "slow-1") == ReportOutcome.ACCEPTED
+    validate_pending(coord.engine, coord.server)  # rejects the stale upload: the unit FAILS here
+    outcome = report_result(coord.engine, unit.spec.wu_id, honest.to_bytes(), "fast")
+    validate_pending(coord.engine, coord.server)
+    assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    states = {r.state for n, r in network_rows(coord.engine).items() if n.startswith("SingleDirect")}
+    assert (outcome, states) == (ReportOutcome.ACCEPTED, {NetworkState.TRAINING}), (
+        outcome,
+        states,
+        unit_row(coord.engine, unit.spec.wu_id).error,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: a result still pending when its unit is assimilated is judged 'malformed'",
+)
+def test_a_result_pending_at_assimilation_is_not_judged_malformed(
+    coord: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlc.coordinator._validator as validator
+
+    unit = lease_one(coord)
+    (result,) = train([unit])
+    second = WorkUnitResult.from_bytes(result.to_bytes())
+    second.provenance = type(second.provenance)(**{**vars(second.provenance), "host_id": "other-host"})
+    assert report_result(coord.engine, unit.spec.wu_id, result.to_bytes(), "a") == ReportOutcome.ACCEPTED
+    judge = validator.judge
+
+    def judge_while_a_second_upload_arrives(*args: Any) -> Any:
+        # a second worker uploads while the validator re-evaluates the first result (outside any
+        # transaction, as _validator's docstring says)
+        report_result(coord.engine, unit.spec.wu_id, second.to_bytes(), "b")
+        monkeypatch.setattr(validator, "judge", judge)
+        return judge(*args)
+
+    monkeypatch.setattr(validator, "judge", judge_while_a_second_upload_arrives)
+    assert validate_pending(coord.engine, coord.server) == (1, 0)
+    assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    validate_pending(coord.engine, coord.server)
+    late = result_rows(coord.engine, unit.spec.wu_id)[1]
+    assert not (late.verdict == Verdict.INVALID and late.reason.startswith("malformed")), late.reason
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=IntegrityError,
+    reason="BUG: networks.net_id is unique across experiments; a second "
+    "experiment with a common task cannot be created in the same database",
+)
+def test_two_experiments_with_a_common_task_share_one_database(coord: Setup, tmp_path: Any) -> None:
+    other, created = create_experiment(coord.engine, tiny_config(name="other"), tmp_path / "other")
+    assert created
+    assert len(network_rows(coord.engine)) == 8
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=IntegrityError,
+    reason="BUG: two uploads of the same bytes at once: the second raises the database's "
+    "IntegrityError instead of returning DUPLICATE",
+)
+def test_a_concurrent_duplicate_upload_is_a_duplicate(coord: Setup, db_url: str) -> None:
+    unit = lease_one(coord)
+    (result,) = train([unit])
+    payload = result.to_bytes()
+    other_process = connect(db_url)
+    outcomes: list[ReportOutcome] = []
+
+    def the_other_upload_lands_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO results") and not outcomes:
+            outcomes.append(report_result(other_process, unit.spec.wu_id, payload, "b"))
+
+    event.listen(coord.engine, "before_cursor_execute", the_other_upload_lands_first)
+    try:
+        mine = report_result(coord.engine, unit.spec.wu_id, payload, "a")
+    finally:
+        event.remove(coord.engine, "before_cursor_execute", the_other_upload_lands_first)
+        other_process.dispose()
+    assert sorted([mine, *outcomes]) == sorted([ReportOutcome.ACCEPTED, ReportOutcome.DUPLICATE])
+
+
+def test_two_schedulers_never_lease_the_same_unit(
+    coord: Setup, db_url: str, request: pytest.FixtureRequest
+) -> None:
+    if coord.engine.dialect.name == "sqlite":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="BUG: on SQLite lease_work's SELECT is not in the write transaction "
+                "(pysqlite begins at the first UPDATE), so a concurrent lease takes the same unit",
+            )
+        )
+    other_process = connect(db_url)
+    theirs: list[list[WorkUnit]] = []
+
+    def the_other_lease_lands_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE work_units") and not theirs:
+            theirs.append(lease_work(other_process, "b", 2, LEASE))
+
+    event.listen(coord.engine, "before_cursor_execute", the_other_lease_lands_first)
+    try:
+        mine = lease_work(coord.engine, "a", 2, LEASE)
+    finally:
+        event.remove(coord.engine, "before_cursor_execute", the_other_lease_lands_first)
+        other_process.dispose()
+    mine_ids = {u.spec.wu_id for u in mine}
+    their_ids = {u.spec.wu_id for u in theirs[0]}
+    assert not mine_ids & their_ids, f"both 'a' and 'b' hold {mine_ids & their_ids}"
