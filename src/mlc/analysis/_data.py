@@ -1,0 +1,204 @@
+"""The analysis input: datasets as the store opens them, merged into one table and one weight matrix.
+
+The analysis codes against the small protocols below rather than the store's classes, so tests can hand
+it in-memory stand-ins and the store can change its internals freely. Merging caps the networks per
+(task, device kind) *before* any weights are read, because a full MLDS dataset (10 tasks x 10,000
+networks) would not fit in memory as one matrix, and every question the report asks uses at most
+`max_per_class` networks per class anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from mlc.errors import ConfigError, DatasetError
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "DatasetLike",
+    "LayoutEntryLike",
+    "LayoutLike",
+    "MergedData",
+    "load_datasets",
+    "merge_datasets",
+    "open_datasets",
+]
+
+REQUIRED_COLUMNS = (
+    "net_id", "task", "index", "converged", "final_train_loss", "final_val_loss", "device_kind",
+)
+
+
+class LayoutEntryLike(Protocol):
+    """One tensor of the flat weight vector (`mlc.models.LayoutEntry` satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+class LayoutLike(Protocol):
+    """Where each tensor lies in the flat weight vector (`mlc.models.Layout` satisfies it)."""
+
+    @property
+    def entries(self) -> Sequence[LayoutEntryLike]: ...
+
+    @property
+    def layout_id(self) -> str: ...
+
+
+class DatasetLike(Protocol):
+    """What the analysis needs of a dataset (`mlc.dataset.open` returns one)."""
+
+    @property
+    def networks(self) -> pd.DataFrame: ...
+
+    @property
+    def layout(self) -> LayoutLike: ...
+
+    @property
+    def manifest(self) -> Mapping[str, Any]: ...
+
+    def weights(self, task: str | None = None,
+                net_ids: Sequence[str] | None = None) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, eq=False)
+class MergedData:
+    """Networks of one or more datasets, ready for analysis.
+
+    `networks` has one row per network analysed (a `dataset` column added, index 0..n-1);
+    `weights` is float32 `[n, n_params]`, row i belonging to `networks` row i; `summary` counts,
+    per dataset, task and device kind, the networks stored, converged, selected and excluded.
+    """
+
+    networks: pd.DataFrame
+    weights: np.ndarray
+    layout: LayoutLike
+    summary: pd.DataFrame
+    max_per_class: int
+    converged_only: bool
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(sorted(self.networks["task"].unique()))
+
+
+def open_datasets(paths: Sequence[Path | str]) -> list[DatasetLike]:
+    """Open each dataset directory with `mlc.dataset.open` (imported here, not at package import:
+    it loads torch)."""
+    if not paths:
+        raise ConfigError("no dataset given; pass at least one dataset directory")
+    from mlc import dataset
+
+    return [dataset.open(Path(p)) for p in paths]
+
+
+def load_datasets(paths: Sequence[Path | str], *, max_per_class: int = 1000,
+                  converged_only: bool = False) -> MergedData:
+    """Open the dataset directories and merge them (see `merge_datasets`)."""
+    return merge_datasets(open_datasets(paths), max_per_class=max_per_class,
+                          converged_only=converged_only)
+
+
+def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000,
+                   converged_only: bool = False) -> MergedData:
+    """Concatenate the datasets' tables, keep at most `max_per_class` networks per (task, device
+    kind) (the first by index, as the spec's DS-N subsets do), and read only their weights.
+
+    Networks whose weights are not finite are excluded and counted in `summary`, never dropped
+    silently; with `converged_only`, so are networks that did not converge.
+    """
+    if not datasets:
+        raise ConfigError("no dataset given; pass at least one dataset")
+    if max_per_class < 1:
+        raise ConfigError(f"max_per_class must be at least 1, got {max_per_class}")
+    layout = _common_layout(datasets)
+    candidates = _candidates(datasets)
+    eligible = candidates["converged"] if converged_only else pd.Series(True, candidates.index)
+    ranked = candidates[eligible].sort_values(["index", "_source"], kind="stable")
+    chosen = ranked.groupby(["task", "device_kind"], sort=False).head(max_per_class)
+    selected = candidates.loc[candidates.index.isin(chosen.index)]
+    networks, weights = _read_weights(datasets, selected)
+    finite = np.isfinite(weights).all(axis=1)
+    summary = _summary(candidates, selected, networks[~finite])
+    kept = networks[finite].drop(columns="_source").reset_index(drop=True)
+    return MergedData(kept, weights[finite], layout, summary, max_per_class, converged_only)
+
+
+def _common_layout(datasets: Sequence[DatasetLike]) -> LayoutLike:
+    first = datasets[0].layout
+    for i, ds in enumerate(datasets[1:], start=2):
+        if ds.layout.layout_id != first.layout_id:
+            raise DatasetError(
+                f"dataset {i} ({_name(ds, i)}) stores weights in layout {ds.layout.layout_id}, "
+                f"dataset 1 ({_name(datasets[0], 1)}) in {first.layout_id}; only networks of one "
+                f"architecture can be compared: analyse them separately")
+    return first
+
+
+def _name(ds: DatasetLike, position: int) -> str:
+    return str(ds.manifest.get("name") or f"dataset-{position}")
+
+
+def _candidates(datasets: Sequence[DatasetLike]) -> pd.DataFrame:
+    """All datasets' network tables, one frame; `_source` is the position in `datasets`."""
+    frames, seen = [], set()
+    for source, ds in enumerate(datasets):
+        name = _name(ds, source + 1)
+        if name in seen:  # the same name twice (two runs of a preset) must stay distinguishable
+            name = f"{name} ({source + 1})"
+        seen.add(name)
+        table = ds.networks
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+        if missing:
+            raise DatasetError(f"dataset {name} has no column {', '.join(missing)} in its networks "
+                               f"table; it was written by an incompatible store: re-export it")
+        frames.append(table.assign(dataset=name, _source=source))
+    merged = pd.concat(frames, ignore_index=True)
+    merged["converged"] = merged["converged"].astype(bool)
+    # A missing device kind would make groupby drop the network without a trace.
+    merged["device_kind"] = merged["device_kind"].fillna("unknown").astype(str)
+    return merged
+
+
+def _read_weights(datasets: Sequence[DatasetLike],
+                  selected: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The selected rows grouped by dataset, and their weights row for row."""
+    tables, blocks = [], []
+    for source, rows in selected.groupby("_source", sort=True):
+        ids = rows["net_id"].tolist()
+        block = np.asarray(datasets[int(source)].weights(net_ids=ids), dtype=np.float32)
+        if block.ndim != 2 or block.shape[0] != len(ids):
+            raise DatasetError(f"dataset {rows['dataset'].iloc[0]} returned weights of shape "
+                               f"{block.shape} for {len(ids)} networks; run `mlc verify` on it")
+        tables.append(rows)
+        blocks.append(block)
+    if not tables:
+        raise DatasetError("no network to analyse: the datasets are empty (or, with "
+                           "converged_only, none converged); train more networks or drop "
+                           "converged_only")
+    return pd.concat(tables), np.concatenate(blocks)
+
+
+def _summary(candidates: pd.DataFrame, selected: pd.DataFrame,
+             nonfinite: pd.DataFrame) -> pd.DataFrame:
+    keys = ["dataset", "task", "device_kind"]
+    summary = candidates.groupby(keys, sort=True).agg(
+        n_networks=("net_id", "size"), n_converged=("converged", "sum"))
+    summary["n_selected"] = selected.groupby(keys).size()
+    summary["n_nonfinite"] = nonfinite.groupby(keys).size()
+    summary = summary.fillna(0).astype(int)
+    summary["n_analysed"] = summary["n_selected"] - summary["n_nonfinite"]
+    return summary.reset_index()

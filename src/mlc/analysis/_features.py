@@ -1,0 +1,80 @@
+"""Feature sets a classifier sees: the raw weights, and two baselines that keep the analysis honest.
+
+Raw flattened weights are what MLDS classified. They are not invariant to the network's symmetries:
+permuting the hidden units of a layer gives the same function with different weights, so a classifier
+on raw weights must learn around that. The weight statistics are invariant to those permutations
+(norms, moments and singular values of each tensor do not change when its rows or columns are
+permuted), so they show how much of the signal survives without any alignment. The final losses show
+what a classifier learns from training outcome alone: if it matches the weights, the weights tell us
+nothing the loss did not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from mlc.analysis._data import LayoutLike, MergedData
+
+__all__ = [
+    "FEATURE_SETS",
+    "FINAL_LOSSES",
+    "RAW_WEIGHTS",
+    "WEIGHT_STATISTICS",
+    "feature_matrices",
+    "loss_features",
+    "weight_statistics",
+]
+
+RAW_WEIGHTS = "raw weights"
+WEIGHT_STATISTICS = "weight statistics"
+FINAL_LOSSES = "final losses"
+FEATURE_SETS = (RAW_WEIGHTS, WEIGHT_STATISTICS, FINAL_LOSSES)
+
+# A diverged network's loss can be 0, inf or NaN; clip into a range where log10 is finite and treat
+# NaN as the worst loss, so such networks stay in the analysis as "trained badly".
+_LOSS_FLOOR, _LOSS_CEILING = 1e-12, 1e12
+
+
+def feature_matrices(data: MergedData) -> dict[str, np.ndarray]:
+    """Every feature set for every network of `data`: name -> `[n, n_features]`, rows as
+    `data.networks`."""
+    stats, _ = weight_statistics(data.weights, data.layout)
+    return {
+        RAW_WEIGHTS: data.weights,
+        WEIGHT_STATISTICS: stats,
+        FINAL_LOSSES: loss_features(data.networks),
+    }
+
+
+def weight_statistics(weights: np.ndarray,
+                      layout: LayoutLike) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Permutation-invariant statistics of each tensor in `layout`.
+
+    `weights` `[n, n_params]` -> (`[n, n_features]` float32, feature names). For each matrix: its
+    Frobenius norm, mean, std, mean |w| and sorted singular values; for each vector (biases): its
+    norm, mean, std and mean |w|.
+    """
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    n = weights.shape[0]
+    for entry in layout.entries:
+        size = math.prod(entry.shape)
+        flat = weights[:, entry.offset:entry.offset + size].astype(np.float64)
+        columns += [np.linalg.norm(flat, axis=1), flat.mean(axis=1), flat.std(axis=1),
+                    np.abs(flat).mean(axis=1)]
+        names += [f"{entry.name}.{s}" for s in ("norm", "mean", "std", "abs_mean")]
+        if len(entry.shape) == 2:
+            singular = np.linalg.svd(flat.reshape(n, *entry.shape), compute_uv=False)  # [n, k]
+            columns += list(singular.T)
+            names += [f"{entry.name}.sv{i}" for i in range(singular.shape[1])]
+    return np.stack(columns, axis=1).astype(np.float32), tuple(names)
+
+
+def loss_features(networks: pd.DataFrame) -> np.ndarray:
+    """log10 of the final training and validation losses: `[n, 2]` float32."""
+    losses = networks[["final_train_loss", "final_val_loss"]].to_numpy(dtype=np.float64)
+    losses = np.where(np.isnan(losses), _LOSS_CEILING, losses)
+    return np.log10(np.clip(losses, _LOSS_FLOOR, _LOSS_CEILING)).astype(np.float32)

@@ -1,0 +1,104 @@
+"""Merging datasets for analysis: tables concatenated, weights aligned row for row, classes capped
+before weights are read, and everything left out counted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from analysis_fakes import FakeDataset, FakeLayout, mlds_gru_layout, synthetic_dataset
+
+from mlc.analysis import merge_datasets, open_datasets
+from mlc.errors import ConfigError, DatasetError
+
+
+def small(name: str = "a", seed: int = 0, **counts: int) -> FakeDataset:
+    return synthetic_dataset({(task, "cpu"): n for task, n in counts.items()}, name=name,
+                             seed=seed)
+
+
+def test_weights_follow_the_merged_rows(ds1: FakeDataset, ds2: FakeDataset) -> None:
+    data = merge_datasets([ds1, ds2])
+    assert len(data.networks) == len(ds1.networks) + len(ds2.networks)
+    assert set(data.networks["dataset"]) == {"ds1", "ds2"}
+    for source in (ds1, ds2):
+        mine = data.networks["dataset"] == source.manifest["name"]
+        ids = data.networks.loc[mine, "net_id"].tolist()
+        np.testing.assert_array_equal(data.weights[mine.to_numpy()], source.weights(net_ids=ids))
+    assert data.weights.dtype == np.float32
+    assert list(data.networks.index) == list(range(len(data.networks)))
+
+
+def test_classes_are_capped_by_first_index_before_reading(ds1: FakeDataset) -> None:
+    data = merge_datasets([ds1], max_per_class=5)
+    counts = data.networks.groupby(["task", "device_kind"]).size()
+    assert counts.max() == 5
+    assert data.networks["index"].max() == 4
+    summary = data.summary.set_index(["task", "device_kind"])
+    assert summary.loc[("ParityMachine", "cpu"), "n_networks"] == 24
+    assert summary.loc[("ParityMachine", "cpu"), "n_selected"] == 5
+
+
+def test_converged_only_leaves_out_the_rest() -> None:
+    data = merge_datasets([small(SingleDirectMachine=8)], converged_only=True)
+    assert data.networks["converged"].all()
+    assert data.summary["n_analysed"].iloc[0] == data.summary["n_converged"].iloc[0] == 6
+
+
+def test_nonfinite_weights_are_excluded_and_counted() -> None:
+    ds = small(SingleDirectMachine=6)
+    ds._weights[2, 100] = np.nan
+    data = merge_datasets([ds])
+    assert len(data.networks) == 5
+    assert np.isfinite(data.weights).all()
+    row = data.summary.iloc[0]
+    assert (row["n_selected"], row["n_nonfinite"], row["n_analysed"]) == (6, 1, 5)
+
+
+def test_different_layouts_cannot_be_merged() -> None:
+    other = small("b", ParityMachine=3)
+    other.layout = FakeLayout(mlds_gru_layout().entries, layout_id="other-model/123")
+    with pytest.raises(DatasetError, match="analyse them separately"):
+        merge_datasets([small(SingleDirectMachine=3), other])
+
+
+def test_a_missing_column_names_it() -> None:
+    ds = small(SingleDirectMachine=3)
+    ds.networks = ds.networks.drop(columns="device_kind")
+    with pytest.raises(DatasetError, match="no column device_kind"):
+        merge_datasets([ds])
+
+
+def test_same_name_twice_stays_distinguishable() -> None:
+    data = merge_datasets([small(SingleDirectMachine=3), small(seed=1, ParityMachine=3)])
+    assert sorted(data.networks["dataset"].unique()) == ["a", "a (2)"]
+
+
+def test_nothing_to_analyse_says_what_to_do() -> None:
+    with pytest.raises(ConfigError, match="at least one"):
+        merge_datasets([])
+    with pytest.raises(ConfigError, match="at least one dataset directory"):
+        open_datasets([])
+    ds = small(SingleDirectMachine=3)
+    ds.networks = ds.networks.assign(converged=False)
+    with pytest.raises(DatasetError, match="drop converged_only"):
+        merge_datasets([ds], converged_only=True)
+
+
+def test_fake_layout_matches_mlds_gru() -> None:
+    import mlc.models
+
+    real = mlc.models.layout("mlds-gru")
+    fake = mlds_gru_layout()
+    assert [(e.name, e.shape, e.offset) for e in real.entries] == \
+        [(e.name, e.shape, e.offset) for e in fake.entries]
+    assert real.n_params == fake.n_params == 4364
+
+
+def test_importing_analysis_loads_neither_torch_nor_umap() -> None:
+    code = ("import sys, mlc.analysis; "
+            "print(sorted(m for m in ('torch', 'umap', 'numba', 'mlc.store') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
