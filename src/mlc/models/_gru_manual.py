@@ -58,12 +58,16 @@ class _GRULayer(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x_rows, w_ih, w_hh, *saved = ctx.saved_tensors
         length = ctx.length
-        hs, rs, zs, ns, ghns = (saved[i * length + min(i, 1) : (i + 1) * length + 1] for i in range(5))
         hs = saved[: length + 1]
         rs, zs, ns, ghns = (saved[length + 1 + i * length : length + 1 + (i + 1) * length] for i in range(4))
         m, b, hidden = hs[0].shape
-        dghs: list[torch.Tensor] = [hs[0]] * length
-        dgis: list[torch.Tensor] = [hs[0]] * length
+        # per-gate blocks of W_hh [M, H, H]: three small products instead of concatenating the gate
+        # gradients every step (a 12-wide concatenation costs more than the product it feeds)
+        w_hr, w_hz, w_hn = (w_hh[:, g * hidden : (g + 1) * hidden].contiguous() for g in range(3))
+        d_r: list[torch.Tensor] = [hs[0]] * length  # d pre-activation of r (input and hidden side)
+        d_z: list[torch.Tensor] = [hs[0]] * length
+        d_n: list[torch.Tensor] = [hs[0]] * length  # input side of n
+        d_hn: list[torch.Tensor] = [hs[0]] * length  # hidden side of n: d(W_hn h + b_hn)
         dh = torch.zeros_like(hs[0])
         for t in range(length - 1, -1, -1):
             dh = dh + grad_out[:, t]
@@ -71,25 +75,29 @@ class _GRULayer(torch.autograd.Function):
             dn = dh - dh * z  # dh (1 - z)
             dpre_n = torch.addcmul(dn, dn * n, n, value=-1)  # dn (1 - n^2)
             dr_r = dpre_n * ghns[t] * r
-            dpre_r = torch.addcmul(dr_r, dr_r, r, value=-1)  # dr r (1 - r)
             dz_z = dh * (hs[t] - n) * z
-            dpre_z = torch.addcmul(dz_z, dz_z, z, value=-1)  # dz z (1 - z)
-            dghs[t] = torch.cat([dpre_r, dpre_z, dpre_n * r], dim=-1)
-            dgis[t] = torch.cat([dpre_r, dpre_z, dpre_n], dim=-1)
-            dh = torch.baddbmm(dh * z, dghs[t], w_hh)  # dh_prev = dh z + dgh W_hh
-        # weight gradients over all steps at once, rows in (step, sequence) order
-        dgh_rows = torch.stack(dghs, dim=1).view(m, length * b, 3 * hidden)
-        dgi_rows = torch.stack(dgis, dim=1).view(m, length * b, 3 * hidden)
-        h_prev = torch.stack(hs[:-1], dim=1).view(m, length * b, hidden)
+            d_r[t] = torch.addcmul(dr_r, dr_r, r, value=-1)  # dr r (1 - r)
+            d_z[t] = torch.addcmul(dz_z, dz_z, z, value=-1)  # dz z (1 - z)
+            d_n[t] = dpre_n
+            d_hn[t] = dpre_n * r
+            dh = torch.baddbmm(dh * z, d_r[t], w_hr)  # dh_prev = dh z + dgh W_hh
+            dh.baddbmm_(d_z[t], w_hz).baddbmm_(d_hn[t], w_hn)
+
+        def rows(steps: list[torch.Tensor]) -> torch.Tensor:  # [M, L*B, H], rows in (step, seq) order
+            return torch.stack(steps, dim=1).view(m, length * b, hidden)
+
+        g_r, g_z, g_n, g_hn = rows(d_r), rows(d_z), rows(d_n), rows(d_hn)
+        h_prev = rows(list(hs[:-1]))
         d_x = None
         if ctx.needs_input_grad[0]:
-            d_x = torch.bmm(dgi_rows, w_ih).view(m, length, b, -1)
+            w_i = [w_ih[:, g * hidden : (g + 1) * hidden] for g in range(3)]
+            d_x = torch.bmm(g_r, w_i[0]).baddbmm_(g_z, w_i[1]).baddbmm_(g_n, w_i[2]).view(m, length, b, -1)
         return (
             d_x,
-            torch.bmm(dgi_rows.transpose(1, 2), x_rows),
-            torch.bmm(dgh_rows.transpose(1, 2), h_prev),
-            dgi_rows.sum(dim=1),
-            dgh_rows.sum(dim=1),
+            torch.cat([torch.bmm(g.transpose(1, 2), x_rows) for g in (g_r, g_z, g_n)], dim=1),
+            torch.cat([torch.bmm(g.transpose(1, 2), h_prev) for g in (g_r, g_z, g_hn)], dim=1),
+            torch.cat([g.sum(dim=1) for g in (g_r, g_z, g_n)], dim=1),
+            torch.cat([g.sum(dim=1) for g in (g_r, g_z, g_hn)], dim=1),
         )
 
 

@@ -64,8 +64,14 @@ class Population:
 
     def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Weights `[M, n_params]`, commands `[M, B, L, input]` float -> logits `[M, B, L, output]`."""
-        v = self.views(flat)
-        h = x.transpose(1, 2).contiguous()  # [M, L, B, input]
+        logits = self.forward_views(self.views(flat), x.transpose(1, 2).contiguous())
+        return logits.transpose(1, 2)  # a view
+
+    def forward_views(self, v: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The time-major core: per-layer weights `v` (as from `views`), commands `[M, L, B, input]`
+        -> logits `[M, L, B, output]`. Trainers call this with the views as separate autograd leaves,
+        so each weight's gradient is computed once instead of being scattered into a full-size one."""
+        h = x
         for layer in range(self.config.num_layers):
             h = self.gru_layer(
                 h,
@@ -82,4 +88,4 @@ class Population:
             h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))  # [M, L*B, out_i]
             if i < n_fc:
                 h = torch.relu(h)
-        return h.view(m, length, b, -1).transpose(1, 2)  # [M, B, L, output] (a view)
+        return h.view(m, length, b, -1)

@@ -43,12 +43,13 @@ def evaluate(
     params [M, P]; x [N, L, 5] shared by all; y [M, N, L, 8] -> (loss [M], accuracy [M]) float32.
     """
     m, n = params.shape[0], x.shape[0]
+    views = population.views(params)
     loss_sum = torch.zeros(m, dtype=torch.float64, device=params.device)
     correct = torch.zeros(m, dtype=torch.float64, device=params.device)
     for start in range(0, n, _EVAL_CHUNK):
-        xs = x[start : start + _EVAL_CHUNK]
-        ys = y[:, start : start + _EVAL_CHUNK]
-        logits = population.forward(params, xs.unsqueeze(0).expand(m, *xs.shape))
+        xs = x[start : start + _EVAL_CHUNK].transpose(0, 1)  # [L, n, 5]
+        ys = y[:, start : start + _EVAL_CHUNK].transpose(1, 2)  # [M, L, n, 8]
+        logits = population.forward_views(views, xs.unsqueeze(0).expand(m, *xs.shape).contiguous())
         bce = F.binary_cross_entropy_with_logits(logits, ys, reduction="none")
         loss_sum += bce.sum(dim=(1, 2, 3)).double()
         correct += ((logits > 0) == (ys > 0.5)).sum(dim=(1, 2, 3)).double()
@@ -114,19 +115,20 @@ class PopulationTrainer:
         n = data.n_train
         order = np.stack([batch_order(seeds[r], e, n) for r, e in zip(rows, epochs, strict=True)])
         order_t = torch.from_numpy(order).to(device)  # [Ma, N]
-        member_tasks = task_rows[active].unsqueeze(1)  # [Ma, 1]
+        member_tasks = task_rows[active][:, None, None]  # [Ma, 1, 1]
+        steps = torch.arange(data.train_x.shape[1], device=device)[None, :, None]  # [1, L, 1]
         loss_sum = torch.zeros(len(rows), dtype=torch.float64, device=device)
         for start in range(0, n, self.config.batch_size):
-            idx = order_t[:, start : start + self.config.batch_size]  # [Ma, B]
-            x = data.train_x[idx]  # [Ma, B, L, 5]
-            y = data.train_y[member_tasks, idx]  # [Ma, B, L, 8]
-            leaf = params.requires_grad_(True)
-            logits = self.population.forward(leaf, x)
+            idx = order_t[:, None, start : start + self.config.batch_size]  # [Ma, 1, B]
+            x = data.train_x[idx, steps]  # [Ma, L, B, 5], gathered time-major
+            y = data.train_y[member_tasks, idx, steps]  # [Ma, L, B, 8]
+            leaves = {k: w.detach().requires_grad_(True) for k, w in self.population.views(params).items()}
+            logits = self.population.forward_views(leaves, x)
             loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
-            (grad,) = torch.autograd.grad(loss.sum(), leaf)
-            params = leaf.detach()
+            grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+            grad = torch.cat([g.reshape(len(rows), -1) for g in grads], dim=1)  # layout order
             adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
-            loss_sum += loss.detach().double() * idx.shape[1]
+            loss_sum += loss.detach().double() * idx.shape[2]
         val_loss, val_acc = evaluate(self.population, params, data.val_x, data.val_y[task_rows[active]])
         state.params[active] = params
         state.exp_avg[active], state.exp_avg_sq[active] = exp_avg, exp_avg_sq

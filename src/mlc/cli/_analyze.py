@@ -1,0 +1,40 @@
+"""`mlc analyze`: the weight-space analysis report for one or more datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlc.cli._app import app, console
+
+__all__ = ["analyze", "write_report"]
+
+
+def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> None:
+    """Write the report and print the trojan table and where the files are."""
+    from mlc.analysis import analyze as run_analysis
+    from mlc.analysis import open_datasets, trojan_summary
+
+    report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
+    console.print(trojan_summary(report.tables["trojan_detection"]))
+    console.print(
+        f"analysis report: [bold]{report.html}[/] (and {report.markdown.name}, "
+        f"{len(report.files)} files in {out})"
+    )
+
+
+@app.command()
+def analyze(
+    datasets: Annotated[
+        list[Path], typer.Argument(help="dataset directories (merged, e.g. a DS1 and a DS2 run)")
+    ],
+    out: Annotated[Path, typer.Option(help="folder for report.md, report.html, CSV tables and PNG plots")],
+    max_per_class: Annotated[
+        int, typer.Option(min=2, help="networks per task (and device) used at most")
+    ] = 1000,
+) -> None:
+    """Can the weights tell which data trained a network? Trojan detection, task identification,
+    learning curve, CPU vs GPU, projections and honest baselines."""
+    write_report(datasets, out, max_per_class)
