@@ -31,8 +31,8 @@ from mlc.train import LearnabilitySettings, TrainConfig, check_learnability
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n-states", default="2,3,4,6,8", help="comma-separated state counts")
-    p.add_argument("--automata", type=int, default=4, help="automata per n_states")
+    p.add_argument("--n-states", default="2,3,4", help="comma-separated state counts")
+    p.add_argument("--automata", type=int, default=3, help="automata per n_states")
     p.add_argument("--networks", type=int, default=2, help="reference networks per automaton")
     p.add_argument("--threshold", type=float, default=0.99, help="validation bit accuracy that fits")
     p.add_argument("--n-train", type=int, default=200)

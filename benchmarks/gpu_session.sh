@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one prepared GPU check for a lent device machine (see benchmarks/README.md): throughput of the
-# population trainer against the naive cuDNN loop, then the fused kernel's correctness and tile sweep.
+# The one prepared GPU check for a lent device machine: throughput of the population trainer against
+# the naive cuDNN loop in both kernel precisions, where a training step spends its time, and the fused
+# kernel's start-up and correctness (`--full-kernel-check` adds its tile sweep and stack timings).
 # Every step has its own time limit, so a failure in one still leaves the others' numbers in $OUT.
 set -u
 OUT=${OUT:-/tmp/out}
@@ -10,4 +11,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
 timeout 200 python3 benchmarks/train_throughput.py --device cuda --sizes 4096,16384 --layer ieee 2>&1 | tee "$OUT/throughput_ieee.txt"
 timeout 120 python3 benchmarks/train_throughput.py --device cuda --sizes 16384 --layer tf32x3 2>&1 | tee "$OUT/throughput_tf32x3.txt"
-timeout 170 python3 benchmarks/gru_kernel_check.py --json "$OUT/gru.json" 2>&1 | tee "$OUT/gru_kernel.txt" | tail -40
+timeout 90 python3 benchmarks/profile_train_step.py --device cuda --models 16384 --steps 4 > "$OUT/profile.txt" 2>&1
+tail -32 "$OUT/profile.txt"
+if [ "${1:-}" = "--full-kernel-check" ]; then
+  timeout 170 python3 benchmarks/gru_kernel_check.py --json "$OUT/gru.json" > "$OUT/gru_kernel.txt" 2>&1
+else
+  timeout 60 python3 benchmarks/gru_kernel_check.py --check --json "$OUT/gru.json" > "$OUT/gru_kernel.txt" 2>&1
+fi
+tail -12 "$OUT/gru_kernel.txt"

@@ -260,7 +260,8 @@ def _check_population(dev, precisions, args) -> list[dict]:
     for precision in precisions:
         w = flat.clone().requires_grad_()
         try:
-            out = Population(MLDS_GRU, gru_layer=from_batch_major(partial(_default_layer, precision=precision))).forward(w, x)
+            layer = from_batch_major(partial(_default_layer, precision=precision))
+            out = Population(MLDS_GRU, gru_layer=layer).forward(w, x)
             out.backward(grad.float())
             errs = {"logits": _rel(out, out_ref), "flat_grad": _rel(w.grad, w_ref.grad)}
         except Exception:

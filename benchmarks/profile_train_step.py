@@ -1,0 +1,49 @@
+"""Where a population training step spends its time: the top device kernels of one epoch.
+
+    python benchmarks/profile_train_step.py --device cuda --models 16384 --steps 4
+
+Profiles the real trainer (`PopulationTrainer.train`) after a warm-up epoch and prints the kernels
+(or CPU ops) with the most self time, so the cost outside the recurrent kernel is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from mlc import models, tasks
+from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--models", type=int, default=16384)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rows", type=int, default=25)
+    args = parser.parse_args()
+    dev = torch.device(args.device)
+    names = list(tasks.names())
+    spec = tasks.DataSpec(seed=1, n_train=32 * args.steps, n_val=32, length=100)
+    data = TrainingArrays.from_shared(tasks.make_shared_data(spec, map(tasks.get, names)), names, dev)
+    population = models.population_for("mlds-gru", dev)
+    seeds = list(range(args.models))
+    state = PopulationState.fresh(population.init(seeds)).to(dev)
+    trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))
+    task_of = [names[i % len(names)] for i in seeds]
+    trainer.train(state, seeds, task_of, data, 1)  # warm-up: compilation, allocator
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        trainer.train(state, seeds, task_of, data, 1)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    main()
