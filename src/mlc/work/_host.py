@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
+from mlc.errors import ConfigError
+
 __all__ = ["describe_device", "host_id", "platform_string", "resolve_device", "torch_version"]
 
 
 def resolve_device(requested: str) -> torch.device:
     """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an error, not a fallback."""
-    from mlc.errors import ConfigError
-
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cpu":
