@@ -7,6 +7,8 @@ Every test runs on a SQLite file and on PostgreSQL (see conftest). Workers are t
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +17,6 @@ import pytest
 import torch
 from coordinator_setup import Setup, tiny_config
 from sqlalchemy import Engine, Row, event, select, update
-from sqlalchemy.exc import IntegrityError
 
 from mlc.coordinator import (
     DEFAULT_MAX_ATTEMPTS,
@@ -29,12 +30,14 @@ from mlc.coordinator import (
     create_experiment,
     experiment_status,
     lease_work,
+    list_experiments,
     report_result,
+    transaction,
     utcnow,
     validate_pending,
 )
 from mlc.coordinator._schema import history, networks, results, work_units
-from mlc.errors import StateError
+from mlc.errors import StateError, StoreBusy
 from mlc.store import DatasetWriter, open_dataset
 from mlc.work import FinishedNetwork, WorkUnit, WorkUnitResult, WorkUnitSpec, run_work_units
 
@@ -262,6 +265,7 @@ def test_the_same_owner_re_leases_its_own_units_after_a_restart(coord: Setup) ->
     row = unit_row(coord.engine, FIRST[0])
     assert (row.state, row.lease_owner) == (WUState.LEASED, "local:host")
     assert row.lease_expires_at > expires  # the new lease's deadline
+    assert row.attempts == 1  # the same attempt, renewed: a restart does not use up attempts
 
 
 # ---- reports ---------------------------------------------------------------------------------------
@@ -362,7 +366,7 @@ def test_a_tampered_result_is_rejected_retried_and_finally_failed(coord: Setup) 
     wu_id = FIRST[0]
     honest: WorkUnitResult | None = None
     for attempt, how in enumerate(["params", "claimed_loss", "more_params"], start=1):
-        unit = lease_one(coord)
+        unit = lease_one(coord, "cheat")  # its own report ends its lease: the rejection requeues
         assert unit.spec.wu_id == wu_id  # the oldest unit comes back first
         (honest,) = train([unit])
         assert report_result(coord.engine, wu_id, tampered(honest, how), "cheat") == ReportOutcome.ACCEPTED
@@ -395,7 +399,8 @@ def test_a_tampered_result_is_rejected_retried_and_finally_failed(coord: Setup) 
 def test_garbage_bytes_are_rejected_as_malformed(coord: Setup) -> None:
     unit = lease_one(coord)
     assert (
-        report_result(coord.engine, unit.spec.wu_id, b"not a safetensors file", "x") == ReportOutcome.ACCEPTED
+        report_result(coord.engine, unit.spec.wu_id, b"not a safetensors file", "worker-a")
+        == ReportOutcome.ACCEPTED
     )
     assert validate_pending(coord.engine, coord.server) == (0, 1)
     assert result_rows(coord.engine, unit.spec.wu_id)[0].reason.startswith("malformed: ")
@@ -505,51 +510,70 @@ def test_a_crash_inside_the_commit_rolls_back_every_change(coord: Setup) -> None
     assert experiment_status(coord.engine, coord.exp.id).complete
 
 
-# ---- known bugs (strict xfail: they start failing when the bug is fixed; then drop the mark) ----
+# ---- attempts, and leases held by others ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: lease_work re-leases an expired unit that has no attempts left (attempt 4 of 3)",
-)
 def test_lease_work_never_hands_out_more_than_max_attempts(coord: Setup) -> None:
     for attempt in range(DEFAULT_MAX_ATTEMPTS):
         assert len(lease_work(coord.engine, f"w{attempt}", 100, -1.0)) == 2  # each lease expires at once
-    # both units have had their 3 attempts and their last lease expired: the transitioner would fail
-    # them, but a lease request that comes first gets them for a 4th attempt
+    # both units have had their 3 attempts and their last lease expired: a lease request that comes
+    # before the transitioner settles them as the transitioner would, and hands out nothing
     late = lease_work(coord.engine, "w-late", 100, LEASE)
     assert late == [], f"attempt {unit_row(coord.engine, FIRST[0]).attempts} handed out"
+    for wu_id in FIRST:
+        row = unit_row(coord.engine, wu_id)
+        assert (row.state, row.attempts, row.lease_owner) == (WUState.FAILED, DEFAULT_MAX_ATTEMPTS, None)
+        assert row.error == f"lease expired after attempt 3; gave up after {DEFAULT_MAX_ATTEMPTS} attempts"
+    assert {r.state for r in network_rows(coord.engine).values()} == {NetworkState.FAILED}
+    assert apply_transitions(coord.engine) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a rejected stale result sends a unit with a live lease back to READY",
-)
+def test_max_attempts_is_one_setting_for_every_pass(coord: Setup) -> None:
+    # lease_work: with max_attempts=1 an expired first lease fails the unit
+    lease_work(coord.engine, "a", 2, -1.0, max_attempts=1)
+    (unit,) = lease_work(coord.engine, "b", 2, LEASE, max_attempts=1)
+    assert unit.spec.wu_id == FIRST[1]  # the only one left
+    assert unit_row(coord.engine, FIRST[0]).state == WUState.FAILED
+    # report_result and validate_pending: a rejected first attempt fails the unit
+    assert report_result(coord.engine, FIRST[1], b"garbage", "b", max_attempts=1) == ReportOutcome.ACCEPTED
+    assert validate_pending(coord.engine, coord.server, max_attempts=1) == (0, 1)
+    row = unit_row(coord.engine, FIRST[1])
+    assert (row.state, row.attempts) == (WUState.FAILED, 1) and row.error.endswith("gave up after 1 attempts")
+    assert experiment_status(coord.engine, coord.exp.id).n_failed == 4
+
+
+def test_a_larger_max_attempts_keeps_retrying(coord: Setup) -> None:
+    for _ in range(DEFAULT_MAX_ATTEMPTS):
+        lease_work(coord.engine, "a", 100, LEASE, max_attempts=5)
+        expire_leases(coord.engine)
+        apply_transitions(coord.engine, max_attempts=5)
+    assert {u.state for u in all_units(coord.engine)} == {WUState.READY}
+    assert len(lease_work(coord.engine, "a", 100, LEASE, max_attempts=5)) == 2
+
+
 def test_a_rejected_stale_result_does_not_undo_a_live_lease(coord: Setup) -> None:
     lease_work(coord.engine, "slow", 2, -1.0)  # attempt 1, expired at once
     (unit,) = lease_work(coord.engine, "fast", 2, LEASE)  # attempt 2: a live lease
     assert report_result(coord.engine, unit.spec.wu_id, b"stale garbage", "slow") == ReportOutcome.ACCEPTED
-    validate_pending(coord.engine, coord.server)
+    assert unit_row(coord.engine, unit.spec.wu_id).state == WUState.REPORTED
+    assert validate_pending(coord.engine, coord.server) == (0, 1)
     row = unit_row(coord.engine, unit.spec.wu_id)
-    # the unit is READY with no owner while "fast" is still working on it under a valid lease
-    assert (row.state, row.lease_owner) == (WUState.LEASED, "fast")
+    assert (row.state, row.lease_owner, row.attempts) == (WUState.LEASED, "fast", 2)
+    assert row.error.startswith("result rejected: malformed: ")  # the rejection is recorded
+    assert apply_transitions(coord.engine) == 0  # the lease is live: nothing to do
+    expire_leases(coord.engine)  # "fast" vanished too: now the unit is retried
+    assert apply_transitions(coord.engine) == 1
+    row = unit_row(coord.engine, unit.spec.wu_id)
+    assert (row.state, row.lease_owner, row.error) == (WUState.READY, None, "lease expired after attempt 2")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a rejected stale result fails a unit whose last attempt is still running under a live "
-    "lease, and that attempt's valid result is then refused: the networks are lost",
-)
 def test_a_rejected_stale_result_does_not_fail_a_running_last_attempt(coord: Setup) -> None:
     for owner in ("slow-1", "slow-2"):
         lease_work(coord.engine, owner, 2, -1.0)  # attempts 1 and 2, expired at once
     (unit,) = lease_work(coord.engine, "fast", 2, LEASE)  # attempt 3 of 3, live
     (honest,) = train([unit])
     assert report_result(coord.engine, unit.spec.wu_id, b"stale garbage", "slow-1") == ReportOutcome.ACCEPTED
-    validate_pending(coord.engine, coord.server)  # rejects the stale upload: the unit FAILS here
+    validate_pending(coord.engine, coord.server)  # rejects the stale upload; "fast" still holds the unit
     outcome = report_result(coord.engine, unit.spec.wu_id, honest.to_bytes(), "fast")
     validate_pending(coord.engine, coord.server)
     assimilate_valid(coord.engine, coord.server, coord.writer_for)
@@ -559,15 +583,36 @@ def test_a_rejected_stale_result_does_not_fail_a_running_last_attempt(coord: Set
         states,
         unit_row(coord.engine, unit.spec.wu_id).error,
     )
+    assert unit_row(coord.engine, unit.spec.wu_id).state == WUState.DONE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a result still pending when its unit is assimilated is judged 'malformed'",
-)
+def test_a_rejected_result_of_the_last_attempt_from_its_holder_fails_the_unit(coord: Setup) -> None:
+    for owner in ("slow-1", "slow-2"):
+        lease_work(coord.engine, owner, 2, -1.0)
+    (unit,) = lease_work(coord.engine, "fast", 2, LEASE)  # attempt 3 of 3
+    assert report_result(coord.engine, unit.spec.wu_id, b"garbage", "fast") == ReportOutcome.ACCEPTED
+    validate_pending(coord.engine, coord.server)  # its holder delivered: no lease is left to wait for
+    row = unit_row(coord.engine, unit.spec.wu_id)
+    assert (row.state, row.lease_owner, row.lease_expires_at) == (WUState.FAILED, None, None)
+
+
+def test_a_late_valid_result_from_an_earlier_lease_is_accepted(coord: Setup) -> None:
+    (slow,) = lease_work(coord.engine, "slow", 2, -1.0)  # attempt 1, expired at once
+    (unit,) = lease_work(coord.engine, "fast", 2, LEASE)  # attempt 2, live
+    (late,) = train([slow])
+    assert report_result(coord.engine, unit.spec.wu_id, late.to_bytes(), "slow") == ReportOutcome.ACCEPTED
+    assert validate_pending(coord.engine, coord.server) == (1, 0)
+    assert unit_row(coord.engine, unit.spec.wu_id).state == WUState.VALID
+    assert assimilate_valid(coord.engine, coord.server, coord.writer_for) == 0  # 2 of 3 epochs: none stop
+    assert unit_row(coord.engine, unit.spec.wu_id).state == WUState.DONE
+    (mine,) = train([unit])  # "fast" finishes too: its answer is no longer needed
+    assert report_result(coord.engine, unit.spec.wu_id, mine.to_bytes(), "fast") == ReportOutcome.TOO_LATE
+    assert [r.reporter for r in result_rows(coord.engine, unit.spec.wu_id)] == ["slow"]
+
+
+@pytest.mark.parametrize("assimilated_first", [True, False], ids=["assimilated", "valid"])
 def test_a_result_pending_at_assimilation_is_not_judged_malformed(
-    coord: Setup, monkeypatch: pytest.MonkeyPatch
+    coord: Setup, monkeypatch: pytest.MonkeyPatch, assimilated_first: bool
 ) -> None:
     import mlc.coordinator._validator as validator
 
@@ -587,75 +632,204 @@ def test_a_result_pending_at_assimilation_is_not_judged_malformed(
 
     monkeypatch.setattr(validator, "judge", judge_while_a_second_upload_arrives)
     assert validate_pending(coord.engine, coord.server) == (1, 0)
-    assimilate_valid(coord.engine, coord.server, coord.writer_for)
-    validate_pending(coord.engine, coord.server)
+    if assimilated_first:
+        assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    assert validate_pending(coord.engine, coord.server) == (0, 0)  # superseded: counted in neither
     late = result_rows(coord.engine, unit.spec.wu_id)[1]
     assert not (late.verdict == Verdict.INVALID and late.reason.startswith("malformed")), late.reason
+    assert (late.verdict, late.payload) == (Verdict.SUPERSEDED, None)
+    assert late.reason.startswith(f"superseded: {unit.spec.wu_id} ")
+    assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    assert [r.verdict for r in result_rows(coord.engine, unit.spec.wu_id)] == [
+        Verdict.VALID,
+        Verdict.SUPERSEDED,
+    ]
+    assert unit_row(coord.engine, unit.spec.wu_id).state == WUState.DONE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="BUG: networks.net_id is unique across experiments; a second "
-    "experiment with a common task cannot be created in the same database",
-)
-def test_two_experiments_with_a_common_task_share_one_database(coord: Setup, tmp_path: Any) -> None:
-    other, created = create_experiment(coord.engine, tiny_config(name="other"), tmp_path / "other")
-    assert created
-    assert len(network_rows(coord.engine)) == 8
+def test_a_pending_result_keeps_its_bytes_when_another_unit_is_assimilated(coord: Setup) -> None:
+    a, b = lease_work(coord.engine, "a", 100, LEASE)
+    ra, rb = train([a, b])
+    report_result(coord.engine, a.spec.wu_id, ra.to_bytes(), "a")
+    validate_pending(coord.engine, coord.server)
+    report_result(coord.engine, b.spec.wu_id, rb.to_bytes(), "a")
+    assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    (pending,) = result_rows(coord.engine, b.spec.wu_id)
+    assert (pending.verdict, pending.payload) == (Verdict.PENDING, rb.to_bytes())
+    assert validate_pending(coord.engine, coord.server) == (1, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="BUG: two uploads of the same bytes at once: the second raises the database's "
-    "IntegrityError instead of returning DUPLICATE",
-)
+# ---- two experiments in one database --------------------------------------------------------------
+
+
+def test_two_experiments_with_a_common_task_share_one_database(
+    coord: Setup, make_setup: Any, tmp_path: Any
+) -> None:
+    other = make_setup(name="other")
+    assert other.exp.id != coord.exp.id
+    with coord.engine.connect() as conn:
+        rows = list(conn.execute(select(networks.c.experiment_id, networks.c.net_id)))
+    assert len(rows) == 8
+    for exp_id in (coord.exp.id, other.exp.id):
+        assert {n for e, n in rows if e == exp_id} == NET_IDS  # the dataset-facing ids, unchanged
+    drive(coord)
+    assert experiment_status(coord.engine, other.exp.id).n_training == 4  # untouched by the first run
+    drive(other)
+    with coord.engine.connect() as conn:
+        hist = list(conn.execute(select(history.c.experiment_id, history.c.net_id, history.c.epoch)))
+    assert len(hist) == 2 * 4 * MAX_EPOCHS
+    for setup in (coord, other):
+        status = experiment_status(coord.engine, setup.exp.id)
+        assert (status.complete, status.n_finished, status.epochs_done) == (True, 4, 4 * MAX_EPOCHS)
+        assert status.finished_at is not None
+        assert setup.writer.staged_ids() == NET_IDS
+        assert (
+            sorted(e for e, n, _ in hist if n == "ParityMachine-000000")
+            == [coord.exp.id] * 3 + [other.exp.id] * 3
+        )
+
+
+def test_finished_at_is_set_when_the_last_network_finishes(coord: Setup) -> None:
+    units = lease_work(coord.engine, "a", 100, LEASE)
+    for r in train(units):
+        report_result(coord.engine, r.wu_id, r.to_bytes(), "a")
+    validate_pending(coord.engine, coord.server)
+    assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    assert experiment_status(coord.engine, coord.exp.id).finished_at is None  # continuations remain
+    before = utcnow()
+    drive(coord)
+    finished_at = experiment_status(coord.engine, coord.exp.id).finished_at
+    assert finished_at is not None and before <= finished_at <= utcnow()
+
+
+def test_finished_at_is_set_when_the_last_networks_fail(coord: Setup) -> None:
+    for _ in range(DEFAULT_MAX_ATTEMPTS):
+        lease_work(coord.engine, "a", 100, -1.0)
+    assert experiment_status(coord.engine, coord.exp.id).finished_at is None
+    apply_transitions(coord.engine)
+    status = experiment_status(coord.engine, coord.exp.id)
+    assert (status.n_failed, status.complete) == (4, True) and status.finished_at is not None
+
+
+# ---- concurrency: another process's call lands inside one of ours --------------------------------
+
+
+class Beside:
+    """A call another process makes while one of ours is inside its transaction (started by a hook).
+
+    It runs in a thread on an engine of its own. On PostgreSQL it runs to its end at once (our
+    transaction holds no lock it needs); on SQLite, whose write transactions begin IMMEDIATE, it must
+    wait for ours to commit: it is still waiting when `start` returns.
+    """
+
+    def __init__(self, db_url: str, call: Any) -> None:
+        self.db_url, self.call = db_url, call
+        self.thread: threading.Thread | None = None
+        self.outcome: list[Any] = []
+        self.waited_for_us = False
+
+    def _run(self) -> None:
+        other_process = connect(self.db_url)
+        try:
+            self.outcome.append(self.call(other_process))
+        except Exception as exc:  # handed to the test in `result`
+            self.outcome.append(exc)
+        finally:
+            other_process.dispose()
+
+    def start(self) -> None:
+        if self.thread is not None:
+            return
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        sqlite = self.db_url.startswith("sqlite")
+        self.thread.join(timeout=0.5 if sqlite else 60.0)
+        self.waited_for_us = self.thread.is_alive()
+
+    def result(self) -> Any:
+        assert self.thread is not None, "the hook never fired"
+        self.thread.join(timeout=60.0)
+        (outcome,) = self.outcome
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
 def test_a_concurrent_duplicate_upload_is_a_duplicate(coord: Setup, db_url: str) -> None:
     unit = lease_one(coord)
     (result,) = train([unit])
     payload = result.to_bytes()
-    other_process = connect(db_url)
-    outcomes: list[ReportOutcome] = []
+    theirs = Beside(db_url, lambda eng: report_result(eng, unit.spec.wu_id, payload, "b"))
 
     def the_other_upload_lands_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO results") and not outcomes:
-            outcomes.append(report_result(other_process, unit.spec.wu_id, payload, "b"))
+        if statement.startswith("INSERT INTO results"):
+            theirs.start()
 
     event.listen(coord.engine, "before_cursor_execute", the_other_upload_lands_first)
     try:
         mine = report_result(coord.engine, unit.spec.wu_id, payload, "a")
     finally:
         event.remove(coord.engine, "before_cursor_execute", the_other_upload_lands_first)
-        other_process.dispose()
-    assert sorted([mine, *outcomes]) == sorted([ReportOutcome.ACCEPTED, ReportOutcome.DUPLICATE])
-
-
-def test_two_schedulers_never_lease_the_same_unit(
-    coord: Setup, db_url: str, request: pytest.FixtureRequest
-) -> None:
+    assert sorted([mine, theirs.result()]) == sorted([ReportOutcome.ACCEPTED, ReportOutcome.DUPLICATE])
     if coord.engine.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="BUG: on SQLite lease_work's SELECT is not in the write transaction "
-                "(pysqlite begins at the first UPDATE), so a concurrent lease takes the same unit",
-            )
-        )
-    other_process = connect(db_url)
-    theirs: list[list[WorkUnit]] = []
+        assert theirs.waited_for_us and mine == ReportOutcome.ACCEPTED
+    else:  # theirs landed first: our INSERT hit the unique (wu_id, sha256) and became DUPLICATE
+        assert not theirs.waited_for_us and mine == ReportOutcome.DUPLICATE
+    assert len(result_rows(coord.engine, unit.spec.wu_id)) == 1
+    assert unit_row(coord.engine, unit.spec.wu_id).state == WUState.REPORTED
+
+
+def test_two_schedulers_never_lease_the_same_unit(coord: Setup, db_url: str) -> None:
+    theirs = Beside(db_url, lambda eng: lease_work(eng, "b", 2, LEASE))
 
     def the_other_lease_lands_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("UPDATE work_units") and not theirs:
-            theirs.append(lease_work(other_process, "b", 2, LEASE))
+        if statement.startswith("UPDATE work_units"):
+            theirs.start()
 
     event.listen(coord.engine, "before_cursor_execute", the_other_lease_lands_first)
     try:
         mine = lease_work(coord.engine, "a", 2, LEASE)
     finally:
         event.remove(coord.engine, "before_cursor_execute", the_other_lease_lands_first)
-        other_process.dispose()
     mine_ids = {u.spec.wu_id for u in mine}
-    their_ids = {u.spec.wu_id for u in theirs[0]}
+    their_ids = {u.spec.wu_id for u in theirs.result()}
     assert not mine_ids & their_ids, f"both 'a' and 'b' hold {mine_ids & their_ids}"
+    assert mine_ids == {FIRST[0]}
+    if coord.engine.dialect.name == "sqlite":  # it waited, then took what was left
+        assert theirs.waited_for_us and their_ids == {FIRST[1]}
+    for u in all_units(coord.engine):
+        assert u.attempts == (1 if u.state == WUState.LEASED else 0)
+
+
+def test_status_reads_while_a_run_holds_the_write_lock(coord: Setup, db_url: str) -> None:
+    lease_one(coord)
+    with transaction(coord.engine) as conn:  # the run, in the middle of a write
+        conn.execute(update(work_units).where(work_units.c.id == FIRST[1]).values(error="in flight"))
+        started = time.perf_counter()
+        status_process = connect(db_url)  # what `mlc status` does
+        try:
+            (exp,) = list_experiments(status_process)
+            status = experiment_status(status_process, exp.id)
+            with status_process.connect() as read:  # a plain read-only connection too
+                errors = read.execute(select(work_units.c.error).order_by(work_units.c.seq)).scalars().all()
+        finally:
+            status_process.dispose()
+        assert time.perf_counter() - started < 5.0  # it did not wait for the writer
+    assert status.units == {"leased": 1, "ready": 1} and status.n_networks == 4
+    assert errors == [None, None]  # the snapshot before the uncommitted write
+    assert unit_row(coord.engine, FIRST[1]).error == "in flight"
+
+
+def test_a_busy_sqlite_database_is_store_busy(coord: Setup, db_url: str) -> None:
+    if coord.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite locks the whole database for a writer")
+    other_process = connect(db_url)
+    try:
+        with transaction(coord.engine):
+            with other_process.connect() as conn:
+                conn.exec_driver_sql("PRAGMA busy_timeout=50")
+                conn.commit()
+            with pytest.raises(StoreBusy, match="database busy"):
+                lease_work(other_process, "b", 2, LEASE)
+    finally:
+        other_process.dispose()

@@ -96,22 +96,50 @@ def test_an_expired_lease_at_max_attempts_fails(attempts: int) -> None:
     assert change.error == f"lease expired after attempt {attempts}; gave up after {attempts} attempts"
 
 
+# In REPORTED, lease_expires_at is the lease still running beside the results: None when there is none
+# (the unit was READY when the result came), the report time when its holder sent it (that ends it).
+NO_LEASE = [None, EARLIER, NOW]
+
+
 @pytest.mark.parametrize("state", [WUState.REPORTED, WUState.VALID])
-def test_all_results_rejected_goes_back_to_ready_with_the_last_reason(state: WUState) -> None:
+@pytest.mark.parametrize("expires", NO_LEASE)
+def test_all_results_rejected_goes_back_to_ready_with_the_last_reason(
+    state: WUState, expires: datetime | None
+) -> None:
     results = [invalid("first: no"), invalid("stop_rule: second")]
-    change = transition(unit(state, attempts=1), results, NOW, MAX)
+    change = transition(unit(state, attempts=1, expires=expires), results, NOW, MAX)
     assert change == Change(WUState.READY, "result rejected: stop_rule: second")
 
 
-def test_all_results_rejected_at_max_attempts_fails() -> None:
-    change = transition(unit(WUState.REPORTED, attempts=MAX), [invalid("tensor_shape: bad")], NOW, MAX)
+@pytest.mark.parametrize("expires", NO_LEASE)
+def test_all_results_rejected_at_max_attempts_fails(expires: datetime | None) -> None:
+    change = transition(
+        unit(WUState.REPORTED, attempts=MAX, expires=expires), [invalid("tensor_shape: bad")], NOW, MAX
+    )
     assert change == Change(
         WUState.FAILED, f"result rejected: tensor_shape: bad; gave up after {MAX} attempts"
     )
 
 
+@pytest.mark.parametrize("state", [WUState.REPORTED, WUState.VALID])
+@pytest.mark.parametrize("attempts", [1, MAX])
+@pytest.mark.parametrize("expires", [LATER, NOW + timedelta(microseconds=1)])
+def test_a_rejection_beside_a_live_lease_records_the_reason_and_waits_for_the_holder(
+    state: WUState, attempts: int, expires: datetime
+) -> None:
+    # a stale upload from an earlier lease was rejected: whoever holds the live lease may still deliver,
+    # even on the last attempt, so the unit is neither requeued nor failed
+    change = transition(unit(state, attempts, expires), [invalid("malformed: x")], NOW, MAX)
+    assert change == Change(WUState.LEASED, "result rejected: malformed: x")
+
+
+def test_a_rejection_with_a_pending_result_beside_it_waits_for_that_result() -> None:
+    results = [invalid(), PENDING]
+    assert transition(unit(WUState.REPORTED, attempts=MAX, expires=EARLIER), results, NOW, MAX) is None
+
+
 def test_a_reported_unit_without_results_is_retried() -> None:
-    change = transition(unit(WUState.REPORTED, attempts=1), [], NOW, MAX)
+    change = transition(unit(WUState.REPORTED, attempts=1, expires=None), [], NOW, MAX)
     assert change == Change(WUState.READY, "result rejected: no result")
 
 
@@ -128,18 +156,20 @@ _TERMINAL = (WUState.DONE, WUState.FAILED)
 class UnitMachine(RuleBasedStateMachine):
     """One work unit driven the way the coordinator drives it, with `transition` deciding.
 
-    `lease` follows the scheduler's rule; in this machine only READY units are leased (the local
-    executor runs the transitioner before every lease), so the attempt cap must hold exactly.
+    `lease` follows the scheduler's rule: a READY unit is leased as a new attempt, and the holder of a
+    live lease may renew it (it restarted) as the same attempt. A report comes from the lease's holder
+    (which ends its lease) or from someone else, such as an earlier holder whose lease expired.
     """
 
-    relet_expired = False  # True: also lease LEASED units whose lease expired, as lease_work does
+    relet_expired = False  # True: lease requests also meet LEASED units whose lease expired
 
     def __init__(self) -> None:
         super().__init__()
         self.now = NOW
         self.state = WUState.READY
         self.attempts = 0
-        self.expires: datetime | None = None
+        self.expires: datetime | None = None  # the unit's lease_expires_at column
+        self.holder_until: datetime | None = None  # the truth: until when someone works under a lease
         self.results: list[tuple[Verdict, bool]] = []  # (verdict, what the validator will say)
         self.terminal: WUState | None = None
         self.ever_valid = False
@@ -164,25 +194,37 @@ class UnitMachine(RuleBasedStateMachine):
         elif self.state in _TERMINAL:
             self.terminal = self.state
 
-    def _leasable(self) -> bool:
-        if self.state == WUState.READY:
-            return True
-        expired = self.expires is not None and self.expires <= self.now
-        return self.relet_expired and self.state == WUState.LEASED and expired
+    def _expired(self) -> bool:
+        return self.state == WUState.LEASED and self.expires is not None and self.expires <= self.now
 
-    @precondition(lambda self: self._leasable())
+    @precondition(lambda self: self.state == WUState.READY or (self.relet_expired and self._expired()))
     @rule(lease_seconds=st.integers(min_value=-5, max_value=120))
     def lease(self, lease_seconds: int) -> None:
+        if self._expired():
+            self._apply()  # lease_work settles expired leases first, as the transitioner would
+            if self.state != WUState.READY:
+                return
         self.state = WUState.LEASED
         self.attempts += 1
-        self.expires = self.now + timedelta(seconds=lease_seconds)
+        self.expires = self.holder_until = self.now + timedelta(seconds=lease_seconds)
         self._check_step()
 
-    @rule(good=st.booleans())
-    def report(self, good: bool) -> None:
+    @precondition(
+        lambda self: self.state == WUState.LEASED and self.expires is not None and self.expires > self.now
+    )
+    @rule(lease_seconds=st.integers(min_value=1, max_value=120))
+    def renew(self, lease_seconds: int) -> None:
+        self.expires = self.holder_until = self.now + timedelta(seconds=lease_seconds)
+        self._check_step()
+
+    @rule(good=st.booleans(), by_holder=st.booleans())
+    def report(self, good: bool, by_holder: bool) -> None:
         if self.state in (WUState.DONE, WUState.FAILED, WUState.VALID):
             return  # TOO_LATE: nothing is stored
         self.results.append((Verdict.PENDING, good))
+        holds = self.state in (WUState.LEASED, WUState.REPORTED) and self.expires is not None
+        if by_holder and holds:  # report_result: the holder's report ends its lease
+            self.expires = self.holder_until = self.now
         self._apply()
 
     @precondition(lambda self: any(v == Verdict.PENDING for v, _ in self.results))
@@ -210,10 +252,14 @@ class UnitMachine(RuleBasedStateMachine):
 
     @invariant()
     def attempts_are_capped(self) -> None:
-        if not self.relet_expired:
-            assert self.attempts <= MAX
+        assert self.attempts <= MAX
         if self.state == WUState.READY:
             assert self.attempts < MAX, "a unit with no attempts left was put back in the queue"
+
+    @invariant()
+    def a_live_lease_is_never_taken_away(self) -> None:
+        if self.holder_until is not None and self.holder_until > self.now:
+            assert self.state not in (WUState.READY, WUState.FAILED), "requeued under a live lease"
 
     @invariant()
     def a_valid_result_is_never_lost(self) -> None:
@@ -244,11 +290,8 @@ class UnitMachine(RuleBasedStateMachine):
 
 
 class ReletExpiredMachine(UnitMachine):
-    """The same walk with lease_work's rule that an expired LEASED unit may be leased directly.
-
-    The attempt cap is not asserted here: lease_work can hand out an expired unit that has no
-    attempts left before the transitioner fails it (see test_flow's xfail for that bug).
-    """
+    """The same walk where a lease request may meet an expired LEASED unit before the transitioner
+    does: lease_work settles it first, so the attempt cap holds here too."""
 
     relet_expired = True
 

@@ -2,8 +2,10 @@
 
 Per unit, in this order: (1) stage every network that stopped into the dataset (idempotent files);
 (2) in ONE transaction, append the history rows, update the networks, create the continuation unit
-for the networks still training, and mark the unit done. A crash between (1) and (2) repeats (1)
-with identical records, which the store recognises; a crash inside (2) rolls it back whole.
+for the networks still training, mark the unit done (and the experiment finished when no network
+trains any more), close results still pending as superseded, and drop the stored payloads. A crash
+between (1) and (2) repeats (1) with identical records, which the store recognises; a crash inside
+(2) rolls it back whole.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import asdict
 import numpy as np
 from sqlalchemy import Connection, Engine, select
 
-from mlc.coordinator._db import transaction, utcnow
-from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec
+from mlc.coordinator._db import reading, transaction, utcnow
+from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec, mark_finished_if_complete
 from mlc.coordinator._schema import NetworkState, Verdict, WUState, history, networks, results, work_units
 from mlc.coordinator._serverdata import ServerData
 from mlc.store import DatasetWriter
@@ -29,7 +31,7 @@ WriterFor = Callable[[Experiment], DatasetWriter]
 
 def assimilate_valid(engine: Engine, server: ServerData, writer_for: WriterFor) -> int:
     """Assimilate every unit in state VALID; returns how many networks finished in this pass."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         ids = (
             conn.execute(
                 select(work_units.c.id).where(work_units.c.state == WUState.VALID).order_by(work_units.c.seq)
@@ -41,7 +43,7 @@ def assimilate_valid(engine: Engine, server: ServerData, writer_for: WriterFor) 
 
 
 def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: WriterFor) -> int:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         unit = conn.execute(select(work_units).where(work_units.c.id == wu_id)).one()
         payload = conn.execute(
             select(results.c.payload)
@@ -51,9 +53,14 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
         spec = WorkUnitSpec.from_json(unit.spec_json)
         result = WorkUnitResult.from_bytes(payload)
         net_rows = {
-            r.net_id: r for r in conn.execute(select(networks).where(networks.c.net_id.in_(result.members)))
+            r.net_id: r
+            for r in conn.execute(
+                select(networks).where(
+                    networks.c.experiment_id == unit.experiment_id, networks.c.net_id.in_(result.members)
+                )
+            )
         }
-        past = _past_history(conn, result.members)
+        past = _past_history(conn, unit.experiment_id, result.members)
     exp = server.experiment(spec.experiment)
     share = result.provenance.wall_time_s
     finished: list[FinishedNetwork] = []
@@ -68,12 +75,16 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
     for record in finished:
         writer.add(record)
     with transaction(engine) as conn:
-        state = conn.execute(select(work_units.c.state).where(work_units.c.id == wu_id)).scalar()
+        state = conn.execute(
+            select(work_units.c.state).where(work_units.c.id == wu_id).with_for_update(key_share=True)
+        ).scalar()
         if state != WUState.VALID:  # another assimilator finished it first
             return 0
-        _store_history(conn, spec, result)
-        _update_networks(conn, spec, result, net_rows, share)
+        now = utcnow()
+        _store_history(conn, exp, spec, result)
+        _update_networks(conn, exp, spec, result, net_rows, share)
         _continue(conn, exp, spec, result)
+        mark_finished_if_complete(conn, exp.id, now)
         conn.execute(
             work_units.update()
             .where(work_units.c.id == wu_id)
@@ -83,18 +94,32 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
                 lease_owner=None,
                 lease_expires_at=None,
                 provenance_json=json.dumps(asdict(result.provenance)),
-                updated_at=utcnow(),
+                updated_at=now,
             )
         )
-        conn.execute(results.update().where(results.c.wu_id == wu_id).values(payload=None))
+        _close_results(conn, wu_id)
     return len(finished)
 
 
-def _past_history(conn: Connection, net_ids: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _close_results(conn: Connection, wu_id: str) -> None:
+    """Results still pending (uploaded while another was being judged) are superseded, not judged."""
+    conn.execute(
+        results.update()
+        .where(results.c.wu_id == wu_id, results.c.verdict == Verdict.PENDING)
+        .values(verdict=Verdict.SUPERSEDED, reason=f"superseded: {wu_id} was already assimilated")
+    )
+    # last: the history and the dataset hold what the payloads did
+    conn.execute(results.update().where(results.c.wu_id == wu_id).values(payload=None))
+
+
+def _past_history(conn: Connection, experiment_id: int, net_ids: tuple[str, ...]) -> dict[str, np.ndarray]:
     out: dict[str, list[tuple[float, float, float]]] = {n: [] for n in net_ids}
-    for r in conn.execute(
-        select(history).where(history.c.net_id.in_(net_ids)).order_by(history.c.net_id, history.c.epoch)
-    ):
+    query = (
+        select(history)
+        .where(history.c.experiment_id == experiment_id, history.c.net_id.in_(net_ids))
+        .order_by(history.c.net_id, history.c.epoch)
+    )
+    for r in conn.execute(query):
         out[r.net_id].append((r.train_loss, r.val_loss, r.val_accuracy))
     return {k: np.asarray(v, dtype=np.float32).reshape(-1, 3) for k, v in out.items()}
 
@@ -143,12 +168,13 @@ def _finished_record(
     )
 
 
-def _store_history(conn: Connection, spec: WorkUnitSpec, result: WorkUnitResult) -> None:
+def _store_history(conn: Connection, exp: Experiment, spec: WorkUnitSpec, result: WorkUnitResult) -> None:
     rows = []
     for m, member in enumerate(spec.members):
         for k, (train, val, acc) in enumerate(_segment(result, m)):
             rows.append(
                 dict(
+                    experiment_id=exp.id,
                     net_id=member.net_id,
                     epoch=member.start_epoch + k + 1,
                     train_loss=float(train),
@@ -161,14 +187,19 @@ def _store_history(conn: Connection, spec: WorkUnitSpec, result: WorkUnitResult)
 
 
 def _update_networks(
-    conn: Connection, spec: WorkUnitSpec, result: WorkUnitResult, net_rows: dict[str, object], share: float
+    conn: Connection,
+    exp: Experiment,
+    spec: WorkUnitSpec,
+    result: WorkUnitResult,
+    net_rows: dict[str, object],
+    share: float,
 ) -> None:
     for m, member in enumerate(spec.members):
         row = net_rows[member.net_id]
         stopped = bool(result.state.stopped[m])
         conn.execute(
             networks.update()
-            .where(networks.c.net_id == member.net_id)
+            .where(networks.c.experiment_id == exp.id, networks.c.net_id == member.net_id)
             .values(
                 state=NetworkState.FINISHED if stopped else NetworkState.TRAINING,
                 epochs=int(result.state.epoch[m]),

@@ -1,7 +1,14 @@
 """Opening the coordinator database: SQLite by default, PostgreSQL by URL.
 
-Foreign database exceptions are translated here: a locked SQLite file or a serialisation failure
-is `StoreBusy` (retry), a schema from another version a `StateError`.
+On SQLite the driver's own transaction handling is switched off and a "begin" event emits ours
+(SQLAlchemy's documented pysqlite recipe): every `transaction` begins `BEGIN IMMEDIATE`, so a
+read-then-write such as lease_work's SELECT-then-UPDATE holds the write lock from its first statement
+and a concurrent writer queues on the busy timeout instead of interleaving. Any other connection
+(`reading`, a plain `engine.connect()`) begins deferred: with WAL it reads a snapshot and never waits
+for, nor blocks, a writer, so `mlc status` reads while a run is writing.
+
+Foreign database exceptions are translated here: a locked SQLite file, a PostgreSQL serialisation
+failure, deadlock or lock timeout is `StoreBusy` (retry), a schema from another version a `StateError`.
 """
 
 from __future__ import annotations
@@ -11,13 +18,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import OperationalError
 
 from mlc.coordinator._schema import SCHEMA_VERSION, meta, metadata
 from mlc.errors import StateError, StoreBusy
 
-__all__ = ["connect", "sqlite_url", "transaction", "utcnow"]
+__all__ = ["connect", "reading", "sqlite_url", "transaction", "utcnow"]
+
+_BEGIN_OPTION = "mlc_sqlite_begin"  # execution option: how a SQLite transaction begins
+_BUSY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+_BUSY_SQLITE_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 
 
 def utcnow() -> datetime:
@@ -28,41 +39,89 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+def _sqlite_connect(dbapi_connection: object, _record: object) -> None:
+    # pysqlite would BEGIN only before the first INSERT/UPDATE (after our SELECTs): switch its
+    # transaction handling off; `_sqlite_begin` emits the BEGIN instead
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA busy_timeout=30000")  # first, so that the next pragmas wait too
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (mlc status) never block the writer
     cursor.execute("PRAGMA synchronous=FULL")  # a committed transition survives power loss
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN_OPTION, 'DEFERRED')}")
+
+
 def connect(url: str) -> Engine:
-    """An engine with the schema created (or checked, if it exists)."""
-    engine = create_engine(url, future=True)
+    """An engine with the schema created (or checked, if it exists).
+
+    An existing database is only read here, so opening one that a run is writing never waits.
+    """
+    engine = create_engine(url)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    with transaction(engine) as conn:
-        metadata.create_all(conn)
-        found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-        if found is None:
-            conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
-        elif found != SCHEMA_VERSION:
-            raise StateError(
-                f"database schema version {found}, this mlc needs {SCHEMA_VERSION}; "
-                "use the mlc version that created it"
-            )
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    found = _stored_version(engine)
+    if found is None:
+        with transaction(engine) as conn:
+            metadata.create_all(conn)
+            found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
+                found = SCHEMA_VERSION
+    if found != SCHEMA_VERSION:
+        raise StateError(
+            f"database schema version {found}, this mlc needs {SCHEMA_VERSION}; "
+            "use the mlc version that created it"
+        )
     return engine
+
+
+def _stored_version(engine: Engine) -> str | None:
+    with reading(engine) as conn:
+        if not inspect(conn).has_table(meta.name):
+            return None
+        return conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+
+
+def _translated(exc: OperationalError) -> Exception:
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    busy = getattr(orig, "sqlstate", None) in _BUSY_SQLSTATES or (
+        code is not None and code & 0xFF in _BUSY_SQLITE_CODES
+    )
+    text = str(orig).lower()
+    if busy or "database is locked" in text or "could not serialize" in text:
+        return StoreBusy(f"database busy: {orig}; retry later")
+    return exc
 
 
 @contextlib.contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction; a busy/locked database becomes StoreBusy."""
+    """One write transaction (BEGIN IMMEDIATE on SQLite); a busy/locked database becomes StoreBusy."""
     try:
-        with engine.begin() as conn:
+        with engine.connect() as conn:
+            conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        translated = _translated(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reading only (on SQLite a deferred transaction: a WAL snapshot)."""
+    try:
+        with engine.connect() as conn:
             yield conn
     except OperationalError as exc:
-        text = str(exc.orig).lower()
-        if "locked" in text or "busy" in text or "could not serialize" in text:
-            raise StoreBusy(f"database busy: {exc.orig}") from exc
-        raise
+        translated = _translated(exc)
+        if translated is exc:
+            raise
+        raise translated from exc

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, exists, select
 
 from mlc import models, tasks
-from mlc.coordinator._db import transaction, utcnow
+from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._schema import NetworkState, WUState, experiments, networks, work_units
 from mlc.errors import StateError, UnknownNameError
 from mlc.tasks import SharedData
@@ -27,6 +28,7 @@ __all__ = [
     "insert_work_unit",
     "list_experiments",
     "make_spec",
+    "mark_finished_if_complete",
 ]
 
 
@@ -87,6 +89,20 @@ def insert_work_unit(conn: Connection, exp: Experiment, spec: WorkUnitSpec, stat
     )
 
 
+def mark_finished_if_complete(conn: Connection, experiment_id: int, now: datetime) -> None:
+    """Set the experiment's finished_at once none of its networks is still training."""
+    training = (
+        select(networks.c.net_id)
+        .where(networks.c.experiment_id == experiment_id, networks.c.state == NetworkState.TRAINING)
+        .limit(1)
+    )
+    conn.execute(
+        experiments.update()
+        .where(experiments.c.id == experiment_id, experiments.c.finished_at.is_(None), ~exists(training))
+        .values(finished_at=now)
+    )
+
+
 def _row_to_experiment(row: object) -> Experiment:
     return Experiment(
         id=row.id,
@@ -99,7 +115,7 @@ def _row_to_experiment(row: object) -> Experiment:
 
 
 def get_experiment(engine: Engine, name: str) -> Experiment:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
     if row is None:
         raise UnknownNameError(f"no experiment {name!r} in this database")
@@ -107,7 +123,7 @@ def get_experiment(engine: Engine, name: str) -> Experiment:
 
 
 def list_experiments(engine: Engine) -> list[Experiment]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(select(experiments).order_by(experiments.c.id)).all()
     return [_row_to_experiment(r) for r in rows]
 
@@ -118,7 +134,7 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
     Returns (experiment, created). An existing experiment with other settings is a StateError.
     """
     config_json = json.dumps(config.to_dict(), sort_keys=True)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(experiments).where(experiments.c.name == config.name)).first()
     if row is not None:
         if row.config_json != config_json:

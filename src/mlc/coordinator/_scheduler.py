@@ -1,7 +1,8 @@
 """Handing out work and taking results back: leases, idempotent reports, and the transitioner pass.
 
 Every call is one transaction. A lease is a promise with a deadline: when it passes, the transitioner
-puts the unit back in the queue (or fails it after `max_attempts`).
+(or the next lease request) puts the unit back in the queue, or fails it after `max_attempts` leases.
+Every function that may move a unit takes the same `max_attempts` (default DEFAULT_MAX_ATTEMPTS).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Connection, Engine, and_, or_, select
+from sqlalchemy.exc import IntegrityError
 
-from mlc.coordinator._db import transaction, utcnow
+from mlc.coordinator._db import reading, transaction, utcnow
+from mlc.coordinator._experiments import mark_finished_if_complete
 from mlc.coordinator._schema import NetworkState, Verdict, WUState, networks, results, work_units
 from mlc.coordinator._transition import ResultView, UnitView, transition
 from mlc.errors import StateError
@@ -43,41 +46,46 @@ def lease_work(
     max_members: int,
     lease_seconds: float,
     experiment_id: int | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> list[WorkUnit]:
     """Lease ready units (oldest first) until they hold about `max_members` networks.
 
-    Units whose lease expired, and units this same owner already held (it restarted), are leased too.
+    Expired leases are settled first, as the transitioner would (back to READY, or FAILED with their
+    networks once `max_attempts` leases were handed out), so no unit is leased beyond its attempts.
+    Units this same owner still holds (it restarted) are leased again: a renewed deadline, the same
+    attempt.
     """
     now = utcnow()
-    leasable = or_(
-        work_units.c.state == WUState.READY,
-        and_(
-            work_units.c.state == WUState.LEASED,
-            or_(work_units.c.lease_owner == owner, work_units.c.lease_expires_at <= now),
-        ),
-    )
-    query = select(work_units.c.id, work_units.c.spec_json, work_units.c.state_blob).where(leasable)
+    mine = and_(work_units.c.state == WUState.LEASED, work_units.c.lease_owner == owner)
+    query = select(work_units.c.id, work_units.c.spec_json, work_units.c.state_blob, work_units.c.state)
+    query = query.where(or_(work_units.c.state == WUState.READY, mine))
     if experiment_id is not None:
         query = query.where(work_units.c.experiment_id == experiment_id)
+    # PostgreSQL: rows another scheduler is leasing right now are skipped (FOR NO KEY UPDATE, so a
+    # result being inserted for a unit does not hide it); SQLite: BEGIN IMMEDIATE already serialises
+    # whole transactions (and ignores FOR UPDATE)
     query = query.order_by(work_units.c.seq).limit(max(1, max_members))
+    query = query.with_for_update(skip_locked=True, key_share=True)
     with transaction(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        chosen, n_members = [], 0
+        _settle_expired(conn, now, max_attempts, experiment_id)
+        chosen, renewed, n_members = [], set(), 0
         for row in conn.execute(query):
             spec = WorkUnitSpec.from_json(row.spec_json)
             if chosen and n_members + len(spec.members) > max_members:
                 break
             chosen.append(WorkUnit(spec, row.state_blob))
+            if row.state == WUState.LEASED:
+                renewed.add(spec.wu_id)
             n_members += len(spec.members)
         for unit in chosen:
+            again = unit.spec.wu_id in renewed
             conn.execute(
                 work_units.update()
                 .where(work_units.c.id == unit.spec.wu_id)
                 .values(
                     state=WUState.LEASED,
                     lease_owner=owner,
-                    attempts=work_units.c.attempts + 1,
+                    attempts=work_units.c.attempts + (0 if again else 1),
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
                     updated_at=now,
                 )
@@ -85,37 +93,83 @@ def lease_work(
     return chosen
 
 
-def report_result(engine: Engine, wu_id: str, payload: bytes, reporter: str) -> ReportOutcome:
-    """Store an uploaded result for validation. Re-sending the same bytes is harmless."""
+def _settle_expired(conn: Connection, now: datetime, max_attempts: int, experiment_id: int | None) -> None:
+    query = select(work_units.c.id).where(
+        work_units.c.state == WUState.LEASED, work_units.c.lease_expires_at <= now
+    )
+    if experiment_id is not None:
+        query = query.where(work_units.c.experiment_id == experiment_id)
+    for wu_id in conn.execute(query.with_for_update(skip_locked=True, key_share=True)).scalars().all():
+        transition_unit(conn, wu_id, now, max_attempts)
+
+
+def report_result(
+    engine: Engine, wu_id: str, payload: bytes, reporter: str, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+) -> ReportOutcome:
+    """Store an uploaded result for validation. Re-sending the same bytes is harmless.
+
+    A report from the unit's lease holder ends that lease (the holder is done with it); a report from
+    anyone else (an earlier holder whose lease expired) leaves the current lease running.
+    """
     digest = hashlib.sha256(payload).hexdigest()
+    now = utcnow()
     with transaction(engine) as conn:
-        row = conn.execute(select(work_units.c.state).where(work_units.c.id == wu_id)).first()
+        row = conn.execute(
+            select(work_units.c.state, work_units.c.lease_owner).where(work_units.c.id == wu_id)
+        ).first()
         if row is None:
             raise StateError(f"no work unit {wu_id!r}: results are only taken for issued work")
-        seen = conn.execute(select(results.c.id).where(results.c.wu_id == wu_id, results.c.sha256 == digest))
-        if seen.first() is not None:
+        if _seen(conn, wu_id, digest):
             return ReportOutcome.DUPLICATE
         if row.state in (WUState.DONE, WUState.FAILED, WUState.VALID):
             return ReportOutcome.TOO_LATE
-        conn.execute(
-            results.insert().values(
-                wu_id=wu_id,
-                sha256=digest,
-                payload=payload,
-                verdict=Verdict.PENDING,
-                reporter=reporter,
-                received_at=utcnow(),
+        try:
+            with conn.begin_nested():  # a savepoint: the same bytes may be landing beside us
+                conn.execute(
+                    results.insert().values(
+                        wu_id=wu_id,
+                        sha256=digest,
+                        payload=payload,
+                        verdict=Verdict.PENDING,
+                        reporter=reporter,
+                        received_at=now,
+                    )
+                )
+        except IntegrityError:
+            if _seen(conn, wu_id, digest):  # (wu_id, sha256) is unique: they were first
+                return ReportOutcome.DUPLICATE
+            raise
+        if row.lease_owner == reporter:
+            conn.execute(
+                work_units.update()
+                .where(
+                    work_units.c.id == wu_id,
+                    work_units.c.lease_owner == reporter,
+                    work_units.c.state.in_([WUState.LEASED, WUState.REPORTED]),
+                )
+                .values(lease_expires_at=now)
             )
-        )
-        transition_unit(conn, wu_id, utcnow())
+        transition_unit(conn, wu_id, now, max_attempts)
     return ReportOutcome.ACCEPTED
+
+
+def _seen(conn: Connection, wu_id: str, digest: str) -> bool:
+    query = select(results.c.id).where(results.c.wu_id == wu_id, results.c.sha256 == digest)
+    return conn.execute(query).first() is not None
 
 
 def transition_unit(
     conn: Connection, wu_id: str, now: datetime, max_attempts: int = DEFAULT_MAX_ATTEMPTS
 ) -> WUState:
-    """Load one unit and its results, apply `transition`, and return the state it ends in."""
-    unit = conn.execute(select(work_units).where(work_units.c.id == wu_id)).one()
+    """Load one unit (locking its row) and its results, apply `transition`, return the state it ends in.
+
+    The caller's transaction commits the change; FAILED fails the unit's networks with it.
+    """
+    # FOR NO KEY UPDATE (PostgreSQL): a concurrent transition waits and then sees this one's outcome,
+    # while inserting a result (which takes KEY SHARE on its unit) does not deadlock against it
+    unit = conn.execute(
+        select(work_units).where(work_units.c.id == wu_id).with_for_update(key_share=True)
+    ).one()
     views = [
         ResultView(Verdict(r.verdict), r.reason)
         for r in conn.execute(
@@ -137,16 +191,20 @@ def transition_unit(
         spec = WorkUnitSpec.from_json(unit.spec_json)
         conn.execute(
             networks.update()
-            .where(networks.c.net_id.in_([m.net_id for m in spec.members]))
+            .where(
+                networks.c.experiment_id == unit.experiment_id,
+                networks.c.net_id.in_([m.net_id for m in spec.members]),
+            )
             .values(state=NetworkState.FAILED)
         )
+        mark_finished_if_complete(conn, unit.experiment_id, now)
     return change.state
 
 
 def apply_transitions(engine: Engine, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> int:
     """The transitioner's pass: expire leases and retry or fail units whose results were all rejected."""
     now = utcnow()
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         ids: Iterable[str] = (
             conn.execute(
                 select(work_units.c.id).where(

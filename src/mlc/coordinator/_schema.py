@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Integer,
     LargeBinary,
     MetaData,
@@ -40,7 +41,7 @@ __all__ = [
     "work_units",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: networks and history keyed by (experiment_id, net_id)
 
 
 class WUState(enum.StrEnum):
@@ -56,6 +57,7 @@ class Verdict(enum.StrEnum):
     PENDING = "pending"
     VALID = "valid"
     INVALID = "invalid"
+    SUPERSEDED = "superseded"  # not judged: another result of its unit was already accepted
 
 
 class NetworkState(enum.StrEnum):
@@ -86,11 +88,13 @@ experiments = Table(
     Column("finished_at", DateTime()),
 )
 
+# A network's key is (experiment_id, net_id): net_id is the dataset-facing "<task>-<index:06d>", which
+# two experiments with a common task share.
 networks = Table(
     "networks",
     metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), primary_key=True),
     Column("net_id", String(200), primary_key=True),
-    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False, index=True),
     Column("task", String(100), nullable=False),
     Column("idx", Integer, nullable=False),
     Column("net_seed", BigInteger, nullable=False),
@@ -105,11 +109,13 @@ networks = Table(
 history = Table(
     "history",
     metadata,
-    Column("net_id", String(200), ForeignKey("networks.net_id"), primary_key=True),
+    Column("experiment_id", Integer, primary_key=True),
+    Column("net_id", String(200), primary_key=True),
     Column("epoch", Integer, primary_key=True),  # 1-based
     Column("train_loss", Float, nullable=False),
     Column("val_loss", Float, nullable=False),
     Column("val_accuracy", Float, nullable=False),
+    ForeignKeyConstraint(["experiment_id", "net_id"], ["networks.experiment_id", "networks.net_id"]),
 )
 
 work_units = Table(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 
-from mlc.coordinator._schema import NetworkState, WUState, networks, work_units
+from mlc.coordinator._db import reading
+from mlc.coordinator._schema import NetworkState, WUState, experiments, networks, work_units
 
 __all__ = ["ExperimentStatus", "experiment_status"]
 
@@ -23,6 +25,7 @@ class ExperimentStatus:
     per_task: dict[str, tuple[int, int, int]] = field(
         default_factory=dict
     )  # task -> (total, finished, conv.)
+    finished_at: datetime | None = None  # naive UTC; set when the last network finished or failed
 
     @property
     def n_training(self) -> int:
@@ -38,7 +41,8 @@ class ExperimentStatus:
 
 
 def experiment_status(engine: Engine, experiment_id: int) -> ExperimentStatus:
-    with engine.connect() as conn:
+    """Read-only (on SQLite a deferred WAL read): it never waits for a run that is writing."""
+    with reading(engine) as conn:
         per_task: dict[str, list[int]] = {}
         totals = {s: 0 for s in NetworkState}
         converged = epochs = training_epochs = 0
@@ -72,6 +76,9 @@ def experiment_status(engine: Engine, experiment_id: int) -> ExperimentStatus:
                 .group_by(work_units.c.state)
             ).all()
         )
+        finished_at = conn.execute(
+            select(experiments.c.finished_at).where(experiments.c.id == experiment_id)
+        ).scalar()
     return ExperimentStatus(
         n_networks=sum(totals.values()),
         n_finished=totals[NetworkState.FINISHED],
@@ -81,4 +88,5 @@ def experiment_status(engine: Engine, experiment_id: int) -> ExperimentStatus:
         epochs_training=training_epochs,
         units={WUState(k).value: v for k, v in units.items()},
         per_task={t: (c[0], c[1], c[2]) for t, c in per_task.items()},
+        finished_at=finished_at,
     )

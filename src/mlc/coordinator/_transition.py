@@ -18,7 +18,9 @@ __all__ = ["Change", "ResultView", "UnitView", "transition"]
 @dataclass(frozen=True)
 class UnitView:
     state: WUState
-    attempts: int  # leases handed out so far
+    attempts: int  # leases handed out so far (a holder renewing its own lease is the same attempt)
+    # LEASED: the holder's deadline (None: none). REPORTED: the deadline of the lease still running
+    # beside the result (a holder's own report ends its lease at once); None when there is no lease.
     lease_expires_at: datetime | None
 
 
@@ -37,7 +39,12 @@ class Change:
 def transition(
     unit: UnitView, results: Sequence[ResultView], now: datetime, max_attempts: int
 ) -> Change | None:
-    """The state `unit` should move to, or None when it should stay as it is."""
+    """The state `unit` should move to, or None when it should stay as it is.
+
+    A valid result wins at once, whoever sent it (a late answer from an earlier lease is as good as
+    any). A rejected result only records its reason while a live lease remains: the unit goes back to
+    LEASED for the worker that holds it, and is retried (or failed) only once no lease is live.
+    """
     if unit.state in (WUState.DONE, WUState.FAILED):
         return None
     verdicts = [r.verdict for r in results]
@@ -51,8 +58,11 @@ def transition(
             return None
         return _retry_or_fail(unit, f"lease expired after attempt {unit.attempts}", max_attempts)
     if unit.state in (WUState.REPORTED, WUState.VALID):  # every result was rejected
-        reason = results[-1].reason if results else "no result"
-        return _retry_or_fail(unit, f"result rejected: {reason}", max_attempts)
+        rejected = [r.reason for r in results if r.verdict == Verdict.INVALID]
+        why = f"result rejected: {rejected[-1] if rejected else 'no result'}"
+        if unit.lease_expires_at is not None and unit.lease_expires_at > now:
+            return Change(WUState.LEASED, why)  # its holder is still at work: wait for it
+        return _retry_or_fail(unit, why, max_attempts)
     return None
 
 

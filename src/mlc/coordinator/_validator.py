@@ -2,20 +2,23 @@
 
 The expensive re-evaluation runs outside any transaction; the verdict and the unit's transition are
 then written together, and only if the result is still pending (another validator may have won).
+Payloads are loaded one at a time, so a long queue of uploads is never all in memory.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
-from mlc.coordinator._db import transaction, utcnow
-from mlc.coordinator._scheduler import transition_unit
-from mlc.coordinator._schema import Verdict, results, work_units
+from mlc.coordinator._db import reading, transaction, utcnow
+from mlc.coordinator._scheduler import DEFAULT_MAX_ATTEMPTS, transition_unit
+from mlc.coordinator._schema import Verdict, WUState, results, work_units
 from mlc.coordinator._serverdata import ServerData
 from mlc.errors import ResultRejected
 from mlc.work import WorkUnitResult, WorkUnitSpec, validate_result
 
 __all__ = ["judge", "validate_pending"]
+
+_ANSWERED = (WUState.VALID, WUState.DONE)  # units whose answer is in: further results are not judged
 
 
 def judge(spec: WorkUnitSpec, payload: bytes, server: ServerData) -> tuple[Verdict, str | None]:
@@ -27,28 +30,56 @@ def judge(spec: WorkUnitSpec, payload: bytes, server: ServerData) -> tuple[Verdi
     return Verdict.VALID, None
 
 
-def validate_pending(engine: Engine, server: ServerData) -> tuple[int, int]:
-    """Judge all pending results; returns (valid, invalid) counts."""
-    with engine.connect() as conn:
+def validate_pending(
+    engine: Engine, server: ServerData, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+) -> tuple[int, int]:
+    """Judge all pending results; returns (valid, invalid) counts.
+
+    A result whose unit already has its answer (VALID or DONE: it was uploaded while another result
+    was being judged) is superseded without being judged, and counted in neither.
+    """
+    with reading(engine) as conn:
         pending = conn.execute(
-            select(results.c.id, results.c.wu_id, results.c.payload, work_units.c.spec_json)
+            select(results.c.id, results.c.wu_id, work_units.c.state)
             .join(work_units, work_units.c.id == results.c.wu_id)
             .where(results.c.verdict == Verdict.PENDING)
             .order_by(results.c.id)
         ).all()
-    counts = {Verdict.VALID: 0, Verdict.INVALID: 0}
+    counts = {Verdict.VALID: 0, Verdict.INVALID: 0, Verdict.SUPERSEDED: 0}
     for row in pending:
-        verdict, reason = judge(WorkUnitSpec.from_json(row.spec_json), row.payload, server)
+        if row.state in _ANSWERED:
+            judged: tuple[Verdict, str | None] | None = (
+                Verdict.SUPERSEDED,
+                f"superseded: {row.wu_id} already had a valid result",
+            )
+        else:
+            judged = _judge_stored(engine, row.id, server)
+        if judged is None:  # no longer pending: another validator or the assimilator closed it
+            continue
+        verdict, reason = judged
         with transaction(engine) as conn:
             values: dict[str, object] = {"verdict": verdict, "reason": reason}
-            if verdict == Verdict.INVALID:
-                values["payload"] = None  # rejected bytes are not kept; the reason is
+            if verdict != Verdict.VALID:
+                values["payload"] = None  # rejected or unneeded bytes are not kept; the reason is
             updated = conn.execute(
                 results.update()
                 .where(results.c.id == row.id, results.c.verdict == Verdict.PENDING)
                 .values(**values)
             )
             if updated.rowcount:
-                transition_unit(conn, row.wu_id, utcnow())
+                transition_unit(conn, row.wu_id, utcnow(), max_attempts)
                 counts[verdict] += 1
     return counts[Verdict.VALID], counts[Verdict.INVALID]
+
+
+def _judge_stored(engine: Engine, result_id: int, server: ServerData) -> tuple[Verdict, str | None] | None:
+    """Judge one pending result, outside any transaction (the re-evaluation is the slow part)."""
+    with reading(engine) as conn:
+        row = conn.execute(
+            select(results.c.payload, work_units.c.spec_json)
+            .join(work_units, work_units.c.id == results.c.wu_id)
+            .where(results.c.id == result_id, results.c.verdict == Verdict.PENDING)
+        ).first()
+    if row is None:
+        return None
+    return judge(WorkUnitSpec.from_json(row.spec_json), row.payload, server)
