@@ -125,8 +125,9 @@ def measure_population(device: str, steps: int, m: int, layer: str) -> dict:
     }
 
 
-def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+def _child(args: list[str], threads: int) -> dict:
+    command = [sys.executable, __file__, "--threads", str(threads), "--child", *args]
+    out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1], "args": args}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -146,9 +147,18 @@ def main() -> None:
         help="auto: what the trainer picks for the device; manual: the PyTorch recurrence; "
         "ieee/tf32x3: the Triton kernel in that precision",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU intra-op threads on both sides (what `mlc run` uses by default)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        import torch
+
+        torch.set_num_threads(args.threads)
         kind, device, steps, *rest = args.child
         result = (
             measure_naive(device, int(steps))
@@ -160,9 +170,9 @@ def main() -> None:
     cuda = args.device == "cuda"
     sizes = [int(s) for s in (args.sizes or ("1024,4096,16384" if cuda else "16,64,192")).split(",")]
     steps = args.steps or (32 if cuda else 4)
-    rows = [_child(["naive", args.device, str(steps)])]
+    rows = [_child(["naive", args.device, str(steps)], args.threads)]
     for m in sizes:
-        rows.append(_child(["population", args.device, str(steps), str(m), args.layer]))
+        rows.append(_child(["population", args.device, str(steps), str(m), args.layer], args.threads))
         print(json.dumps(rows[-1]), flush=True)
     naive = rows[0].get("model_steps_s")
     header = ("method", "models", "model-steps/s", "GFLOP/s", "MiB/model", "start-up s")

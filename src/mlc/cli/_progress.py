@@ -57,7 +57,7 @@ class RichProgress:
 
     def started(self, status: ExperimentStatus, population_size: int) -> None:
         self._status = status
-        self._progress.console.log(f"population size {population_size} networks per batch")
+        self._progress.console.log(f"training up to {population_size} networks at once")
         self._progress.reset(
             self._task,
             total=status.n_networks * self.max_epochs,
