@@ -38,6 +38,12 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
     assert export.returncode == 0, export.stderr
     assert (tmp_path / "rel" / "TINY-1.tar.xz").exists()
 
+    report = mlc("analyze", str(work / "dataset"), "--out", str(tmp_path / "analysis"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "too few networks" in report.stdout  # one network per task: reported, not dropped
+    for name in ("report.md", "report.html", "trojan_detection.csv", "task_confusion.png", "learning_curve.png"):
+        assert (tmp_path / "analysis" / name).exists(), name
+
     # a different setting under the same workdir is refused, nothing is touched
     clash = mlc("run", str(tiny_preset), "--workdir", str(work), "--device", "cpu", "--no-analyze",
                 "--networks-per-task", "2", cwd=tmp_path)
