@@ -24,7 +24,9 @@ def test_tasks_never_import_torch():
     assert "torch" not in loaded_after("mlc.tasks")
 
 
-@pytest.mark.parametrize("layer", ["mlc.tasks", "mlc.models", "mlc.train", "mlc.work", "mlc.store", "mlc.dataset"])
+@pytest.mark.parametrize(
+    "layer", ["mlc.tasks", "mlc.models", "mlc.train", "mlc.work", "mlc.store", "mlc.dataset"]
+)
 def test_science_layers_import_no_database_or_http(layer):
     assert not loaded_after(layer) & set(WEB_AND_DB)
 

@@ -12,15 +12,28 @@ SRC = str(Path(__file__).parents[2] / "src")
 
 def mlc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "mlc", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mlc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
 def test_run_status_info_verify_export(tiny_preset, tmp_path):
     work = tmp_path / "w"
-    run = mlc("run", str(tiny_preset), "--workdir", str(work), "--device", "cpu", "--no-analyze",
-              "--networks-per-task", "1", "--max-epochs", "2", cwd=tmp_path)
+    run = mlc(
+        "run",
+        str(tiny_preset),
+        "--workdir",
+        str(work),
+        "--device",
+        "cpu",
+        "--no-analyze",
+        "--networks-per-task",
+        "1",
+        "--max-epochs",
+        "2",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     assert "2/2 networks finished" in run.stdout and "dataset:" in run.stdout
 
@@ -33,20 +46,44 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
     verify = mlc("dataset", "verify", str(work / "dataset"), cwd=tmp_path)
     assert verify.returncode == 0 and verify.stdout.startswith("OK")
 
-    export = mlc("dataset", "export", str(work / "dataset"), "--per-task", "1", "--out", str(tmp_path / "rel"),
-                 cwd=tmp_path)
+    export = mlc(
+        "dataset",
+        "export",
+        str(work / "dataset"),
+        "--per-task",
+        "1",
+        "--out",
+        str(tmp_path / "rel"),
+        cwd=tmp_path,
+    )
     assert export.returncode == 0, export.stderr
     assert (tmp_path / "rel" / "TINY-1.tar.xz").exists()
 
     report = mlc("analyze", str(work / "dataset"), "--out", str(tmp_path / "analysis"), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "too few networks" in report.stdout  # one network per task: reported, not dropped
-    for name in ("report.md", "report.html", "trojan_detection.csv", "task_confusion.png", "learning_curve.png"):
+    for name in (
+        "report.md",
+        "report.html",
+        "trojan_detection.csv",
+        "task_confusion.png",
+        "learning_curve.png",
+    ):
         assert (tmp_path / "analysis" / name).exists(), name
 
     # a different setting under the same workdir is refused, nothing is touched
-    clash = mlc("run", str(tiny_preset), "--workdir", str(work), "--device", "cpu", "--no-analyze",
-                "--networks-per-task", "2", cwd=tmp_path)
+    clash = mlc(
+        "run",
+        str(tiny_preset),
+        "--workdir",
+        str(work),
+        "--device",
+        "cpu",
+        "--no-analyze",
+        "--networks-per-task",
+        "2",
+        cwd=tmp_path,
+    )
     assert clash.returncode == 2 and "other settings" in clash.stderr
 
     shard = next((work / "dataset" / "weights").glob("*.safetensors"))
@@ -78,8 +115,10 @@ def test_malformed_preset_file_is_refused(tmp_path):
     bad.write_text('name = "x"\ntasks = [\n')
     result = mlc("run", str(bad), cwd=tmp_path)
     assert result.returncode == 2 and "invalid TOML" in result.stderr
-    bad.write_text('name = "x"\nmodel = "mlds-gru"\nspec_version = "1"\nseed = 1\ntasks = ["Nope"]\n'
-                   "networks_per_task = 1\nnetworks_per_wu = 1\nepochs_per_wu = 1\n")
+    bad.write_text(
+        'name = "x"\nmodel = "mlds-gru"\nspec_version = "1"\nseed = 1\ntasks = ["Nope"]\n'
+        "networks_per_task = 1\nnetworks_per_wu = 1\nepochs_per_wu = 1\n"
+    )
     result = mlc("run", str(bad), cwd=tmp_path)
     assert result.returncode == 2 and "[data] needs a `seed`" in result.stderr
     bad.write_text(bad.read_text() + "[data]\nseed = 1\n")

@@ -72,9 +72,21 @@ def test_run_killed_mid_way_resumes_to_the_same_dataset(tiny_preset, tmp_path):
     workdir = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlc", "run", str(tiny_preset), "--workdir", str(workdir), "--device", "cpu",
-         "--no-analyze"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "mlc",
+            "run",
+            str(tiny_preset),
+            "--workdir",
+            str(workdir),
+            "--device",
+            "cpu",
+            "--no-analyze",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     killed_at = None

@@ -8,8 +8,11 @@ from mlc import models
 from mlc.errors import UnknownNameError
 
 SPEC_ORDER = [
-    *(f"gru.{kind}_l{layer}" for layer in range(4)
-      for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+    *(
+        f"gru.{kind}_l{layer}"
+        for layer in range(4)
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ),
     *(f"fc{i}.{p}" for i in range(1, 5) for p in ("weight", "bias")),
 ]
 

@@ -147,8 +147,15 @@ def test_simulate_is_vectorised_over_sequences() -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"seed": 1}, {"n_states": 4}, {"seed": 1, "n_states": 1}, {"seed": -1, "n_states": 4},
-     {"seed": 1, "n_states": 257}, {"seed": 1, "n_states": 4, "colour": "red"}],
+    [
+        {},
+        {"seed": 1},
+        {"n_states": 4},
+        {"seed": 1, "n_states": 1},
+        {"seed": -1, "n_states": 4},
+        {"seed": 1, "n_states": 257},
+        {"seed": 1, "n_states": 4, "colour": "red"},
+    ],
 )
 def test_bad_parameters_are_config_errors(params: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

@@ -14,7 +14,9 @@ TASKS = ["SingleDirectMachine", "ParityMachine", "EightBitModified"]
 
 @pytest.fixture(scope="module")
 def arrays() -> TrainingArrays:
-    data = tasks.make_shared_data(tasks.DataSpec(seed=5, n_train=80, n_val=24, length=16), map(tasks.get, TASKS))
+    data = tasks.make_shared_data(
+        tasks.DataSpec(seed=5, n_train=80, n_val=24, length=16), map(tasks.get, TASKS)
+    )
     return TrainingArrays.from_shared(data, TASKS)
 
 
@@ -75,7 +77,9 @@ def test_stop_rule_freezes_converged_and_budget_exhausted_networks(arrays):
 
     capped = fresh(seeds)
     budget = TrainConfig(max_epochs=2)
-    history = PopulationTrainer(models.population("mlds-gru"), budget).train(capped, seeds, TASKS[:2], arrays, 5)
+    history = PopulationTrainer(models.population("mlds-gru"), budget).train(
+        capped, seeds, TASKS[:2], arrays, 5
+    )
     assert history.n_epochs.tolist() == [2, 2]
     assert capped.stopped.all() and not capped.converged.any()
     assert capped.epoch.tolist() == [2, 2] and capped.step.tolist() == [6, 6]  # 80 / 32 -> 3 batches
@@ -83,7 +87,12 @@ def test_stop_rule_freezes_converged_and_budget_exhausted_networks(arrays):
 
 @pytest.mark.parametrize(
     "values, match",
-    [({"lr": 0}, "lr"), ({"batch_size": 2.5}, "whole"), ({"momentum": 0.9}, "unknown"), ({"lr": "x"}, "number")],
+    [
+        ({"lr": 0}, "lr"),
+        ({"batch_size": 2.5}, "whole"),
+        ({"momentum": 0.9}, "unknown"),
+        ({"lr": "x"}, "number"),
+    ],
 )
 def test_train_config_rejects_bad_values(values, match):
     with pytest.raises(ConfigError, match=match):

@@ -31,9 +31,16 @@ def spec() -> WorkUnitSpec:
     data = build_shared_data(config)
     members = tuple(Member(config.net_id(t, 0), t, 0, config.net_seed(t, 0)) for t in config.tasks[:3])
     return WorkUnitSpec(
-        wu_id="exp-g000000-p000", experiment=config.name, model=config.model,
-        layout_id=models.layout(config.model).layout_id, train=config.train, data=config.data,
-        data_digest=data.digest(), tasks=config.tasks, members=members, epochs=2,
+        wu_id="exp-g000000-p000",
+        experiment=config.name,
+        model=config.model,
+        layout_id=models.layout(config.model).layout_id,
+        train=config.train,
+        data=config.data,
+        data_digest=data.digest(),
+        tasks=config.tasks,
+        members=members,
+        epochs=2,
     )
 
 
@@ -183,10 +190,14 @@ def test_redrawn_data_must_match_the_digest(spec):
 
 
 def test_history_is_nan_padded_after_a_member_stops(spec):
-    easy = dataclasses.replace(spec, train=dataclasses.replace(spec.train, stop_val_loss=10.0,
-                                                               stop_val_accuracy=0.0))
+    easy = dataclasses.replace(
+        spec, train=dataclasses.replace(spec.train, stop_val_loss=10.0, stop_val_accuracy=0.0)
+    )
     (result,) = run_work_units([WorkUnit(easy)], torch.device("cpu"))
     assert result.state.converged.all()
     assert np.isnan(result.history.val_loss[:, 1]).all()
-    check(easy, result, (models.population(easy.model),
-                         TrainingArrays.from_shared(shared_data_for(easy), easy.tasks)))
+    check(
+        easy,
+        result,
+        (models.population(easy.model), TrainingArrays.from_shared(shared_data_for(easy), easy.tasks)),
+    )
