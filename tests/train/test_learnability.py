@@ -95,3 +95,5 @@ def test_bad_settings_are_config_errors(bad: dict[str, object]) -> None:
 def test_missing_targets_are_named(data: SharedData) -> None:
     with pytest.raises(ConfigError, match="RandomAutomaton-9"):
         check_learnability(["RandomAutomaton-9"], data, LearnabilitySettings(), TrainConfig())
+    with pytest.raises(ConfigError, match="twice"):
+        check_learnability(["RandomAutomaton-0"] * 2, data, LearnabilitySettings(), TrainConfig())

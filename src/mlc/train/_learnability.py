@@ -139,6 +139,8 @@ def check_learnability(
     missing = [t for t in names if t not in data.train_targets]
     if missing:
         raise ConfigError(f"the learnability data holds no targets for {missing}")
+    if len(set(names)) != len(names):
+        raise ConfigError("an automaton is named twice in the learnability check")
     n_net = settings.networks
     member_tasks = [t for t in names for _ in range(n_net)]  # member m belongs to names[m // n_net]
     seeds = [reference_seed(seed, t, i) for t in names for i in range(n_net)]

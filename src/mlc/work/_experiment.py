@@ -5,8 +5,9 @@ checking, so an override is validated exactly like a preset value; the resolved 
 next to every output.
 
 A DS3 preset names no tasks but a `[random_automata]` table; `load_preset` resolves it into concrete
-`RandomAutomaton-<k>` tasks by running the learnability check (minutes for the full preset) and keeps
-the outcome in the config's `random_automata` record, so a resolved config never reruns the check.
+`RandomAutomaton-<k>` tasks by running the learnability check (hours on a small CPU for the full
+preset, see mlds-ds3.toml) and keeps the outcome in the config's `random_automata` record, so a
+resolved config never reruns the check.
 """
 
 from __future__ import annotations
@@ -257,8 +258,9 @@ def load_preset(
     """A shipped preset by name, or a TOML file by path; `overrides` maps dotted keys
     (`networks_per_task`, `train.max_epochs`) to values and is applied before checking.
 
-    A `[random_automata]` preset is resolved here by training reference networks on `device`
-    (minutes for the full DS3 preset on a CPU); `progress` is called after each of their epochs.
+    A `[random_automata]` preset is resolved here by training reference networks on `device` (the
+    full DS3 preset takes hours on a 2-core CPU: use a GPU); `progress` is called after each of
+    their epochs. Resolve once and keep the resolved config (`to_dict`), which never reruns it.
     """
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
