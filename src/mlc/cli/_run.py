@@ -37,7 +37,10 @@ def run(
     ] = 1,
 ) -> None:
     """Train PRESET through the full pipeline on this machine; re-running resumes."""
+    import torch
+
     from mlc.executors import LocalExecutor
+    from mlc.train import SelectionProgress
     from mlc.work import load_preset, resolve_device
 
     overrides: dict[str, object] = {}
@@ -45,9 +48,18 @@ def run(
         overrides["networks_per_task"] = networks_per_task
     if max_epochs is not None:
         overrides["train.max_epochs"] = max_epochs
-    config = load_preset(preset, overrides)
-    workdir = workdir or _default_workdir(preset)
     dev = resolve_device(device)
+    torch.set_num_threads(threads)
+    with console.status("resolving the preset") as status:
+
+        def selection(p: SelectionProgress) -> None:  # only DS3 presets train while resolving
+            status.update(
+                f"learnability check: batch {p.batch} ({p.batch_size} automata), epoch "
+                f"{p.epochs_done}/{p.epochs}; {p.n_kept}/{p.count} automata kept, {p.n_tried} tried"
+            )
+
+        config = load_preset(preset, overrides, progress=selection, device=str(dev))
+    workdir = workdir or _default_workdir(preset)
     console.print(
         f"[bold]{config.name}[/]: {len(config.tasks)} tasks x {config.networks_per_task} networks, "
         f"up to {config.train.max_epochs} epochs, on {dev}; workdir {workdir}"

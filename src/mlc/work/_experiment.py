@@ -111,7 +111,7 @@ class ExperimentConfig:
                 networks_per_wu=_int(raw, "networks_per_wu", minimum=1),
                 epochs_per_wu=_int(raw, "epochs_per_wu", minimum=1),
                 subsets=tuple(_int_list(raw.get("subsets", []), "subsets")),
-                data=DataSpec(**_table(raw, "data", {"seed", "n_train", "n_val", "length"})),
+                data=_data_spec(raw),
                 train=TrainConfig.from_dict(_table(raw, "train", None)),
                 task_params={k: dict(v) for k, v in (raw.get("task_params") or {}).items()},
                 random_automata=record,
@@ -166,6 +166,16 @@ def _table(raw: dict[str, Any], key: str, allowed: set[str] | None) -> dict[str,
     return value
 
 
+def _data_spec(raw: dict[str, Any]) -> DataSpec:
+    values = _table(raw, "data", {"seed", "n_train", "n_val", "length"})
+    if "seed" not in values:
+        raise ConfigError("preset section [data] needs a `seed` (the inputs are drawn from it)")
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"data.{key} must be a whole number, got {value!r}")
+    return DataSpec(**values)
+
+
 def _resolved_record(raw: dict[str, Any]) -> dict[str, Any] | None:
     """The `random_automata` record of a resolved config, checked against its task list; None if absent.
 
@@ -208,7 +218,7 @@ def _expand_random_automata(
     count, params, enabled, settings = _random_settings(raw)
     if enabled:
         selection = select_automata(
-            count, params, DataSpec(**_table(raw, "data", {"seed", "n_train", "n_val", "length"})),
+            count, params, _data_spec(raw),
             settings, TrainConfig.from_dict(_table(raw, "train", None)), model=_str(raw, "model"),
             seed=params["seed"], device=device, progress=progress)
         kept, verdicts = list(selection.kept), [_finite(v.to_dict()) for v in selection.verdicts]
