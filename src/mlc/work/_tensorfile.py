@@ -10,9 +10,9 @@ import json
 import struct
 from typing import Any
 
-import safetensors
-import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors  # parses tensors only; never unpickles
+from safetensors.torch import save as save_safetensors
 
 __all__ = ["MalformedTensorFile", "pack", "unpack"]
 
@@ -26,7 +26,7 @@ class MalformedTensorFile(ValueError):
 def pack(tensors: dict[str, torch.Tensor], document: dict[str, Any], key: str) -> bytes:
     """Serialise CPU tensors plus one JSON document stored under metadata `key`."""
     cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    return safetensors.torch.save(cpu, metadata={key: json.dumps(document, sort_keys=True)})
+    return save_safetensors(cpu, metadata={key: json.dumps(document, sort_keys=True)})
 
 
 def unpack(blob: bytes, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -45,7 +45,7 @@ def unpack(blob: bytes, key: str) -> tuple[dict[str, torch.Tensor], dict[str, An
     if not isinstance(document, dict):
         raise MalformedTensorFile(f"the {key!r} document is not a JSON object")
     try:
-        tensors = safetensors.torch.load(bytes(blob))
+        tensors = load_safetensors(bytes(blob))
     except Exception as exc:  # safetensors raises its own SafetensorError for any malformation
         raise MalformedTensorFile(f"unreadable tensors: {exc}") from None
     return tensors, document
