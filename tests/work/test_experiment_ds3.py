@@ -140,3 +140,18 @@ def test_the_readme_states_the_selection(smoke: tuple[ExperimentConfig, list]) -
     assert f"| {selection['candidates_tried']} | 3 | {len(selection['rejected'])} |" in text
     assert f"{selection['fraction_rejected']:.1%}" in text
     assert "validation bit accuracy >= 0.5" in text and "budget of 6 candidates" in text
+
+
+def test_a_known_resolution_is_reused_instead_of_rerunning_the_check(monkeypatch):
+    from mlc.work import _experiment
+
+    first = load_preset("mlds-ds3-smoke")
+
+    def no_check(*_args, **_kwargs):
+        raise AssertionError("the learnability check ran again")
+
+    monkeypatch.setattr(_experiment, "_expand_random_automata", no_check)
+    again = load_preset("mlds-ds3-smoke", known=[first])
+    assert again == first
+    with pytest.raises(AssertionError, match="ran again"):  # other settings: the check must run
+        load_preset("mlds-ds3-smoke", {"random_automata.n_states": 2}, known=[first])

@@ -13,6 +13,7 @@ from mlc.cli._progress import RichProgress
 
 if TYPE_CHECKING:
     from mlc.executors import RunSummary
+    from mlc.work import ExperimentConfig
 
 __all__ = ["presets", "run", "status"]
 
@@ -58,8 +59,8 @@ def run(
                 f"{p.epochs_done}/{p.epochs}; {p.n_kept}/{p.count} automata kept, {p.n_tried} tried"
             )
 
-        config = load_preset(preset, overrides, progress=selection, device=str(dev))
-    workdir = workdir or _default_workdir(preset)
+        workdir = workdir or _default_workdir(preset)
+        config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
     console.print(
         f"[bold]{config.name}[/]: {len(config.tasks)} tasks x {config.networks_per_task} networks, "
         f"up to {config.train.max_epochs} epochs, on {dev}; workdir {workdir}"
@@ -71,6 +72,20 @@ def run(
         from mlc.cli._analyze import write_report
 
         write_report([summary.dataset_dir], workdir / "analysis")
+
+
+def _stored(workdir: Path) -> list[ExperimentConfig]:
+    """The experiments already in `workdir`, so re-running a DS3 preset reuses its selected automata."""
+    from mlc.coordinator import connect, list_experiments, sqlite_url
+
+    db = workdir / "mlc.db"
+    if not db.exists():
+        return []
+    engine = connect(sqlite_url(db))
+    try:
+        return [e.config for e in list_experiments(engine)]
+    finally:
+        engine.dispose()
 
 
 def _print_summary(summary: RunSummary) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -202,8 +202,10 @@ def _random_settings(raw: dict[str, Any]) -> tuple[int, dict[str, int], bool, Le
     def whole(key: str, value: Any, minimum: int) -> int:
         return _int({f"random_automata.{key}": value}, f"random_automata.{key}", minimum)
 
-    params = {"seed": whole("seed", spec.get("seed", raw.get("seed")), 0),  # default: the preset's
-              "n_states": whole("n_states", spec.get("n_states"), 2)}
+    params = {
+        "seed": whole("seed", spec.get("seed", raw.get("seed")), 0),  # default: the preset's
+        "n_states": whole("n_states", spec.get("n_states"), 2),
+    }
     check = dict(_table(spec, "learnability", _LEARNABILITY_KEYS))
     enabled = check.pop("enabled", True)
     if not isinstance(enabled, bool):
@@ -218,20 +220,33 @@ def _expand_random_automata(
     count, params, enabled, settings = _random_settings(raw)
     if enabled:
         selection = select_automata(
-            count, params, _data_spec(raw),
-            settings, TrainConfig.from_dict(_table(raw, "train", None)), model=_str(raw, "model"),
-            seed=params["seed"], device=device, progress=progress)
+            count,
+            params,
+            _data_spec(raw),
+            settings,
+            TrainConfig.from_dict(_table(raw, "train", None)),
+            model=_str(raw, "model"),
+            seed=params["seed"],
+            device=device,
+            progress=progress,
+        )
         kept, verdicts = list(selection.kept), [_finite(v.to_dict()) for v in selection.verdicts]
         tried = selection.n_tried
     else:
         kept, verdicts, tried = [f"RandomAutomaton-{k}" for k in range(count)], [], count
     rejected = [v["task"] for v in verdicts if not v["kept"]]
     record = {
-        "count": count, **params,
+        "count": count,
+        **params,
         "learnability": {"enabled": enabled, **settings.to_dict(), "networks_required": settings.required},
-        "selection": {"candidates_tried": tried, "kept": kept, "rejected": rejected,
-                      "fraction_rejected": len(rejected) / tried, "device": str(device),
-                      "verdicts": verdicts},
+        "selection": {
+            "candidates_tried": tried,
+            "kept": kept,
+            "rejected": rejected,
+            "fraction_rejected": len(rejected) / tried,
+            "device": str(device),
+            "verdicts": verdicts,
+        },
     }
     return raw | {"tasks": kept, "task_params": {t: dict(params) for t in kept}, "random_automata": record}
 
@@ -264,13 +279,16 @@ def load_preset(
     *,
     progress: Callable[[SelectionProgress], None] | None = None,
     device: str = "cpu",
+    known: Sequence[ExperimentConfig] = (),
 ) -> ExperimentConfig:
     """A shipped preset by name, or a TOML file by path; `overrides` maps dotted keys
     (`networks_per_task`, `train.max_epochs`) to values and is applied before checking.
 
     A `[random_automata]` preset is resolved here by training reference networks on `device` (the
     full DS3 preset takes hours on a 2-core CPU: use a GPU); `progress` is called after each of
-    their epochs. Resolve once and keep the resolved config (`to_dict`), which never reruns it.
+    their epochs. A config in `known` (e.g. the experiments stored in a run's database) with the same
+    name and the same generator and check settings lends its selection instead, so resuming a run
+    never repeats the check.
     """
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
@@ -292,5 +310,28 @@ def load_preset(
             table = table.setdefault(part, {})
         table[leaf] = value
     if "random_automata" in raw and "tasks" not in raw:
-        raw = _expand_random_automata(raw, progress, device)
+        earlier = next((c for c in known if _same_selection(raw, c)), None)
+        if earlier is None:
+            raw = _expand_random_automata(raw, progress, device)
+        else:
+            raw = dict(
+                raw,
+                tasks=list(earlier.tasks),
+                task_params=earlier.task_params,
+                random_automata=earlier.random_automata,
+            )
     return ExperimentConfig.from_dict(raw)
+
+
+def _same_selection(raw: dict[str, Any], config: ExperimentConfig) -> bool:
+    """Whether `config` resolved the same `[random_automata]` table (every key the table sets)."""
+    record, table = config.random_automata, raw["random_automata"]
+    if config.name != raw.get("name") or not record or not isinstance(table, dict):
+        return False
+    for key, value in table.items():
+        if isinstance(value, dict):
+            if any(record.get(key, {}).get(k) != v for k, v in value.items()):
+                return False
+        elif record.get(key) != value:
+            return False
+    return True
