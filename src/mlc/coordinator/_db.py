@@ -100,13 +100,10 @@ def _translated(exc: OperationalError) -> Exception:
 
 
 @contextlib.contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """One write transaction (BEGIN IMMEDIATE on SQLite); a busy/locked database becomes StoreBusy."""
+def _busy_is_transient() -> Iterator[None]:
+    """Translate a busy/locked/serialisation failure into StoreBusy; other errors pass unchanged."""
     try:
-        with engine.connect() as conn:
-            conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-            with conn.begin():
-                yield conn
+        yield
     except OperationalError as exc:
         translated = _translated(exc)
         if translated is exc:
@@ -115,13 +112,16 @@ def transaction(engine: Engine) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One write transaction (BEGIN IMMEDIATE on SQLite); a busy/locked database becomes StoreBusy."""
+    with _busy_is_transient(), engine.connect() as conn:
+        conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            yield conn
+
+
+@contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A connection for reading only (on SQLite a deferred transaction: a WAL snapshot)."""
-    try:
-        with engine.connect() as conn:
-            yield conn
-    except OperationalError as exc:
-        translated = _translated(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+    with _busy_is_transient(), engine.connect() as conn:
+        yield conn

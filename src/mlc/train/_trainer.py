@@ -31,7 +31,6 @@ class EpochReport:
     epochs_done: int  # epochs of this call so far
     n_active: int  # networks still training after this epoch
     n_stopped_now: int  # networks that stopped in this epoch
-    n_converged_now: int
 
 
 @torch.no_grad()
@@ -87,14 +86,14 @@ class PopulationTrainer:
             if active.numel() == 0:
                 break
             metrics = self._epoch(state, active, seeds, task_rows, data)
-            stopped_now, converged_now = self._apply_stop_rule(state, active, metrics)
+            stopped_now = self._apply_stop_rule(state, active, metrics)
             rows = active.cpu().numpy()
             history.train_loss[rows, k] = metrics[0].cpu().numpy()
             history.val_loss[rows, k] = metrics[1].cpu().numpy()
             history.val_accuracy[rows, k] = metrics[2].cpu().numpy()
             history.n_epochs[rows] += 1
             if on_epoch is not None:
-                on_epoch(EpochReport(k + 1, int((~state.stopped).sum()), stopped_now, converged_now))
+                on_epoch(EpochReport(k + 1, int((~state.stopped).sum()), stopped_now))
         return history
 
     def _epoch(
@@ -138,14 +137,15 @@ class PopulationTrainer:
 
     def _apply_stop_rule(
         self, state: PopulationState, active: torch.Tensor, metrics: tuple[torch.Tensor, ...]
-    ) -> tuple[int, int]:
+    ) -> int:
+        """Flag converged and out-of-budget networks as stopped; returns how many stopped now."""
         _, val_loss, val_acc = metrics
         converged = (val_loss < self.config.stop_val_loss) & (val_acc >= self.config.stop_val_accuracy)
         out_of_budget = state.epoch[active] >= self.config.max_epochs
         stop = converged | out_of_budget
         state.converged[active] = converged
         state.stopped[active] = stop
-        return int(stop.sum()), int(converged.sum())
+        return int(stop.sum())
 
 
 def _empty_history(m: int, epochs: int) -> EpochHistory:

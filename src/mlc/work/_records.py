@@ -56,17 +56,5 @@ class FinishedNetwork:
         return int(self.val_loss.shape[0])
 
     @property
-    def final_train_loss(self) -> float:
-        return float(self.train_loss[-1]) if self.epochs else float("nan")
-
-    @property
-    def final_val_loss(self) -> float:
-        return float(self.val_loss[-1]) if self.epochs else float("nan")
-
-    @property
-    def final_val_accuracy(self) -> float:
-        return float(self.val_accuracy[-1]) if self.epochs else float("nan")
-
-    @property
     def weights_sha256(self) -> str:
         return weights_sha256(self.weights)

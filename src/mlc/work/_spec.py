@@ -48,10 +48,6 @@ class WorkUnitSpec:
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. random automata
 
     @property
-    def is_continuation(self) -> bool:
-        return self.parent is not None
-
-    @property
     def batches_per_epoch(self) -> int:
         return math.ceil(self.data.n_train / self.train.batch_size)
 
