@@ -82,12 +82,18 @@ def measure_naive(device: str, steps: int) -> dict:
 def _population(layer: str, dev):
     from functools import partial
 
+    import torch
+
     from mlc import models
 
     if layer == "manual":
         return models.population("mlds-gru")
     if layer == "auto":
         return models.population_for("mlds-gru", dev)
+    if layer == "native":
+        if not models.native_available():
+            raise RuntimeError(f"C kernels unavailable: {models.native_unavailable_reason()}")
+        return models.population_for("mlds-gru", torch.device("cpu"))
     from mlc.models._gru_triton import gru_layer_triton
 
     return models.population("mlds-gru", models.from_batch_major(partial(gru_layer_triton, precision=layer)))
@@ -142,10 +148,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="mini-batches per timed epoch")
     parser.add_argument(
         "--layer",
-        choices=["auto", "manual", "ieee", "tf32x3"],
+        choices=["auto", "manual", "native", "ieee", "tf32x3"],
         default="auto",
-        help="auto: what the trainer picks for the device; manual: the PyTorch recurrence; "
-        "ieee/tf32x3: the Triton kernel in that precision",
+        help="auto: what the trainer picks for the device (CPU: native when it builds); manual: the "
+        "PyTorch recurrence; native: the C kernels (CPU); ieee/tf32x3: the Triton kernel in that precision",
     )
     parser.add_argument(
         "--threads",

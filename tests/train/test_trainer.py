@@ -12,6 +12,16 @@ from mlc.work import decode_state, encode_state
 TASKS = ["SingleDirectMachine", "ParityMachine", "EightBitModified"]
 
 
+@pytest.fixture(params=["manual", "native"])
+def population(request) -> models.Population:
+    """Each agreement test runs on the PyTorch recurrence and on the C kernels the CPU path picks."""
+    if request.param == "manual":
+        return models.population("mlds-gru")
+    if not models.native_available():
+        pytest.skip(f"C kernels unavailable here: {models.native_unavailable_reason()}")
+    return models.population_for("mlds-gru", torch.device("cpu"))
+
+
 @pytest.fixture(scope="module")
 def arrays() -> TrainingArrays:
     data = tasks.make_shared_data(
@@ -24,13 +34,13 @@ def fresh(seeds: list[int]) -> PopulationState:
     return PopulationState.fresh(models.population("mlds-gru").init(seeds))
 
 
-def test_population_agrees_with_one_network_reference_loop(arrays):
+def test_population_agrees_with_one_network_reference_loop(arrays, population):
     # Measured on this CPU: max |weight difference| after 3 epochs of 3 networks is about 3e-8
     # (the only difference is the order of float operations); we allow 1e-5.
     config = TrainConfig(max_epochs=100)
     seeds = [10, 11, 12]
     state = fresh(seeds)
-    history = PopulationTrainer(models.population("mlds-gru"), config).train(state, seeds, TASKS, arrays, 3)
+    history = PopulationTrainer(population, config).train(state, seeds, TASKS, arrays, 3)
     for m, (seed, task) in enumerate(zip(seeds, TASKS, strict=True)):
         module = models.get("mlds-gru", seed=seed)
         ref_history = train_reference(module, seed, task, arrays, config, 3)
@@ -39,10 +49,10 @@ def test_population_agrees_with_one_network_reference_loop(arrays):
         np.testing.assert_allclose(history.train_loss[m], ref_history[:, 0], rtol=1e-5)
 
 
-def test_k_plus_k_through_serialised_state_equals_2k(arrays):
+def test_k_plus_k_through_serialised_state_equals_2k(arrays, population):
     config = TrainConfig(max_epochs=100)
     seeds = [1, 2, 3]
-    trainer = PopulationTrainer(models.population("mlds-gru"), config)
+    trainer = PopulationTrainer(population, config)
     straight = fresh(seeds)
     trainer.train(straight, seeds, TASKS, arrays, 4)
     first = fresh(seeds)
@@ -53,9 +63,9 @@ def test_k_plus_k_through_serialised_state_equals_2k(arrays):
         assert torch.equal(tensor, resumed.tensors()[name]), name
 
 
-def test_population_composition_does_not_change_a_network(arrays):
+def test_population_composition_does_not_change_a_network(arrays, population):
     config = TrainConfig(max_epochs=100)
-    trainer = PopulationTrainer(models.population("mlds-gru"), config)
+    trainer = PopulationTrainer(population, config)
     alone = fresh([7])
     trainer.train(alone, [7], ["ParityMachine"], arrays, 2)
     crowd = fresh([5, 7, 9])

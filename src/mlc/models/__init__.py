@@ -13,11 +13,13 @@ from mlc.models._gru_manual import gru_layer_manual
 from mlc.models._gru_torch import gru_layer_torch
 from mlc.models._layout import Layout, LayoutEntry, flatten, layout_of, unflatten_into
 from mlc.models._mlds_gru import MLDS_GRU, GRUNet, GRUNetConfig
-from mlc.models._population import GRULayerFn, Population, from_batch_major, reference_module
+from mlc.models._native_kernels import native_available, native_unavailable_reason
+from mlc.models._population import GRULayerFn, HeadLossFn, Population, from_batch_major, reference_module
 
 __all__ = [
     "MLDS_GRU",
     "GRULayerFn",
+    "HeadLossFn",
     "GRUNet",
     "GRUNetConfig",
     "Layout",
@@ -32,6 +34,8 @@ __all__ = [
     "layout",
     "layout_of",
     "names",
+    "native_available",
+    "native_unavailable_reason",
     "population",
     "population_for",
     "unflatten_into",
@@ -62,16 +66,24 @@ def layout(name: str) -> Layout:
 
 def population_for(name: str, device: torch.device) -> Population:
     """The fastest correct implementation for `device`: the fused Triton recurrence on a CUDA GPU when
-    Triton is installed, the hand-differentiated PyTorch recurrence otherwise."""
+    Triton is installed; on the CPU the C kernels (recurrence, and head fused with the loss) when a C
+    compiler can build them; the hand-differentiated PyTorch recurrence otherwise."""
     if device.type == "cuda":
         from mlc.models._gru_triton import gru_layer_triton, triton_available
 
         if triton_available(device):
             return population(name, from_batch_major(gru_layer_triton))
+    elif device.type == "cpu" and native_available():
+        from mlc.models._gru_native import gru_layer_native
+        from mlc.models._head_native import head_loss_native
+
+        return population(name, gru_layer_native, head_loss_native)
     return population(name)
 
 
-def population(name: str, gru_layer: GRULayerFn | None = None) -> Population:
-    """The batched implementation of `name`; `gru_layer` swaps in a fused recurrence."""
+def population(
+    name: str, gru_layer: GRULayerFn | None = None, head_loss: HeadLossFn | None = None
+) -> Population:
+    """The batched implementation of `name`; `gru_layer` and `head_loss` swap in fused kernels."""
     cfg = config(name)
-    return Population(cfg) if gru_layer is None else Population(cfg, gru_layer)
+    return Population(cfg, gru_layer or gru_layer_manual, head_loss)

@@ -10,16 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from mlc.models._gru_manual import gru_layer_manual
 from mlc.models._layout import Layout, flatten, layout_of
 from mlc.models._mlds_gru import GRUNet, GRUNetConfig
 
-__all__ = ["GRULayerFn", "Population", "from_batch_major", "reference_module"]
+__all__ = ["GRULayerFn", "HeadLossFn", "Population", "from_batch_major", "reference_module"]
 
 # Time-major, per model: (x [M,L,B,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,L,B,H].
 # Time-major keeps each step's [M, B, *] block contiguous, which the CPU recurrence needs to be fast.
 GRULayerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (h [M,L,B,H] from the last GRU layer, targets y [M,L,B,O], [(w [M,out,in], b [M,out]) per Linear])
+# -> mean BCE-with-logits per model [M]: the MLP head and the loss, for a fused implementation.
+HeadLossFn = Callable[[torch.Tensor, torch.Tensor, Sequence[tuple[torch.Tensor, torch.Tensor]]], torch.Tensor]
 
 
 def from_batch_major(layer: GRULayerFn) -> GRULayerFn:
@@ -44,10 +48,16 @@ def reference_module(config: GRUNetConfig, seed: int) -> GRUNet:
 class Population:
     """The batched (functional) form of `GRUNet` for M networks at once."""
 
-    def __init__(self, config: GRUNetConfig, gru_layer: GRULayerFn = gru_layer_manual) -> None:
+    def __init__(
+        self,
+        config: GRUNetConfig,
+        gru_layer: GRULayerFn = gru_layer_manual,
+        head_loss: HeadLossFn | None = None,
+    ) -> None:
         self.config = config
         self.layout: Layout = layout_of(GRUNet(config), config.name)
         self.gru_layer = gru_layer
+        self.head_loss = head_loss
 
     @property
     def n_params(self) -> int:
@@ -71,6 +81,25 @@ class Population:
         """The time-major core: per-layer weights `v` (as from `views`), commands `[M, L, B, input]`
         -> logits `[M, L, B, output]`. Trainers call this with the views as separate autograd leaves,
         so each weight's gradient is computed once instead of being scattered into a full-size one."""
+        h = self._recurrence(v, x)
+        m, length, b, hidden = h.shape
+        h = h.reshape(m, length * b, hidden)
+        fcs = self._fcs(v)
+        for i, (w, bias) in enumerate(fcs, start=1):
+            h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))  # [M, L*B, out_i]
+            if i < len(fcs):
+                h = torch.relu(h)
+        return h.view(m, length, b, -1)
+
+    def loss_views(self, v: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean BCE-with-logits per network `[M]` of commands `x` `[M, L, B, input]` against targets
+        `y` `[M, L, B, output]` (float 0/1): what training minimises, through `head_loss` when set."""
+        if self.head_loss is not None:
+            return self.head_loss(self._recurrence(v, x), y, self._fcs(v))
+        logits = self.forward_views(v, x)
+        return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
+
+    def _recurrence(self, v: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         h = x
         for layer in range(self.config.num_layers):
             h = self.gru_layer(
@@ -80,12 +109,7 @@ class Population:
                 v[f"gru.bias_ih_l{layer}"],
                 v[f"gru.bias_hh_l{layer}"],
             )  # [M, L, B, H]
-        m, length, b, hidden = h.shape
-        h = h.reshape(m, length * b, hidden)
-        n_fc = len(self.config.fc_sizes)
-        for i in range(1, n_fc + 1):
-            w, bias = v[f"fc{i}.weight"], v[f"fc{i}.bias"]
-            h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))  # [M, L*B, out_i]
-            if i < n_fc:
-                h = torch.relu(h)
-        return h.view(m, length, b, -1)
+        return h
+
+    def _fcs(self, v: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(v[f"fc{i}.weight"], v[f"fc{i}.bias"]) for i in range(1, len(self.config.fc_sizes) + 1)]

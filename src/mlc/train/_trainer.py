@@ -122,8 +122,7 @@ class PopulationTrainer:
             x = data.train_x[idx, steps]  # [Ma, L, B, 5], gathered time-major
             y = data.train_y[member_tasks, idx, steps]  # [Ma, L, B, 8]
             leaves = {k: w.detach().requires_grad_(True) for k, w in self.population.views(params).items()}
-            logits = self.population.forward_views(leaves, x)
-            loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
+            loss = self.population.loss_views(leaves, x, y)
             grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
             grad = torch.cat([g.reshape(len(rows), -1) for g in grads], dim=1)  # layout order
             adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)

@@ -1,0 +1,84 @@
+"""The MLP head and the BCE loss in C for the CPU (`native/head.c`), as one differentiable function.
+
+`head_loss_native(h, y, fcs)` equals, per model, `F.binary_cross_entropy_with_logits(head(h), y)`
+averaged over rows and outputs, where `head` is Linear-ReLU-...-Linear with the weights in `fcs`.
+The kernel computes the loss and its gradients in one pass over the rows (a loss is the end of the
+graph, so the upstream gradient is a per-model scale); backward only scales what forward kept.
+Outside autograd (no_grad, or nothing requires grad) it computes the loss alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mlc.models._native_kernels import library, pointers, ptr, run_split
+
+__all__ = ["head_loss_native"]
+
+
+def _run(h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grads: bool) -> tuple[Any, ...]:
+    m, rows, _ = h.shape
+    weights, biases = params[0::2], params[1::2]
+    widths = torch.tensor([h.shape[2], *(w.shape[1] for w in weights)], dtype=torch.int64)
+    loss = h.new_empty(m)
+    dh = torch.empty_like(h) if with_grads else None
+    dws = [torch.empty_like(w) for w in weights] if with_grads else []
+    dbs = [torch.empty_like(b) for b in biases] if with_grads else []
+    run_split(
+        library().mlc_head_loss, m, rows, len(weights), ptr(widths), ptr(h), pointers(weights),
+        pointers(biases), ptr(y), ptr(loss), ptr(dh), pointers(dws) if with_grads else None,
+        pointers(dbs) if with_grads else None,
+    )  # fmt: skip
+    grads = [g for pair in zip(dws, dbs, strict=True) for g in pair]
+    return loss, dh, grads
+
+
+class _NativeHeadLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, h: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        loss, dh, grads = _run(h, y, list(params), with_grads=True)
+        ctx.save_for_backward(dh, *grads)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        dh, *grads = ctx.saved_tensors
+        m = grad_loss.shape[0]
+
+        def scaled(g: torch.Tensor) -> torch.Tensor:
+            return g * grad_loss.view(m, *([1] * (g.dim() - 1)))
+
+        return scaled(dh), None, *(scaled(g) for g in grads)
+
+
+def head_loss_native(
+    h: torch.Tensor, y: torch.Tensor, fcs: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """Mean BCE-with-logits per model of the MLP head on `h`.
+
+    h [M, ..., H] (the last GRU layer's output, any row layout), y [M, ..., O] float targets in the
+    same row order, fcs [(w [M, out, in], b [M, out]), ...] -> loss [M]. float32 CPU tensors only.
+    """
+    m = h.shape[0]
+    params = [t.contiguous() for pair in fcs for t in pair]
+    if len(fcs) > library().mlc_head_max_layers():
+        raise ValueError(f"head_loss_native takes at most {library().mlc_head_max_layers()} layers")
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in (h, y, *params)):
+        raise ValueError("head_loss_native takes float32 CPU tensors")
+    h3 = h.reshape(m, -1, h.shape[-1]).contiguous()
+    y3 = y.reshape(m, -1, y.shape[-1]).contiguous()
+    width = h.shape[-1]
+    for w, b in fcs:
+        if w.shape[0] != m or w.shape[2] != width or b.shape != (m, w.shape[1]):
+            raise ValueError(
+                f"head weights {tuple(w.shape)}, {tuple(b.shape)} do not chain from width {width}"
+            )
+        width = w.shape[1]
+    if y3.shape != (m, h3.shape[1], width):
+        raise ValueError(f"targets {tuple(y.shape)} do not match the head's output for {tuple(h.shape)}")
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (h3, *params)):
+        return _NativeHeadLoss.apply(h3, y3, *params)
+    return _run(h3, y3, params, with_grads=False)[0]

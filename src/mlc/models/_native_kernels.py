@@ -1,0 +1,77 @@
+"""The C kernels' entry points (ctypes signatures), whether they are usable here, and the thread split.
+
+Models are split into contiguous ranges across `torch.get_num_threads()` Python threads; ctypes
+drops the GIL during a call, and a thread waiting on another blocks instead of spinning, so a busy
+second core slows a step instead of stalling it (OpenMP's spin-waits did, by 50x, on this project's
+2-core CI machine).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from mlc.models._native_build import NativeUnavailable, load
+
+__all__ = ["library", "native_available", "native_unavailable_reason", "ptr", "run_split"]
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    lib = load()
+    i64, p = ctypes.c_int64, ctypes.c_void_p
+    pp = ctypes.POINTER(ctypes.c_void_p)
+    lib.mlc_gru_forward.argtypes = [i64] * 4 + [p] * 6 + [i64, i64]
+    lib.mlc_gru_backward.argtypes = [i64] * 4 + [p] * 12 + [i64, i64]
+    lib.mlc_head_loss.argtypes = [i64, i64, p, p, pp, pp, p, p, p, pp, pp, i64, i64]
+    for fn in (lib.mlc_gru_forward, lib.mlc_gru_backward, lib.mlc_head_loss, lib.mlc_head_max_layers):
+        fn.restype = ctypes.c_int
+    return lib
+
+
+@functools.cache
+def native_unavailable_reason() -> str | None:
+    """None when the C kernels build and load here, else why not (cached for the process)."""
+    try:
+        library()
+    except (NativeUnavailable, OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    return None
+
+
+def native_available() -> bool:
+    return native_unavailable_reason() is None
+
+
+@functools.cache
+def _pool(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlc-native")
+
+
+def run_split(fn: Any, m: int, *args: Any) -> None:
+    """fn(*args, m_begin, m_end) over [0, m) in as many contiguous ranges as torch has threads."""
+    n = max(1, min(torch.get_num_threads(), m))
+    if n == 1:
+        codes = [fn(*args, 0, m)]
+    else:
+        bounds = [m * i // n for i in range(n + 1)]
+        codes = [
+            f.result()
+            for f in [_pool(n).submit(fn, *args, lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        ]
+    if any(codes):
+        raise MemoryError(f"a C kernel ({fn.__name__}) could not allocate its scratch memory")
+
+
+def ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def pointers(tensors: list[torch.Tensor]) -> Any:
+    """A C array of the tensors' data pointers (for kernels that take one tensor per layer)."""
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))

@@ -1,0 +1,195 @@
+/* The GRU recurrence of a population of small models, forward and backward, for the CPU.
+ *
+ * Why C: with 12-wide hidden states a PyTorch op does less arithmetic than its dispatch costs, and
+ * batched GEMMs with K = 12 run far below the core's peak. Here each model's recurrent weights,
+ * hidden state and gates stay in L1 for all time steps, and the batch is the vector lanes (vec.h):
+ * every product is a broadcast weight times a vector with the accumulator in a register, and no
+ * horizontal work happens until a weight gradient is complete.
+ *
+ * Same equations and gate order (r, z, n) as torch.nn.GRU with a zero initial state:
+ *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)     z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+ *   n = tanh(W_in x + b_in + r (W_hn h + b_hn))    h' = (1 - z) n + z h
+ *
+ * Layouts (float32, C-contiguous, one block per model m in [m_begin, m_end)):
+ *   x [M, L, B, I], h_out / grad_out [M, L, B, H] (time-major rows, as the Python side keeps them);
+ *   w_ih [M, 3H, I], w_hh [M, 3H, H], b_ih / b_hh [M, 3H].
+ * Inside, a model's batch is NB = ceil(B / LANES) lane vectors; lanes past B are zero on input and
+ * never reach an output. The backward pass recomputes each step's gates from x and h_out instead
+ * of the forward pass keeping them: keeping them would write (and page-fault in) 20 floats per
+ * model, sequence, step and layer, which on a CPU costs more than the arithmetic it saves.
+ * Models are independent, so callers split [0, M) across threads, and a model's result does not
+ * depend on the split or on which other models share the call.
+ */
+#include "vec.h"
+
+enum { R = 0, Z = 1, N = 2, GHN = 3 }; /* the gate blocks of a step */
+
+/* One time step on lane vectors: from x_t (xt [I][NB]) and h_{t-1} (h [H][NB]) write h_t to h_new
+ * and, where gates is not NULL, r, z, n and W_hn h + b_hn to gates [4][H][NB]. The backward pass
+ * calls it again to recompute the gates bit for bit instead of keeping them from the forward pass. */
+static void gru_step(i64 nb, i64 I, i64 H, const float *wi, const float *wh, const float *bi, const float *bh,
+                     const vf *xt, const vf *h, vf *h_new, vf *gates) {
+    for (i64 j = 0; j < H; j++) {
+        const float *wir = wi + j * I, *wiz = wi + (H + j) * I, *win = wi + (2 * H + j) * I;
+        const float *whr = wh + j * H, *whz = wh + (H + j) * H, *whn = wh + (2 * H + j) * H;
+        for (i64 c = 0; c < nb; c++) {
+            vf ar = splat(bi[j] + bh[j]), az = splat(bi[H + j] + bh[H + j]);
+            vf an = splat(bi[2 * H + j]), ahn = splat(bh[2 * H + j]);
+            for (i64 i = 0; i < I; i++) {
+                const vf v = xt[i * nb + c];
+                ar += wir[i] * v;
+                az += wiz[i] * v;
+                an += win[i] * v;
+            }
+            for (i64 k = 0; k < H; k++) {
+                const vf v = h[k * nb + c];
+                ar += whr[k] * v;
+                az += whz[k] * v;
+                ahn += whn[k] * v;
+            }
+            const vf r = sigmoid_vf(ar), z = sigmoid_vf(az);
+            const vf n = tanh_vf(an + r * ahn);
+            const i64 o = j * nb + c;
+            h_new[o] = n + z * (h[o] - n);
+            if (gates) {
+                gates[R * H * nb + o] = r;
+                gates[Z * H * nb + o] = z;
+                gates[N * H * nb + o] = n;
+                gates[GHN * H * nb + o] = ahn;
+            }
+        }
+    }
+}
+
+int mlc_gru_forward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_ih, const float *w_hh,
+                    const float *b_ih, const float *b_hh, float *h_out, i64 m_begin, i64 m_end) {
+    const i64 nb = (B + LANES - 1) / LANES;
+    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)((I + 2 * H) * nb));
+    if (!scratch) return 1;
+    vf *xt = scratch, *h = xt + I * nb, *h_new = h + H * nb;
+    for (i64 m = m_begin; m < m_end; m++) {
+        const float *wi = w_ih + m * 3 * H * I, *wh = w_hh + m * 3 * H * H;
+        memset(h, 0, sizeof(vf) * (size_t)(H * nb));
+        for (i64 t = 0; t < L; t++) {
+            to_lanes(B, nb, I, x + ((m * L + t) * B) * I, xt);
+            gru_step(nb, I, H, wi, wh, b_ih + m * 3 * H, b_hh + m * 3 * H, xt, h, h_new, NULL);
+            vf *swap = h;
+            h = h_new;
+            h_new = swap;
+            from_lanes(B, nb, H, h, h_out + ((m * L + t) * B) * H);
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+/* Gate-gradient rows of step t, [4][H][NB]: d r, d z (pre-activation, shared by both sides),
+ * d n on the input side, d n on the hidden side (W_hn h + b_hn). Row g of the 3H-row gradient
+ * of either weight matrix is one of them: */
+static inline const vf *ih_row(const vf *d, i64 t, i64 g, i64 H, i64 nb) {
+    return d + ((t * 4 + g / H) * H + g % H) * nb;
+}
+
+static inline const vf *hh_row(const vf *d, i64 t, i64 g, i64 H, i64 nb) {
+    return d + ((t * 4 + (g < 2 * H ? g / H : 3)) * H + g % H) * nb;
+}
+
+/* dw[g][k] = sum_t dg_t . in_t[k] and db[g] = sum_t dg_t (over lanes), in blocks of four k so four
+ * independent accumulators hide the FMA latency. in_t[k] is at in + t * in_step + k * nb. */
+static void weight_grads(i64 L, i64 nb, i64 H, i64 C, const vf *d, int hidden_side, const vf *in,
+                         i64 in_step, float *dw, float *db) {
+    for (i64 g = 0; g < 3 * H; g++) {
+        vf bias = {0};
+        for (i64 k0 = 0; k0 < C; k0 += 4) {
+            const i64 kb = C - k0 < 4 ? C - k0 : 4;
+            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (i64 t = 0; t < L; t++) {
+                const vf *dg = hidden_side ? hh_row(d, t, g, H, nb) : ih_row(d, t, g, H, nb);
+                const vf *s = in + t * in_step + k0 * nb;
+                for (i64 c = 0; c < nb; c++) {
+                    const vf v = dg[c];
+                    a0 += v * s[c];
+                    if (kb > 1) a1 += v * s[nb + c];
+                    if (kb > 2) a2 += v * s[2 * nb + c];
+                    if (kb > 3) a3 += v * s[3 * nb + c];
+                    if (k0 == 0) bias += v;
+                }
+            }
+            const vf acc[4] = {a0, a1, a2, a3};
+            for (i64 q = 0; q < kb; q++) dw[g * C + k0 + q] = hsum(acc[q]);
+        }
+        db[g] = hsum(bias);
+    }
+}
+
+int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_ih, const float *w_hh,
+                     const float *b_ih, const float *b_hh, const float *h_out, const float *grad_out, float *dx,
+                     float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, i64 m_begin, i64 m_end) {
+    const i64 nb = (B + LANES - 1) / LANES;
+    /* per model: gate gradients of every step [L][4][H][NB], the inputs [L][I][NB], the hidden states
+     * h_{-1} = 0 .. h_{L-1} [L+1][H][NB]; per step: gates [4][H][NB], dh of this and the previous
+     * step, the incoming gradient, dx, and the recomputed h_t (unused) */
+    const size_t n_scratch = (size_t)((L * 4 * H + L * I + (L + 1) * H + 4 * H + 4 * H + I) * nb);
+    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * n_scratch);
+    if (!scratch) return 1;
+    vf *d = scratch, *xt = d + L * 4 * H * nb, *hs = xt + L * I * nb, *gates = hs + (L + 1) * H * nb;
+    vf *dh = gates + 4 * H * nb, *dh_prev = dh + H * nb, *go = dh_prev + H * nb, *h_unused = go + H * nb;
+    vf *dxt = h_unused + H * nb;
+    for (i64 m = m_begin; m < m_end; m++) {
+        const float *wi = w_ih + m * 3 * H * I, *wh = w_hh + m * 3 * H * H;
+        const float *bi = b_ih + m * 3 * H, *bh = b_hh + m * 3 * H;
+        memset(dh, 0, sizeof(vf) * (size_t)(H * nb));
+        memset(hs, 0, sizeof(vf) * (size_t)(H * nb));
+        for (i64 t = 0; t < L; t++) {
+            to_lanes(B, nb, I, x + ((m * L + t) * B) * I, xt + t * I * nb);
+            to_lanes(B, nb, H, h_out + ((m * L + t) * B) * H, hs + (t + 1) * H * nb);
+        }
+        for (i64 t = L - 1; t >= 0; t--) {
+            const vf *hp = hs + t * H * nb;
+            gru_step(nb, I, H, wi, wh, bi, bh, xt + t * I * nb, hp, h_unused, gates);
+            to_lanes(B, nb, H, grad_out + ((m * L + t) * B) * H, go);
+            vf *dt = d + t * 4 * H * nb;
+            for (i64 o = 0; o < H * nb; o++) {
+                const vf r = gates[R * H * nb + o], z = gates[Z * H * nb + o], n = gates[N * H * nb + o];
+                const vf g = dh[o] + go[o];
+                const vf dpre_n = g * (1.0f - z) * (1.0f - n * n);
+                dt[o] = dpre_n * gates[GHN * H * nb + o] * r * (1.0f - r);
+                dt[H * nb + o] = g * (hp[o] - n) * z * (1.0f - z);
+                dt[2 * H * nb + o] = dpre_n;
+                dt[3 * H * nb + o] = dpre_n * r;
+                dh_prev[o] = g * z;
+            }
+            /* dh_prev += W_hh^T [d r; d z; d n hidden side], one chain per gate for latency */
+            for (i64 k = 0; k < H; k++)
+                for (i64 c = 0; c < nb; c++) {
+                    vf ar = {0}, az = {0}, an = {0};
+                    for (i64 j = 0; j < H; j++) {
+                        ar += wh[j * H + k] * dt[j * nb + c];
+                        az += wh[(H + j) * H + k] * dt[(H + j) * nb + c];
+                        an += wh[(2 * H + j) * H + k] * dt[(3 * H + j) * nb + c];
+                    }
+                    dh_prev[k * nb + c] += ar + az + an;
+                }
+            vf *swap = dh;
+            dh = dh_prev;
+            dh_prev = swap;
+            if (dx) {
+                for (i64 i = 0; i < I; i++)
+                    for (i64 c = 0; c < nb; c++) {
+                        vf ar = {0}, az = {0}, an = {0};
+                        for (i64 j = 0; j < H; j++) {
+                            ar += wi[j * I + i] * dt[j * nb + c];
+                            az += wi[(H + j) * I + i] * dt[(H + j) * nb + c];
+                            an += wi[(2 * H + j) * I + i] * dt[(2 * H + j) * nb + c];
+                        }
+                        dxt[i * nb + c] = ar + az + an;
+                    }
+                from_lanes(B, nb, I, dxt, dx + ((m * L + t) * B) * I);
+            }
+        }
+        weight_grads(L, nb, H, I, d, 0, xt, I * nb, dw_ih + m * 3 * H * I, db_ih + m * 3 * H);
+        weight_grads(L, nb, H, H, d, 1, hs, H * nb, dw_hh + m * 3 * H * H, db_hh + m * 3 * H);
+    }
+    free(scratch);
+    return 0;
+}
