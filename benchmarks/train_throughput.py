@@ -157,15 +157,20 @@ def main() -> None:
         "--threads",
         type=int,
         default=1,
-        help="CPU intra-op threads on both sides (what `mlc run` uses by default)",
+        help="CPU threads on both sides: the naive loop's PyTorch intra-op threads; the population's "
+        "C-kernel threads, with PyTorch at one thread as `mlc run` runs it",
     )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         import torch
 
-        torch.set_num_threads(args.threads)
+        from mlc import models
+
         kind, device, steps, *rest = args.child
+        native = kind == "population" and device == "cpu" and rest[1] in ("auto", "native")
+        torch.set_num_threads(1 if native and models.native_available() else args.threads)
+        models.set_native_threads(args.threads)
         result = (
             measure_naive(device, int(steps))
             if kind == "naive"

@@ -148,14 +148,13 @@ def test_results_do_not_depend_on_the_thread_split():
         *(torch.randn(5, 36, k) * 0.3 for k in (5, 12)),
         *torch.randn(2, 5, 36),
     ]
-    threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
+        models.set_native_threads(1)
         one = gru_layer_native(*inputs)
-        torch.set_num_threads(3)
+        models.set_native_threads(3)
         three = gru_layer_native(*inputs)
     finally:
-        torch.set_num_threads(threads)
+        models.set_native_threads(None)
     assert torch.equal(one, three)
     assert torch.equal(gru_layer_native(*(t[2:3] for t in inputs)), one[2:3])  # nor on the other models
 

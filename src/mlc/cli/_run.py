@@ -34,12 +34,13 @@ def run(
     ] = None,
     analyze: Annotated[bool, typer.Option(help="write the weight-space analysis report at the end")] = True,
     threads: Annotated[
-        int, typer.Option(min=1, help="CPU threads for training (1 is fastest on a busy machine)")
-    ] = 1,
+        int | None, typer.Option(min=1, help="CPU threads for the training kernels [all cores]")
+    ] = None,
 ) -> None:
     """Train PRESET through the full pipeline on this machine; re-running resumes."""
     import torch
 
+    from mlc import models
     from mlc.executors import LocalExecutor
     from mlc.train import SelectionProgress
     from mlc.work import load_preset, resolve_device
@@ -50,7 +51,8 @@ def run(
     if max_epochs is not None:
         overrides["train.max_epochs"] = max_epochs
     dev = resolve_device(device)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # see LocalExecutor.run: PyTorch's threads spin on a busy machine
+    models.set_native_threads(threads)
     with console.status("resolving the preset") as status:
 
         def selection(p: SelectionProgress) -> None:  # only DS3 presets train while resolving

@@ -71,7 +71,7 @@ class LocalExecutor:
         device: torch.device,
         population_size: int | None = None,
         progress: ProgressSink | None = None,
-        threads: int = 1,
+        threads: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.device = device
@@ -88,10 +88,11 @@ class LocalExecutor:
         return connect(sqlite_url(self.database_path))
 
     def run(self, config: ExperimentConfig) -> RunSummary:
-        # One intra-op thread by default: with 12-wide tensors two OpenMP threads gain little, and when
-        # another process holds a core they spin-wait; measured on 2 cores under load, one epoch of
-        # 30 networks took 1.8 s with one thread and 102 s with two.
-        torch.set_num_threads(self.threads)
+        # `threads` (default: all cores) split the C kernels' models; PyTorch keeps one intra-op
+        # thread: its OpenMP threads spin-wait when another process holds a core (measured on 2 busy
+        # cores, one epoch of 30 networks on the PyTorch path: 1.8 s with one thread, 102 s with two).
+        torch.set_num_threads(1)
+        models.set_native_threads(self.threads)
         started = time.perf_counter()
         engine = self.open_engine()
         try:

@@ -13,7 +13,8 @@ from mlc.models._gru_manual import gru_layer_manual
 from mlc.models._gru_torch import gru_layer_torch
 from mlc.models._layout import Layout, LayoutEntry, flatten, layout_of, unflatten_into
 from mlc.models._mlds_gru import MLDS_GRU, GRUNet, GRUNetConfig
-from mlc.models._native_kernels import native_available, native_unavailable_reason
+from mlc.models._native_kernels import native_available, native_threads, native_unavailable_reason
+from mlc.models._native_kernels import set_threads as set_native_threads
 from mlc.models._population import GRULayerFn, HeadLossFn, Population, from_batch_major, reference_module
 
 __all__ = [
@@ -35,9 +36,11 @@ __all__ = [
     "layout_of",
     "names",
     "native_available",
+    "native_threads",
     "native_unavailable_reason",
     "population",
     "population_for",
+    "set_native_threads",
     "unflatten_into",
 ]
 

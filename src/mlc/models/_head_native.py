@@ -47,9 +47,10 @@ class _NativeHeadLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         dh, *grads = ctx.saved_tensors
         m = grad_loss.shape[0]
+        unit = bool((grad_loss == 1).all())  # a sum of losses, as the trainer's: nothing to scale
 
         def scaled(g: torch.Tensor) -> torch.Tensor:
-            return g * grad_loss.view(m, *([1] * (g.dim() - 1)))
+            return g if unit else g * grad_loss.view(m, *([1] * (g.dim() - 1)))
 
         return scaled(dh), None, *(scaled(g) for g in grads)
 

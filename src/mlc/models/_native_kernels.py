@@ -1,15 +1,17 @@
 """The C kernels' entry points (ctypes signatures), whether they are usable here, and the thread split.
 
-Models are split into contiguous ranges across `torch.get_num_threads()` Python threads; ctypes
-drops the GIL during a call, and a thread waiting on another blocks instead of spinning, so a busy
-second core slows a step instead of stalling it (OpenMP's spin-waits did, by 50x, on this project's
-2-core CI machine).
+Models are split into contiguous ranges across `set_threads(n)` Python threads (default: every core
+this process may use); ctypes drops the GIL during a call, and a thread waiting on another blocks
+instead of spinning, so a busy core slows a step instead of stalling it (OpenMP's spin-waits stalled
+the PyTorch path by 50x on this project's 2-core CI machine). PyTorch's own intra-op threads are a
+separate setting.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,7 +20,18 @@ import torch
 
 from mlc.models._native_build import NativeUnavailable, load
 
-__all__ = ["library", "native_available", "native_unavailable_reason", "ptr", "run_split"]
+__all__ = [
+    "library",
+    "native_available",
+    "native_threads",
+    "native_unavailable_reason",
+    "pointers",
+    "ptr",
+    "run_split",
+    "set_threads",
+]
+
+_threads: int | None = None  # None: every core this process may run on
 
 
 @functools.cache
@@ -48,14 +61,31 @@ def native_available() -> bool:
     return native_unavailable_reason() is None
 
 
+def set_threads(n: int | None) -> None:
+    """How many threads the C kernels split models across; None restores the default (all cores)."""
+    global _threads
+    if n is not None and n < 1:
+        raise ValueError(f"thread count must be at least 1, not {n}")
+    _threads = n
+
+
+def native_threads() -> int:
+    if _threads is not None:
+        return _threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @functools.cache
 def _pool(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlc-native")
 
 
 def run_split(fn: Any, m: int, *args: Any) -> None:
-    """fn(*args, m_begin, m_end) over [0, m) in as many contiguous ranges as torch has threads."""
-    n = max(1, min(torch.get_num_threads(), m))
+    """fn(*args, m_begin, m_end) over [0, m) in `native_threads()` contiguous ranges."""
+    n = max(1, min(native_threads(), m))
     if n == 1:
         codes = [fn(*args, 0, m)]
     else:

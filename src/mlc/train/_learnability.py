@@ -144,7 +144,7 @@ def check_learnability(
     n_net = settings.networks
     member_tasks = [t for t in names for _ in range(n_net)]  # member m belongs to names[m // n_net]
     seeds = [reference_seed(seed, t, i) for t in names for i in range(n_net)]
-    population = models.population(model)
+    population = models.population_for(model, torch.device(device))
     arrays = TrainingArrays.from_shared(data, names, device)
     state = PopulationState.fresh(population.init(seeds)).to(device)
     # "converged" means "fits": stop at the accuracy threshold, whatever the loss.
