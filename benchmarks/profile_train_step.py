@@ -1,6 +1,7 @@
 """Where a population training step spends its time: the top device kernels of one epoch.
 
     python benchmarks/profile_train_step.py --device cuda --models 16384 --steps 4
+    python benchmarks/profile_train_step.py --device cpu --models 128 --steps 4
 
 Profiles the real trainer (`PopulationTrainer.train`) after a warm-up epoch and prints the kernels
 (or CPU ops) with the most self time, so the cost outside the recurrent kernel is visible.
@@ -25,7 +26,10 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=16384)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1, help="CPU: threads of the C kernels (PyTorch: one)")
     args = parser.parse_args()
+    torch.set_num_threads(1)
+    models.set_native_threads(args.threads)
     dev = torch.device(args.device)
     names = list(tasks.names())
     spec = tasks.DataSpec(seed=1, n_train=32 * args.steps, n_val=32, length=100)
