@@ -79,7 +79,7 @@ def measure_naive(device: str, steps: int) -> dict:
     }
 
 
-def _population(layer: str, dev):
+def _population(layer: str, dev, head: str):
     from functools import partial
 
     import torch
@@ -89,24 +89,26 @@ def _population(layer: str, dev):
     if layer == "manual":
         return models.population("mlds-gru")
     if layer == "auto":
-        return models.population_for("mlds-gru", dev)
+        return models.population_for("mlds-gru", dev, head)
     if layer == "native":
         if not models.native_available():
             raise RuntimeError(f"C kernels unavailable: {models.native_unavailable_reason()}")
-        return models.population_for("mlds-gru", torch.device("cpu"))
+        return models.population_for("mlds-gru", torch.device("cpu"), head)
     from mlc.models._gru_triton import gru_layer_triton
+    from mlc.models._head_triton import head_loss_triton
 
-    return models.population("mlds-gru", models.from_batch_major(partial(gru_layer_triton, precision=layer)))
+    gru = models.from_batch_major(partial(gru_layer_triton, precision=layer))
+    return models.population("mlds-gru", gru, head_loss_triton if head == "fused" else None)
 
 
-def measure_population(device: str, steps: int, m: int, layer: str) -> dict:
+def measure_population(device: str, steps: int, m: int, layer: str, head: str) -> dict:
     import torch
 
     from mlc.train import PopulationState, PopulationTrainer, TrainConfig
 
     names, data = _data(steps, device)
     dev = torch.device(device)
-    population = _population(layer, dev)
+    population = _population(layer, dev, head)
     seeds = list(range(m))
     state = PopulationState.fresh(population.init(seeds)).to(dev)
     trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))
@@ -123,7 +125,7 @@ def measure_population(device: str, steps: int, m: int, layer: str) -> dict:
         epoch_times.append(time.perf_counter() - start)
     rate = m * steps / min(epoch_times[1:])
     return {
-        "method": f"population ({layer})",
+        "method": f"population ({layer}, {head} head)",
         "models": m,
         "model_steps_s": rate,
         "peak_bytes_per_model": (_peak_bytes(device) - base) / m,
@@ -154,6 +156,13 @@ def main() -> None:
         "PyTorch recurrence; native: the C kernels (CPU); ieee/tf32x3: the Triton kernel in that precision",
     )
     parser.add_argument(
+        "--head",
+        choices=["auto", "fused", "torch"],
+        default="auto",
+        help="the MLP head and loss: fused (C on the CPU, Triton on CUDA), torch, or what the trainer "
+        "picks (fused on the CPU, torch on CUDA)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -174,7 +183,7 @@ def main() -> None:
         result = (
             measure_naive(device, int(steps))
             if kind == "naive"
-            else measure_population(device, int(steps), int(rest[0]), rest[1])
+            else measure_population(device, int(steps), int(rest[0]), rest[1], rest[2])
         )
         print(json.dumps(result))
         return
@@ -183,19 +192,20 @@ def main() -> None:
     steps = args.steps or (32 if cuda else 4)
     rows = [_child(["naive", args.device, str(steps)], args.threads)]
     for m in sizes:
-        rows.append(_child(["population", args.device, str(steps), str(m), args.layer], args.threads))
+        command = ["population", args.device, str(steps), str(m), args.layer, args.head]
+        rows.append(_child(command, args.threads))
         print(json.dumps(rows[-1]), flush=True)
     naive = rows[0].get("model_steps_s")
     header = ("method", "models", "model-steps/s", "GFLOP/s", "MiB/model", "start-up s")
-    print("\n{:28} {:>7} {:>14} {:>9} {:>10} {:>10}".format(*header))
+    print("\n{:36} {:>7} {:>14} {:>9} {:>10} {:>10}".format(*header))
     for r in rows:
         if "error" in r:
-            print(f"{'failed ' + ' '.join(r['args'][3:]):28} {r['error']}")
+            print(f"{'failed ' + ' '.join(r['args'][3:]):36} {r['error']}")
             continue
         gflops = r["model_steps_s"] * FLOP_PER_MODEL_STEP / 1e9
         mib = r["peak_bytes_per_model"] / 2**20
         print(
-            f"{r['method']:28} {r['models']:>7} {r['model_steps_s']:>14.1f} {gflops:>9.1f} {mib:>10.2f} "
+            f"{r['method']:36} {r['models']:>7} {r['model_steps_s']:>14.1f} {gflops:>9.1f} {mib:>10.2f} "
             f"{r['startup_s']:>10.2f}"
         )
     best = max((r for r in rows[1:] if "error" not in r), key=lambda r: r["model_steps_s"], default=None)

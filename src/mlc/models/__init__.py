@@ -67,20 +67,28 @@ def layout(name: str) -> Layout:
     return layout_of(GRUNet(config(name)), name)
 
 
-def population_for(name: str, device: torch.device) -> Population:
+def population_for(name: str, device: torch.device, head: str = "auto") -> Population:
     """The fastest correct implementation for `device`: the fused Triton recurrence on a CUDA GPU when
     Triton is installed; on the CPU the C kernels (recurrence, and head fused with the loss) when a C
-    compiler can build them; the hand-differentiated PyTorch recurrence otherwise."""
+    compiler can build them; the hand-differentiated PyTorch recurrence otherwise.
+
+    `head` picks the MLP head and loss: "fused" (the device's fused kernel: C on the CPU, Triton on
+    CUDA), "torch" (PyTorch ops) or "auto": fused on the CPU, PyTorch on CUDA until the Triton head
+    has been timed on a GPU (benchmarks/gpu_session.sh measures both)."""
+    if head not in ("auto", "fused", "torch"):
+        raise ValueError(f"head must be auto, fused or torch, not {head!r}")
     if device.type == "cuda":
         from mlc.models._gru_triton import gru_layer_triton, triton_available
+        from mlc.models._head_triton import head_loss_triton, head_triton_available
 
         if triton_available(device):
-            return population(name, from_batch_major(gru_layer_triton))
+            fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
+            return population(name, from_batch_major(gru_layer_triton), head_loss_triton if fused else None)
     elif device.type == "cpu" and native_available():
         from mlc.models._gru_native import gru_layer_native
         from mlc.models._head_native import head_loss_native
 
-        return population(name, gru_layer_native, head_loss_native)
+        return population(name, gru_layer_native, None if head == "torch" else head_loss_native)
     return population(name)
 
 

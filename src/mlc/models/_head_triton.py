@@ -1,0 +1,214 @@
+"""The MLP head and the BCE loss of a population as one Triton kernel, for CUDA (`head_loss_triton`).
+
+Same contract as `head_loss_native` (the CPU kernel): h [M, L, B, H] from the last GRU layer (any
+strides with a dense last dim), targets y [M, L, B, O], four Linear layers with ReLU between ->
+mean BCE-with-logits per model [M]. Why: unfused, each Linear is a cuBLAS batched GEMM with K = 12
+to 24 (tiles built for large K) and every activation and the BCE's elementwise passes go through
+HBM; the H200 profile put them at ~23% and ~20% of a 16,384-model training step.
+
+Design. One program per model walks its L*B rows in BLOCK_R-row tiles. A tile goes through the four
+layers (widths padded to powers of two >= 16 with zero weights, so padded columns stay 0), the loss,
+and straight back: g = (sigmoid(z) - y) / (L*B*O), dW_l += g_l^T a_{l-1} into register accumulators,
+g_{l-1} = (g_l W_l) * [a_{l-1} > 0], and dh = g_1 W_1 is stored. The model's loss and weight
+gradients are written once at the end, so there are no atomics and results are deterministic. The
+loss is the end of the graph, so forward computes the gradients for an upstream gradient of 1 and
+backward scales them. fp32 throughout (tl.dot in "ieee" precision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mlc.models._gru_triton import _inner_rowmajor, triton_available
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised on installs without the gpu extra
+    triton = None
+
+__all__ = ["head_loss_triton", "head_triton_available"]
+
+_N_LAYERS = 4  # the kernel's structure; other heads use the PyTorch path
+_BLOCK_R = 64
+_NUM_WARPS = 4
+
+
+def head_triton_available(device: torch.device | str, fc_sizes: Sequence[tuple[int, int]]) -> bool:
+    """Whether `head_loss_triton` runs on `device` for a head of these (in, out) Linear sizes."""
+    return triton_available(device) and len(fc_sizes) == _N_LAYERS and max(max(s) for s in fc_sizes) <= 64
+
+
+def _pad(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def _run(h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grads: bool) -> tuple[Any, ...]:
+    m, length, b, _ = h.shape
+    weights = [_inner_rowmajor(w) for w in params[0::2]]
+    biases = [_inner_rowmajor(v) for v in params[1::2]]
+    widths = [h.shape[3], *(w.shape[1] for w in weights)]
+    loss = torch.empty(m, device=h.device, dtype=torch.float32)
+    dh = torch.empty_like(h) if with_grads else h  # same strides as h
+    # without gradients the kernel never touches its gradient pointers; the inputs stand in for them
+    dense = torch.contiguous_format
+    dws = [torch.empty_like(w, memory_format=dense) for w in weights] if with_grads else weights
+    dbs = [torch.empty_like(v, memory_format=dense) for v in biases] if with_grads else biases
+    interleaved = [t for pair in zip(weights, biases, strict=True) for t in pair]
+    strides = [t.stride(0) for t in interleaved]
+    grads = [t for pair in zip(dws, dbs, strict=True) for t in pair]
+    if m:
+        _head_loss_kernel[(m,)](
+            h, y, *interleaved, *strides, loss, dh, *grads,
+            length, b, *h.stride()[:3], *y.stride()[:3], *dh.stride()[:3], 1.0 / (length * b * widths[-1]),
+            *widths, *(_pad(w) for w in widths),
+            BLOCK_R=_BLOCK_R, WITH_GRADS=with_grads, num_warps=_NUM_WARPS, num_stages=1,
+        )  # fmt: skip
+    return loss, (dh if with_grads else None), (grads if with_grads else [])
+
+
+class _TritonHeadLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, h: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        loss, dh, grads = _run(h, y, list(params), with_grads=True)
+        ctx.save_for_backward(dh, *grads)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        dh, *grads = ctx.saved_tensors
+        m = grad_loss.shape[0]
+
+        def scaled(g: torch.Tensor) -> torch.Tensor:  # no host sync to test for ones on a GPU
+            return g * grad_loss.view(m, *([1] * (g.dim() - 1)))
+
+        return scaled(dh), None, *(scaled(g) for g in grads)
+
+
+def head_loss_triton(
+    h: torch.Tensor, y: torch.Tensor, fcs: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """Mean BCE-with-logits per model of the 4-layer MLP head on `h` (see the module docstring).
+
+    h [M, L, B, H], y [M, L, B, O] float targets, fcs [(w [M, out, in], b [M, out])] * 4 -> loss [M].
+    float32 tensors on one CUDA device (or any device under TRITON_INTERPRET=1)."""
+    if triton is None:
+        raise RuntimeError("head_loss_triton needs Triton: install mlc[gpu]")
+    sizes = [(w.shape[2], w.shape[1]) for w, _ in fcs]
+    if not head_triton_available(h.device, sizes):
+        raise ValueError(f"head_loss_triton takes {_N_LAYERS} Linear layers <= 64 wide on a GPU, not {sizes}")
+    params = [t for pair in fcs for t in pair]
+    if any(t.dtype != torch.float32 or t.device != h.device for t in (h, y, *params)):
+        raise TypeError("head_loss_triton takes float32 tensors on one device")
+    if h.dim() != 4:
+        raise ValueError(f"h must be [M, L, B, H], got shape {tuple(h.shape)}")
+    if h.stride(-1) != 1 or y.stride(-1) != 1:
+        h, y = h.contiguous(), y.contiguous()
+    m, width = h.shape[0], h.shape[3]
+    for w, b in fcs:
+        if w.shape[0] != m or w.shape[2] != width or b.shape != (m, w.shape[1]):
+            shapes = f"{tuple(w.shape)}, {tuple(b.shape)}"
+            raise ValueError(f"head weights {shapes} do not chain from width {width}")
+        width = w.shape[1]
+    if y.shape != (*h.shape[:3], width):
+        raise ValueError(f"targets {tuple(y.shape)} do not match the head's output for {tuple(h.shape)}")
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (h, *params)):
+        return _TritonHeadLoss.apply(h, y, *params)
+    return _run(h, y, params, with_grads=False)[0]
+
+
+if triton is not None:
+
+    @triton.jit
+    def _wt(w, sm, m, D_IN, D_OUT, P_IN: tl.constexpr, P_OUT: tl.constexpr):
+        """W^T [P_IN, P_OUT] of model m (W is [D_OUT, D_IN], row-major), zero-padded."""
+        i = tl.arange(0, P_IN)[:, None]
+        o = tl.arange(0, P_OUT)[None, :]
+        return tl.load(w + m * sm + o * D_IN + i, mask=(i < D_IN) & (o < D_OUT), other=0.0)
+
+    @triton.jit
+    def _bias(b, sm, m, D_OUT, P_OUT: tl.constexpr):
+        o = tl.arange(0, P_OUT)
+        return tl.load(b + m * sm + o, mask=o < D_OUT, other=0.0)[None, :]
+
+    @triton.jit
+    def _store_grad(dw, db, m, acc_w, acc_b, D_IN, D_OUT, P_IN: tl.constexpr, P_OUT: tl.constexpr):
+        """dW [D_OUT, D_IN] from the accumulator of dW^T [P_IN, P_OUT]; db [D_OUT]."""
+        i = tl.arange(0, P_IN)[:, None]
+        o = tl.arange(0, P_OUT)[None, :]
+        tl.store(dw + m * D_OUT * D_IN + o * D_IN + i, acc_w, mask=(i < D_IN) & (o < D_OUT))
+        ob = tl.arange(0, P_OUT)
+        tl.store(db + m * D_OUT + ob, acc_b, mask=ob < D_OUT)
+
+    @triton.jit
+    def _head_loss_kernel(
+        h, y, w1, b1, w2, b2, w3, b3, w4, b4, sw1, sb1, sw2, sb2, sw3, sb3, sw4, sb4,
+        loss, dh, dw1, db1, dw2, db2, dw3, db3, dw4, db4,
+        L, B, shm, shl, shb, sym, syl, syb, sdm, sdl, sdb, scale,
+        D0, D1, D2, D3, D4,
+        P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr, P3: tl.constexpr, P4: tl.constexpr,
+        BLOCK_R: tl.constexpr, WITH_GRADS: tl.constexpr,
+    ):  # fmt: skip
+        m = tl.program_id(0).to(tl.int64)
+        # forward operands W_l^T [P_{l-1}, P_l]; their transposes serve the backward (g_l W_l)
+        wt1 = _wt(w1, sw1, m, D0, D1, P0, P1)
+        wt2 = _wt(w2, sw2, m, D1, D2, P1, P2)
+        wt3 = _wt(w3, sw3, m, D2, D3, P2, P3)
+        wt4 = _wt(w4, sw4, m, D3, D4, P3, P4)
+        bias1 = _bias(b1, sb1, m, D1, P1)
+        bias2 = _bias(b2, sb2, m, D2, P2)
+        bias3 = _bias(b3, sb3, m, D3, P3)
+        bias4 = _bias(b4, sb4, m, D4, P4)
+        c0 = tl.arange(0, P0)[None, :]
+        c4 = tl.arange(0, P4)[None, :]
+        # accumulators of dW_l^T [P_{l-1}, P_l] and db_l [P_l]
+        gw1 = tl.zeros([P0, P1], dtype=tl.float32)
+        gw2 = tl.zeros([P1, P2], dtype=tl.float32)
+        gw3 = tl.zeros([P2, P3], dtype=tl.float32)
+        gw4 = tl.zeros([P3, P4], dtype=tl.float32)
+        gb1 = tl.zeros([P1], dtype=tl.float32)
+        gb2 = tl.zeros([P2], dtype=tl.float32)
+        gb3 = tl.zeros([P3], dtype=tl.float32)
+        gb4 = tl.zeros([P4], dtype=tl.float32)
+        loss_acc = tl.zeros([BLOCK_R], dtype=tl.float32)
+        for r0 in range(0, L * B, BLOCK_R):
+            rows = r0 + tl.arange(0, BLOCK_R)
+            valid_row = (rows < L * B)[:, None]
+            t = (rows // B)[:, None].to(tl.int64)
+            s = (rows % B)[:, None].to(tl.int64)
+            x = tl.load(h + m * shm + t * shl + s * shb + c0, mask=valid_row & (c0 < D0), other=0.0)
+            a1 = tl.maximum(tl.dot(x, wt1, input_precision="ieee") + bias1, 0.0)
+            a2 = tl.maximum(tl.dot(a1, wt2, input_precision="ieee") + bias2, 0.0)
+            a3 = tl.maximum(tl.dot(a2, wt3, input_precision="ieee") + bias3, 0.0)
+            z = tl.dot(a3, wt4, input_precision="ieee") + bias4
+            valid = valid_row & (c4 < D4)
+            target = tl.load(y + m * sym + t * syl + s * syb + c4, mask=valid, other=0.0)
+            e = tl.exp(-tl.abs(z))
+            bce = tl.maximum(z, 0.0) - z * target + tl.log(1.0 + e)
+            loss_acc += tl.sum(tl.where(valid, bce, 0.0), axis=1)
+            if WITH_GRADS:
+                sig = tl.where(z > 0, 1.0 / (1.0 + e), e / (1.0 + e))
+                g4 = tl.where(valid, sig - target, 0.0) * scale
+                gw4 += tl.dot(tl.trans(a3), g4, input_precision="ieee")
+                gb4 += tl.sum(g4, axis=0)
+                g3 = tl.where(a3 > 0, tl.dot(g4, tl.trans(wt4), input_precision="ieee"), 0.0)
+                gw3 += tl.dot(tl.trans(a2), g3, input_precision="ieee")
+                gb3 += tl.sum(g3, axis=0)
+                g2 = tl.where(a2 > 0, tl.dot(g3, tl.trans(wt3), input_precision="ieee"), 0.0)
+                gw2 += tl.dot(tl.trans(a1), g2, input_precision="ieee")
+                gb2 += tl.sum(g2, axis=0)
+                g1 = tl.where(a1 > 0, tl.dot(g2, tl.trans(wt2), input_precision="ieee"), 0.0)
+                gw1 += tl.dot(tl.trans(x), g1, input_precision="ieee")
+                gb1 += tl.sum(g1, axis=0)
+                gx = tl.dot(g1, tl.trans(wt1), input_precision="ieee")
+                tl.store(dh + m * sdm + t * sdl + s * sdb + c0, gx, mask=valid_row & (c0 < D0))
+        tl.store(loss + m, tl.sum(loss_acc, axis=0) * scale)
+        if WITH_GRADS:
+            _store_grad(dw1, db1, m, gw1, gb1, D0, D1, P0, P1)
+            _store_grad(dw2, db2, m, gw2, gb2, D1, D2, P1, P2)
+            _store_grad(dw3, db3, m, gw3, gb3, D2, D3, P2, P3)
+            _store_grad(dw4, db4, m, gw4, gb4, D3, D4, P3, P4)

@@ -1,0 +1,137 @@
+"""The fused Triton head + loss against float64 PyTorch, run by Triton's CPU interpreter.
+
+As in test_gru_triton.py, the interpreted checks run in one child interpreter (this file as a
+script, with TRITON_INTERPRET=1 set before Triton is imported) that prints relative errors as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("triton")
+
+TOLERANCE = 1e-5  # relative, float32 against float64; measured ~1e-7
+CASES = {  # name: (M, L, B): rows below one 64-row tile, and three tiles with a partial last one
+    "one_tile": (2, 3, 20),
+    "three_tiles": (2, 5, 30),
+}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    if not torch.isfinite(a).all():
+        return math.inf
+    return ((a - b).norm() / b.norm()).item()
+
+
+def _reference(h, y, fcs):
+    a = h.reshape(h.shape[0], -1, h.shape[-1])
+    for i, (w, b) in enumerate(fcs):
+        a = torch.baddbmm(b.unsqueeze(1), a, w.transpose(1, 2))
+        if i < len(fcs) - 1:
+            a = torch.relu(a)
+    return F.binary_cross_entropy_with_logits(a, y.reshape(a.shape), reduction="none").mean(dim=(1, 2))
+
+
+def _head_errors(m: int, length: int, b: int) -> dict[str, float]:
+    from mlc.models._head_triton import head_loss_triton
+
+    widths = [12, 12, 24, 12, 8]
+    h = torch.randn(m, b, length, 12).transpose(1, 2)  # the strided view the Triton GRU returns
+    y = (torch.rand(m, length, b, 8) > 0.5).float()
+    fcs = [
+        (torch.randn(m, o, i) * 0.5, torch.randn(m, o) * 0.2)
+        for i, o in zip(widths, widths[1:], strict=False)
+    ]
+    upstream = torch.rand(m) + 0.5
+    fused = [h.clone().requires_grad_()] + [t.clone().requires_grad_() for pair in fcs for t in pair]
+    ref = [t.detach().double().requires_grad_() for t in fused]
+    loss = head_loss_triton(fused[0], y, list(zip(fused[1::2], fused[2::2], strict=True)))
+    loss_ref = _reference(ref[0], y.double(), list(zip(ref[1::2], ref[2::2], strict=True)))
+    (loss * upstream).sum().backward()
+    (loss_ref * upstream.double()).sum().backward()
+    errors = {"loss": _rel(loss, loss_ref)}
+    for i, (p, q) in enumerate(zip(fused, ref, strict=True)):
+        errors[f"grad{i}"] = math.inf if p.grad is None else _rel(p.grad, q.grad)
+    with torch.no_grad():
+        errors["no_grad_path"] = _rel(head_loss_triton(h, y, fcs), loss.detach())
+    return errors
+
+
+def _population_errors() -> dict[str, float]:
+    from mlc.models import MLDS_GRU, Population, from_batch_major
+    from mlc.models._gru_triton import gru_layer_triton
+    from mlc.models._head_triton import head_loss_triton
+
+    fused = Population(MLDS_GRU, from_batch_major(gru_layer_triton), head_loss_triton)
+    plain = Population(MLDS_GRU)
+    flat = fused.init([3, 11])
+    x = torch.rand(2, 6, 3, MLDS_GRU.input_size).round()  # time-major [M, L, B, I]
+    y = (torch.rand(2, 6, 3, MLDS_GRU.output_size) > 0.5).float()
+    w1, w2 = flat.clone().requires_grad_(), flat.clone().requires_grad_()
+    loss, loss_plain = fused.loss_views(fused.views(w1), x, y), plain.loss_views(plain.views(w2), x, y)
+    loss.sum().backward()
+    loss_plain.sum().backward()
+    return {"loss": _rel(loss, loss_plain), "grad": _rel(w1.grad, w2.grad)}
+
+
+def _worker() -> None:
+    torch.manual_seed(0)
+    results = {name: _head_errors(*case) for name, case in CASES.items()}
+    results["population"] = _population_errors()
+    print(json.dumps(results))
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> dict[str, dict[str, float]]:
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    src = str(Path(importlib.util.find_spec("mlc").origin).parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", __file__], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_head_loss_matches_float64_reference(interpreted, case):
+    errors = interpreted[case]
+    assert len(errors) == 11  # loss, nine gradients, the no-grad path
+    assert all(e < TOLERANCE for e in errors.values()), errors  # inf (NaN output) fails too
+
+
+def test_population_with_fused_gru_and_head_matches_plain_population(interpreted):
+    errors = interpreted["population"]
+    assert all(e < TOLERANCE for e in errors.values()), errors
+
+
+def test_not_available_on_cpu_without_interpreter_or_for_other_heads():
+    from mlc.models._gru_triton import _interpreted
+    from mlc.models._head_triton import head_triton_available
+
+    mlds = [(12, 12), (12, 24), (24, 12), (12, 8)]
+    assert head_triton_available("cpu", mlds) == _interpreted()
+    assert not head_triton_available("cpu", mlds[:3])
+
+
+def test_population_for_rejects_unknown_heads_and_honours_torch():
+    from mlc import models
+
+    with pytest.raises(ValueError, match="head must be"):
+        models.population_for("mlds-gru", torch.device("cpu"), head="triton")
+    assert models.population_for("mlds-gru", torch.device("cpu"), head="torch").head_loss is None
+
+
+if __name__ == "__main__":
+    _worker()
