@@ -36,9 +36,9 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize(
     "m, length, b, n_in, hidden, x_grad",
     [
-        (3, 7, 5, 5, 12, False),  # fewer sequences than one lane vector
-        (2, 9, 32, 12, 12, True),  # the training shape's batch: two full lane vectors
-        (2, 5, 37, 12, 12, True),  # a partial third lane vector
+        (3, 7, 5, 5, 12, False),  # fewer sequences than one 8- or 16-lane vector
+        (2, 9, 32, 12, 12, True),  # the training shape's batch: whole lane vectors
+        (2, 5, 37, 12, 12, True),  # a partial last lane vector
         (2, 6, 17, 3, 4, True),  # hidden size not a multiple of the 4-wide gradient blocks
     ],
 )
@@ -182,3 +182,120 @@ def test_falls_back_with_the_reason_when_no_compiler_works(tmp_path):
     assert "no C compiler" in missing and missing.strip().endswith("None")
     broken = _reason_in_child({"CC": "false", "XDG_CACHE_HOME": str(tmp_path)})
     assert "failed to build" in broken and broken.strip().endswith("None")
+
+
+@needs_native
+def test_head_loss_keeps_nan_like_torch():
+    from mlc.models._head_native import head_loss_native
+
+    h, y = torch.randn(1, 20, 12), torch.zeros(1, 20, 8)
+    fcs = [(torch.randn(1, 12, 12), torch.randn(1, 12)), (torch.randn(1, 8, 12), torch.randn(1, 8))]
+    fcs[0][0][0, 0, 0] = float("nan")  # a NaN before a hidden ReLU must not be rectified away
+    assert torch.isnan(head_loss_native(h, y, fcs)).all()
+    assert torch.isnan(_head_reference(h, y, fcs)).all()
+
+
+@needs_native
+def test_head_loss_rejects_calls_it_cannot_compute():
+    from mlc.models._head_native import head_loss_native
+
+    h, y = torch.randn(2, 10, 12), torch.zeros(2, 10, 8)
+    fc = (torch.randn(2, 8, 12), torch.randn(2, 8))
+    with pytest.raises(ValueError, match="chain"):  # an extra, empty dimension once crashed the process
+        head_loss_native(h, y, [(torch.empty(2, 8, 12, 0), fc[1])])
+    with pytest.raises(ValueError, match="layers"):
+        head_loss_native(h, y, [])
+    with pytest.raises(ValueError, match="constants"):
+        head_loss_native(h, y.clone().requires_grad_(), [fc])
+    with pytest.raises(ValueError, match="no rows"):
+        head_loss_native(h[:, :0], y[:, :0], [fc])
+
+
+@needs_native
+def test_head_gradient_is_not_the_saved_tensor():
+    from mlc.models._head_native import head_loss_native
+
+    h = torch.randn(2, 10, 12, requires_grad=True)
+    fc = (torch.randn(2, 8, 12), torch.randn(2, 8))
+    loss = head_loss_native(h.view(2, 5, 2, 12), torch.zeros(2, 5, 2, 8), [fc]).sum()
+    loss.backward(retain_graph=True)
+    first = h.grad.clone()
+    h.grad.zero_()  # changing the gradient in place must not touch what backward keeps
+    loss.backward()
+    assert torch.equal(h.grad, first)
+
+
+_CHILD_CHECK = """
+import torch
+from mlc import models
+from mlc.models._gru_manual import gru_layer_manual
+from mlc.models._gru_native import gru_layer_native
+from mlc.models._head_native import head_loss_native
+assert models.native_available(), models.native_unavailable_reason()
+torch.manual_seed(0)
+x = torch.randn(3, 5, 21, 5)
+wi, wh = (torch.randn(3, 36, k) * 0.4 for k in (5, 12))
+bi, bh = torch.randn(2, 3, 36)
+h = gru_layer_native(x, wi, wh, bi, bh)
+ref = gru_layer_manual(*(t.double() for t in (x, wi, wh, bi, bh)))
+fc = [(torch.randn(3, 8, 12), torch.randn(3, 8))]
+y = (torch.rand(3, 5, 21, 8) > 0.5).float()
+loss = head_loss_native(h, y, fc)
+loss_ref = torch.nn.functional.binary_cross_entropy_with_logits(
+    torch.einsum("mlbh,moh->mlbo", ref, fc[0][0].double()) + fc[0][1].double()[:, None, None], y.double(),
+    reduction="none").mean(dim=(1, 2, 3))
+def rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+print(max(rel(h, ref), rel(loss, loss_ref)))
+"""
+
+
+@needs_native
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.uname().machine != "x86_64", reason="x86-64 only"
+)
+@pytest.mark.parametrize("arch", ["x86-64-v3", "x86-64"])  # AVX2 hosts, and the x86-64 baseline (SSE2)
+def test_kernels_build_and_agree_without_avx512(arch, tmp_path):
+    env = {**os.environ, "MLC_NATIVE_ARCH": arch, "XDG_CACHE_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD_CHECK], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert float(out.stdout.strip()) < TOLERANCE
+
+
+def test_a_failed_build_is_remembered_and_a_damaged_one_rebuilt(tmp_path):
+    broken = _reason_in_child({"CC": "false", "XDG_CACHE_HOME": str(tmp_path)})
+    remembered = list((tmp_path / "mlc" / "native").glob("*.failed"))
+    assert len(remembered) == 1 and str(remembered[0]) in broken
+    if not models.native_available():
+        return
+    cache = tmp_path / "fresh"
+    assert _reason_in_child({"XDG_CACHE_HOME": str(cache)}).startswith("None")
+    (built,) = (cache / "mlc" / "native").glob("kernels-*.so")
+    built.write_bytes(b"")  # a truncated copy
+    assert _reason_in_child({"XDG_CACHE_HOME": str(cache)}).startswith("None")
+    assert built.stat().st_size > 0
+
+
+_FORK_CHECK = """
+import multiprocessing, torch
+from mlc import models
+from mlc.models._gru_native import gru_layer_native
+models.set_native_threads(2)
+args = (torch.randn(4, 3, 5, 5), torch.randn(4, 36, 5), torch.randn(4, 36, 12), *torch.randn(2, 4, 36))
+gru_layer_native(*args)  # starts the kernels' thread pool
+
+def child(_):
+    return float(gru_layer_native(*args).sum())
+
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    print(pool.map_async(child, [0]).get(timeout=60))
+"""
+
+
+@needs_native
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
+def test_forked_children_can_run_the_kernels():
+    out = subprocess.run([sys.executable, "-c", _FORK_CHECK], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]

@@ -37,6 +37,7 @@ class _NativeGRULayer(torch.autograd.Function):
         return h
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, w_ih, w_hh, b_ih, b_hh, h = ctx.saved_tensors
         m, length, b, n_in = x.shape
@@ -61,8 +62,14 @@ def gru_layer_native(
     tensors = (x, w_ih, w_hh, b_ih, b_hh)
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
         raise ValueError("gru_layer_native takes float32 CPU tensors; use gru_layer_manual otherwise")
+    if x.dim() != 4 or w_hh.dim() != 3:
+        raise ValueError(
+            f"x must be [M, L, B, I] and w_hh [M, 3H, H], got {tuple(x.shape)}, {tuple(w_hh.shape)}"
+        )
     m, _, _, n_in = x.shape
     hidden = w_hh.shape[2]
+    if n_in == 0 or hidden == 0:
+        raise ValueError(f"input and hidden sizes must be positive, got {n_in} and {hidden}")
     if w_ih.shape != (m, 3 * hidden, n_in) or w_hh.shape != (m, 3 * hidden, hidden):
         raise ValueError(
             f"weight shapes {tuple(w_ih.shape)}, {tuple(w_hh.shape)} do not fit x {tuple(x.shape)}"

@@ -44,13 +44,13 @@ class _NativeHeadLoss(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         dh, *grads = ctx.saved_tensors
         m = grad_loss.shape[0]
-        unit = bool((grad_loss == 1).all())  # a sum of losses, as the trainer's: nothing to scale
 
-        def scaled(g: torch.Tensor) -> torch.Tensor:
-            return g if unit else g * grad_loss.view(m, *([1] * (g.dim() - 1)))
+        def scaled(g: torch.Tensor) -> torch.Tensor:  # always a new tensor: a leaf's .grad may keep it
+            return g * grad_loss.view(m, *([1] * (g.dim() - 1)))
 
         return scaled(dh), None, *(scaled(g) for g in grads)
 
@@ -64,16 +64,28 @@ def head_loss_native(
     same row order, fcs [(w [M, out, in], b [M, out]), ...] -> loss [M]. float32 CPU tensors only.
     """
     m = h.shape[0]
+    if not fcs or len(fcs) > library().mlc_head_max_layers():
+        raise ValueError(
+            f"head_loss_native takes 1 to {library().mlc_head_max_layers()} layers, not {len(fcs)}"
+        )
     params = [t.contiguous() for pair in fcs for t in pair]
-    if len(fcs) > library().mlc_head_max_layers():
-        raise ValueError(f"head_loss_native takes at most {library().mlc_head_max_layers()} layers")
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in (h, y, *params)):
         raise ValueError("head_loss_native takes float32 CPU tensors")
+    if y.requires_grad:
+        raise ValueError("head_loss_native treats the targets as constants; pass y without requires_grad")
     h3 = h.reshape(m, -1, h.shape[-1]).contiguous()
     y3 = y.reshape(m, -1, y.shape[-1]).contiguous()
+    if h3.shape[1] == 0:
+        raise ValueError(f"no rows to average the loss over: h has shape {tuple(h.shape)}")
     width = h.shape[-1]
     for w, b in fcs:
-        if w.shape[0] != m or w.shape[2] != width or b.shape != (m, w.shape[1]):
+        if (
+            w.dim() != 3
+            or b.dim() != 2
+            or w.shape[0] != m
+            or w.shape[2] != width
+            or b.shape != (m, w.shape[1])
+        ):
             raise ValueError(
                 f"head weights {tuple(w.shape)}, {tuple(b.shape)} do not chain from width {width}"
             )

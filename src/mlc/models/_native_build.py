@@ -4,8 +4,11 @@ The kernels are plain C11 with no Python or PyTorch headers, so a build takes ab
 needs only `cc`; they are called through ctypes, which releases the GIL for the call. Builds are
 cached per source text, compiler, flags and CPU (the code is built for the host's instruction set
 with `-march=native`), in the user cache directory, and written atomically under a file lock so
-concurrent workers on one machine build once. Where no compiler works the caller falls back to the
-PyTorch path; `MLC_NATIVE=0` forces that fallback, `CC` picks the compiler.
+concurrent workers on one machine build once; a failed build is remembered the same way, so later
+processes fall back at once instead of compiling again. Where no compiler works the caller falls back
+to the PyTorch path. Environment: `MLC_NATIVE=0` forces that fallback, `CC` picks the compiler,
+`MLC_NATIVE_ARCH` replaces `native` in `-march=`/`-mcpu=` (e.g. `x86-64-v3` for a cache shared by
+different CPUs).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class NativeUnavailable(RuntimeError):
 
 
 def _arch_flags() -> tuple[str, ...]:
-    return ("-mcpu=native",) if platform.machine().lower() in ("arm64", "aarch64") else ("-march=native",)
+    arch = os.environ.get("MLC_NATIVE_ARCH", "native")
+    return (f"-mcpu={arch}",) if platform.machine().lower() in ("arm64", "aarch64") else (f"-march={arch}",)
 
 
 def _cpu_identity() -> str:
@@ -56,7 +60,7 @@ def _compiler() -> str:
 
 
 def _compiler_version(cc: str) -> str:
-    out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True, errors="replace", timeout=30)
     return out.stdout.strip()
 
 
@@ -80,21 +84,38 @@ def load() -> ctypes.CDLL:
     cache = Path(platformdirs.user_cache_dir("mlc")) / "native"
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / f"kernels-{key}.so"
+    failed = target.with_suffix(".failed")
     with FileLock(str(target) + ".lock"):
+        if failed.exists():
+            raise NativeUnavailable(failed.read_text())
         if not target.exists():
-            _build(cc, flags, sources, target)
-    return ctypes.CDLL(str(target))
+            _build(cc, flags, sources, target, failed)
+        try:
+            return ctypes.CDLL(str(target))
+        except OSError:  # a damaged cache entry (a truncated copy, a full disk): build it again
+            target.unlink()
+            _build(cc, flags, sources, target, failed)
+            return ctypes.CDLL(str(target))
 
 
-def _build(cc: str, flags: tuple[str, ...], sources: dict[str, str], target: Path) -> None:
+def _build(cc: str, flags: tuple[str, ...], sources: dict[str, str], target: Path, failed: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         for name, text in sources.items():
             (Path(tmp) / name).write_text(text)
         units = sorted(str(Path(tmp) / name) for name in sources if name.endswith(".c"))
         out = Path(tmp) / "kernels.so"
         result = subprocess.run(
-            [cc, *flags, *units, "-o", str(out)], capture_output=True, text=True, timeout=300
+            [cc, *flags, *units, "-o", str(out)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=300,
         )
         if result.returncode != 0:
-            raise NativeUnavailable(f"{cc} failed to build the C kernels:\n{result.stderr.strip()}")
+            message = (
+                f"{cc} failed to build the C kernels (remembered in {failed}; delete it to retry):\n"
+                f"{result.stderr.strip()}"
+            )
+            failed.write_text(message)
+            raise NativeUnavailable(message)
         os.replace(out, target)

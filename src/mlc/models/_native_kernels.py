@@ -83,6 +83,10 @@ def _pool(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlc-native")
 
 
+# A forked child inherits the pools without their threads, and would wait on them forever.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def run_split(fn: Any, m: int, *args: Any) -> None:
     """fn(*args, m_begin, m_end) over [0, m) in `native_threads()` contiguous ranges."""
     n = max(1, min(native_threads(), m))

@@ -64,7 +64,7 @@ static void gru_step(i64 nb, i64 I, i64 H, const float *wi, const float *wh, con
 int mlc_gru_forward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_ih, const float *w_hh,
                     const float *b_ih, const float *b_hh, float *h_out, i64 m_begin, i64 m_end) {
     const i64 nb = (B + LANES - 1) / LANES;
-    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)((I + 2 * H) * nb));
+    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)((I + 2 * H) * nb + 1));
     if (!scratch) return 1;
     vf *xt = scratch, *h = xt + I * nb, *h_new = h + H * nb;
     for (i64 m = m_begin; m < m_end; m++) {
@@ -130,7 +130,7 @@ int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_
      * h_{-1} = 0 .. h_{L-1} [L+1][H][NB]; per step: gates [4][H][NB], dh of this and the previous
      * step, the incoming gradient, dx, and the recomputed h_t (unused) */
     const size_t n_scratch = (size_t)((L * 4 * H + L * I + (L + 1) * H + 4 * H + 4 * H + I) * nb);
-    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * n_scratch);
+    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (n_scratch + 1));
     if (!scratch) return 1;
     vf *d = scratch, *xt = d + L * 4 * H * nb, *hs = xt + L * I * nb, *gates = hs + (L + 1) * H * nb;
     vf *dh = gates + 4 * H * nb, *dh_prev = dh + H * nb, *go = dh_prev + H * nb, *h_unused = go + H * nb;

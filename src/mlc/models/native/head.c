@@ -41,7 +41,7 @@ int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const floa
     }
     const i64 n_out = widths[n];
     /* activations of every layer, the targets, two gradient rows, the gradient accumulators */
-    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)(n_act + n_out + 2 * widest + n_grad));
+    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)(n_act + n_out + 2 * widest + n_grad + 1));
     if (!scratch) return 1;
     vf *act = scratch, *yt = act + n_act, *g = yt + n_out, *g_prev = g + widest, *acc = g_prev + widest;
     const float scale = 1.0f / (float)(rows * n_out);
@@ -55,8 +55,8 @@ int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const floa
         vf loss_acc = {0};
         for (i64 r0 = 0; r0 < rows; r0 += LANES) {
             const i64 count = rows - r0 < LANES ? rows - r0 : LANES;
-            vf valid;
-            for (int lane = 0; lane < LANES; lane++) valid[lane] = lane < count ? 1.0f : 0.0f;
+            vi valid; /* lanes holding rows: selected, not multiplied, so a padding lane's inf stays out */
+            for (int lane = 0; lane < LANES; lane++) valid[lane] = lane < count ? -1 : 0;
             to_lanes(count, 1, widths[0], x + (m * rows + r0) * widths[0], act);
             to_lanes(count, 1, n_out, y + (m * rows + r0) * n_out, yt);
             for (i64 l = 0; l < n; l++) {
@@ -67,7 +67,8 @@ int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const floa
                     const float *wo = wm[l] + o * n_in;
                     vf a = splat(bm[l][o]);
                     for (i64 i = 0; i < n_in; i++) a += wo[i] * in[i];
-                    out[o] = l < n - 1 ? select_vf(a > 0.0f, a, splat(0.0f)) : a;
+                    /* relu that keeps NaN, as torch.relu does */
+                    out[o] = l < n - 1 ? select_vf(a <= 0.0f, splat(0.0f), a) : a;
                 }
             }
             const vf *z = act + act_off[n];
@@ -75,10 +76,10 @@ int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const floa
                 const vf zo = z[o], neg_abs = select_vf(zo > 0.0f, -zo, zo);
                 const vf e = exp_vf(neg_abs);
                 const vf bce = select_vf(zo > 0.0f, zo, splat(0.0f)) - zo * yt[o] + log1p_unit_vf(e);
-                loss_acc += bce * valid;
+                loss_acc += select_vf(valid, bce, splat(0.0f));
                 /* sigmoid(z) from e = exp(-|z|) without a second exp */
                 const vf sig = select_vf(zo > 0.0f, 1.0f / (1.0f + e), e / (1.0f + e));
-                g[o] = (sig - yt[o]) * valid;
+                g[o] = select_vf(valid, sig - yt[o], splat(0.0f));
             }
             if (!dw) continue;
             for (i64 l = n - 1; l >= 0; l--) {

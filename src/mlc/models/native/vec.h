@@ -1,7 +1,7 @@
 /* Lane vectors shared by the kernels: LANES floats, one per sequence (or row) of a batch, so that
- * every loop over the batch is vector arithmetic. GCC and Clang map `vf` onto what the host has
- * (one AVX-512 register, two AVX2 ones, four NEON ones); everything here is vector arithmetic only,
- * with no libm calls, so nothing falls back to scalar code. */
+ * every loop over the batch is vector arithmetic (GCC/Clang vector extensions, so the same source
+ * builds for x86 and ARM). Everything here is vector arithmetic only, with no libm calls, so nothing
+ * falls back to scalar code. */
 #ifndef MLC_VEC_H
 #define MLC_VEC_H
 
@@ -11,9 +11,19 @@
 
 typedef int64_t i64;
 
+/* One lane vector per hardware register: 16 floats with AVX-512, 8 with AVX/AVX2, 4 with SSE2 or NEON.
+ * GCC passes and returns wider vectors through memory, which made a 16-lane build 4x slower than an
+ * 8-lane one on AVX2 (benchmarks/NOTES.md). */
+#if defined(__AVX512F__)
 #define LANES 16
+#elif defined(__AVX__)
+#define LANES 8
+#else
+#define LANES 4
+#endif
 typedef float vf __attribute__((vector_size(LANES * sizeof(float)), aligned(LANES * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(LANES * sizeof(int32_t))));
+typedef uint32_t vu __attribute__((vector_size(LANES * sizeof(uint32_t))));
 
 static inline vf splat(float v) { return (vf){0} + v; }
 
@@ -25,8 +35,10 @@ static inline vf select_vf(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (
 static inline vf exp_vf(vf x) {
     x = select_vf(x < -87.0f, splat(-87.0f), x);
     x = select_vf(x > 88.0f, splat(88.0f), x);
-    /* k = round(x / ln 2) by the 1.5 * 2^23 trick */
-    const vf k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    /* k = round(x / ln 2) by the 1.5 * 2^23 trick: the integer also sits in the low mantissa bits
+     * of `shifted`, read as bits so that no float -> int conversion (undefined for NaN) happens */
+    const vf shifted = x * 1.44269504088896341f + 12582912.0f;
+    const vf k = shifted - 12582912.0f;
     vf r = x - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
     vf p = splat(1.9875691500e-4f);
@@ -36,8 +48,8 @@ static inline vf exp_vf(vf x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    const vi bits = (__builtin_convertvector(k, vi) + 127) << 23; /* 2^k in the exponent field */
-    return p * (vf)bits;
+    const vu biased = (vu)shifted - 0x4B400000u + 127u; /* k + 127, in 1..254 on the clamped range */
+    return p * (vf)(biased << 23);                       /* times 2^k, assembled in the exponent */
 }
 
 static inline vf sigmoid_vf(vf x) { return 1.0f / (1.0f + exp_vf(-x)); }
@@ -50,14 +62,13 @@ static inline vf tanh_vf(vf x) {
     return select_vf(negative, -t, t);
 }
 
-/* log(1 + e) for e in [0, 1] (the softplus tail of BCE): u = 1 + e = 2^k m with m in [0.71, 1.41]
- * and Cephes' logf polynomial in m - 1; absolute error about 1e-7. */
+/* log(1 + e) for e in [0, 1] (the softplus tail of BCE): 1 + e = 2^k m with m in [0.71, 1.41] and
+ * Cephes' logf polynomial in f = m - 1, where f is formed from e directly (e, or (e - 1) / 2) so
+ * that small e keeps its relative accuracy. */
 static inline vf log1p_unit_vf(vf e) {
-    vf u = 1.0f + e;
-    const vi big = u > 1.41421356f;
+    const vi big = e > 0.41421356f;
     const vf k = select_vf(big, splat(1.0f), splat(0.0f));
-    u = select_vf(big, u * 0.5f, u);
-    const vf f = u - 1.0f, z = f * f;
+    const vf f = select_vf(big, (e - 1.0f) * 0.5f, e), z = f * f;
     vf y = splat(7.0376836292e-2f);
     y = y * f - 1.1514610310e-1f;
     y = y * f + 1.1676998740e-1f;
