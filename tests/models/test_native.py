@@ -163,6 +163,7 @@ def _reason_in_child(env: dict[str, str]) -> str:
     """What a fresh process reports (the kernels are built and cached once per process)."""
     code = (
         "import torch; from mlc import models; print(models.native_unavailable_reason()); "
+        "print(models.kernels_for(torch.device('cpu'))); "
         "print(models.population_for('mlds-gru', torch.device('cpu')).head_loss)"
     )
     out = subprocess.run(
@@ -175,6 +176,7 @@ def _reason_in_child(env: dict[str, str]) -> str:
 def test_falls_back_to_pytorch_when_disabled():
     out = _reason_in_child({"MLC_NATIVE": "0"})
     assert "disabled by MLC_NATIVE=0" in out and out.strip().endswith("None")
+    assert "PyTorch GRU (C kernels unavailable: disabled by MLC_NATIVE=0)" in out  # what `mlc run` shows
 
 
 def test_falls_back_with_the_reason_when_no_compiler_works(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mlc.cli._app import app, console
@@ -65,7 +66,8 @@ def run(
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
     console.print(
         f"[bold]{config.name}[/]: {len(config.tasks)} tasks x {config.networks_per_task} networks, "
-        f"up to {config.train.max_epochs} epochs, on {dev}; workdir {workdir}"
+        f"up to {config.train.max_epochs} epochs, on {dev} ({escape(models.kernels_for(dev))}); "
+        f"workdir {workdir}"
     )
     with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:
         summary = LocalExecutor(workdir, dev, population_size, progress, threads).run(config)

@@ -32,6 +32,7 @@ __all__ = [
     "get",
     "gru_layer_manual",
     "gru_layer_torch",
+    "kernels_for",
     "layout",
     "layout_of",
     "names",
@@ -90,6 +91,18 @@ def population_for(name: str, device: torch.device, head: str = "auto") -> Popul
 
         return population(name, gru_layer_native, None if head == "torch" else head_loss_native)
     return population(name)
+
+
+def kernels_for(device: torch.device) -> str:
+    """What `population_for` runs on `device`, in words, with the reason when it falls back."""
+    if device.type == "cuda":
+        from mlc.models._gru_triton import triton_available
+
+        return "fused Triton GRU" if triton_available(device) else "PyTorch GRU (Triton is not installed)"
+    if native_available():
+        return f"C kernels, {native_threads()} thread{'s' if native_threads() > 1 else ''}"
+    reason = (native_unavailable_reason() or "").splitlines()[0]
+    return f"PyTorch GRU (C kernels unavailable: {reason})"
 
 
 def population(
