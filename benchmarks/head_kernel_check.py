@@ -6,12 +6,14 @@ PyTorch head (cuBLAS batched GEMMs + elementwise BCE) measured in the same run.
     TRITON_INTERPRET=1 python benchmarks/head_kernel_check.py --device cpu --models 4 --length 5   # dry run
 
 Times one forward + backward of the head and loss alone (inputs as the last GRU layer leaves them:
-the batch-major kernel output seen time-major); the last line is `ratio torch/fused: <x>x`.
+the batch-major kernel output seen time-major), for the default tile and two alternatives; the last
+line is `ratio torch/fused: <x>x` for the default tile.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from mlc.models._head_triton import head_loss_triton
 
 WIDTHS = (12, 12, 24, 12, 8)
+TILES = ((32, 4), (16, 2), (64, 4))  # (rows per tile, warps): the kernel's default first
 DEVICE = "cuda"
 
 
@@ -92,9 +95,15 @@ def main() -> None:
     _sync()
     print(f"first call (compile): {time.perf_counter() - start:.1f} s")
     t_torch = _timed(_torch_head, h, y, fcs)
-    t_fused = _timed(head_loss_triton, h, y, fcs)
-    print(f"{args.models} models: torch head {t_torch * 1e3:.1f} ms, fused {t_fused * 1e3:.1f} ms per step")
-    print(f"ratio torch/fused: {t_torch / t_fused:.2f}x")
+    print(f"{args.models} models: torch head {t_torch * 1e3:.1f} ms per step")
+    times = {}
+    for block_r, num_warps in TILES:  # the default first
+        fn = functools.partial(head_loss_triton, block_r=block_r, num_warps=num_warps)
+        times[block_r, num_warps] = _timed(fn, h, y, fcs)
+        print(f"  fused, {block_r} rows x {num_warps} warps: {times[block_r, num_warps] * 1e3:.1f} ms")
+    best = min(times, key=times.get)
+    print(f"fastest tile: {best[0]} rows x {best[1]} warps ({t_torch / times[best]:.2f}x the torch head)")
+    print(f"ratio torch/fused: {t_torch / times[TILES[0]]:.2f}x")
 
 
 if __name__ == "__main__":

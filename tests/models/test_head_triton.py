@@ -21,9 +21,11 @@ import torch.nn.functional as F
 pytest.importorskip("triton")
 
 TOLERANCE = 1e-5  # relative, float32 against float64; measured ~1e-7
-CASES = {  # name: (M, L, B): rows below one 64-row tile, and three tiles with a partial last one
-    "one_tile": (2, 3, 20),
-    "three_tiles": (2, 5, 30),
+CASES = {  # name: (M, L, B, rows per tile, warps)
+    "under_one_tile": (2, 3, 10, 32, 4),
+    "partial_last_tile": (2, 5, 30, 32, 4),
+    "small_tiles": (2, 5, 30, 16, 2),
+    "large_tiles": (2, 5, 30, 64, 4),
 }
 
 
@@ -43,7 +45,7 @@ def _reference(h, y, fcs):
     return F.binary_cross_entropy_with_logits(a, y.reshape(a.shape), reduction="none").mean(dim=(1, 2))
 
 
-def _head_errors(m: int, length: int, b: int) -> dict[str, float]:
+def _head_errors(m: int, length: int, b: int, block_r: int, num_warps: int) -> dict[str, float]:
     from mlc.models._head_triton import head_loss_triton
 
     widths = [12, 12, 24, 12, 8]
@@ -56,7 +58,8 @@ def _head_errors(m: int, length: int, b: int) -> dict[str, float]:
     upstream = torch.rand(m) + 0.5
     fused = [h.clone().requires_grad_()] + [t.clone().requires_grad_() for pair in fcs for t in pair]
     ref = [t.detach().double().requires_grad_() for t in fused]
-    loss = head_loss_triton(fused[0], y, list(zip(fused[1::2], fused[2::2], strict=True)))
+    tile = {"block_r": block_r, "num_warps": num_warps}
+    loss = head_loss_triton(fused[0], y, list(zip(fused[1::2], fused[2::2], strict=True)), **tile)
     loss_ref = _reference(ref[0], y.double(), list(zip(ref[1::2], ref[2::2], strict=True)))
     (loss * upstream).sum().backward()
     (loss_ref * upstream.double()).sum().backward()
@@ -64,7 +67,7 @@ def _head_errors(m: int, length: int, b: int) -> dict[str, float]:
     for i, (p, q) in enumerate(zip(fused, ref, strict=True)):
         errors[f"grad{i}"] = math.inf if p.grad is None else _rel(p.grad, q.grad)
     with torch.no_grad():
-        errors["no_grad_path"] = _rel(head_loss_triton(h, y, fcs), loss.detach())
+        errors["no_grad_path"] = _rel(head_loss_triton(h, y, fcs, **tile), loss.detach())
     return errors
 
 
@@ -85,10 +88,31 @@ def _population_errors() -> dict[str, float]:
     return {"loss": _rel(loss, loss_plain), "grad": _rel(w1.grad, w2.grad)}
 
 
+def _validation() -> dict[str, float]:
+    """1.0 for each bad call rejected with the message that names its problem."""
+    from mlc.models._head_triton import head_loss_triton
+
+    h, y = torch.zeros(1, 2, 3, 12), torch.zeros(1, 2, 3, 8)
+    fcs = [(torch.zeros(1, o, i), torch.zeros(1, o)) for i, o in [(12, 12), (12, 24), (24, 12), (12, 8)]]
+    calls = {
+        "bad_tile": (lambda: head_loss_triton(h, y, fcs, block_r=24), "block_r"),
+        "no_rows": (lambda: head_loss_triton(h[:, :0], y[:, :0], fcs), "no rows"),
+    }
+    results = {}
+    for name, (call, words) in calls.items():
+        try:
+            call()
+            results[name] = 0.0
+        except ValueError as exc:
+            results[name] = float(words in str(exc))
+    return results
+
+
 def _worker() -> None:
     torch.manual_seed(0)
     results = {name: _head_errors(*case) for name, case in CASES.items()}
     results["population"] = _population_errors()
+    results["validation"] = _validation()
     print(json.dumps(results))
 
 
@@ -123,6 +147,10 @@ def test_not_available_on_cpu_without_interpreter_or_for_other_heads():
     mlds = [(12, 12), (12, 24), (24, 12), (12, 8)]
     assert head_triton_available("cpu", mlds) == _interpreted()
     assert not head_triton_available("cpu", mlds[:3])
+
+
+def test_rejects_bad_tiles_and_empty_rows(interpreted):
+    assert interpreted["validation"] == {"bad_tile": 1.0, "no_rows": 1.0}
 
 
 def test_population_for_rejects_unknown_heads_and_honours_torch():

@@ -17,6 +17,7 @@ backward scales them. fp32 throughout (tl.dot in "ieee" precision).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,20 +34,27 @@ except ImportError:  # pragma: no cover - exercised on installs without the gpu 
 __all__ = ["head_loss_triton", "head_triton_available"]
 
 _N_LAYERS = 4  # the kernel's structure; other heads use the PyTorch path
-_BLOCK_R = 64
+_MAX_WIDTH = 32  # padded; wider layers spill registers heavily (sm_90a build: 77 KB per thread at 64)
+# (rows per tile, warps): an sm_90a build of 64 x 4 spilled (255 registers, ~1 KB per thread);
+# 32 x 4 takes 190 registers without spills; head_kernel_check.py times the alternatives
+_BLOCK_R = 32
 _NUM_WARPS = 4
 
 
 def head_triton_available(device: torch.device | str, fc_sizes: Sequence[tuple[int, int]]) -> bool:
     """Whether `head_loss_triton` runs on `device` for a head of these (in, out) Linear sizes."""
-    return triton_available(device) and len(fc_sizes) == _N_LAYERS and max(max(s) for s in fc_sizes) <= 64
+    if not triton_available(device) or len(fc_sizes) != _N_LAYERS:
+        return False
+    return max(_pad(n) for sizes in fc_sizes for n in sizes) <= _MAX_WIDTH
 
 
 def _pad(n: int) -> int:
-    return max(16, triton.next_power_of_2(n))
+    return max(16, 1 << max(0, n - 1).bit_length())  # a power of two >= 16 (tl.dot's minimum)
 
 
-def _run(h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grads: bool) -> tuple[Any, ...]:
+def _run(
+    h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grads: bool, tile: tuple[int, int]
+) -> tuple[Any, ...]:
     m, length, b, _ = h.shape
     weights = [_inner_rowmajor(w) for w in params[0::2]]
     biases = [_inner_rowmajor(v) for v in params[1::2]]
@@ -61,19 +69,24 @@ def _run(h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grad
     strides = [t.stride(0) for t in interleaved]
     grads = [t for pair in zip(dws, dbs, strict=True) for t in pair]
     if m:
-        _head_loss_kernel[(m,)](
-            h, y, *interleaved, *strides, loss, dh, *grads,
-            length, b, *h.stride()[:3], *y.stride()[:3], *dh.stride()[:3], 1.0 / (length * b * widths[-1]),
-            *widths, *(_pad(w) for w in widths),
-            BLOCK_R=_BLOCK_R, WITH_GRADS=with_grads, num_warps=_NUM_WARPS, num_stages=1,
-        )  # fmt: skip
+        block_r, num_warps = tile
+        with torch.cuda.device(h.device) if h.is_cuda else contextlib.nullcontext():
+            _head_loss_kernel[(m,)](
+                h, y, *interleaved, *strides, loss, dh, *grads,
+                length, b, *h.stride()[:3], *y.stride()[:3], *dh.stride()[:3], 1 / (length * b * widths[-1]),
+                *widths, *(_pad(w) for w in widths),
+                BLOCK_R=block_r, WITH_GRADS=with_grads, num_warps=num_warps, num_stages=1,
+                enable_fp_fusion=True,  # named: Triton 3.9 warns when it is left to the default
+            )  # fmt: skip
     return loss, (dh if with_grads else None), (grads if with_grads else [])
 
 
 class _TritonHeadLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        loss, dh, grads = _run(h, y, list(params), with_grads=True)
+    def forward(  # type: ignore[override]
+        ctx: Any, h: torch.Tensor, y: torch.Tensor, tile: tuple[int, int], *params: torch.Tensor
+    ) -> torch.Tensor:
+        loss, dh, grads = _run(h, y, list(params), with_grads=True, tile=tile)
         ctx.save_for_backward(dh, *grads)
         return loss
 
@@ -86,16 +99,22 @@ class _TritonHeadLoss(torch.autograd.Function):
         def scaled(g: torch.Tensor) -> torch.Tensor:  # no host sync to test for ones on a GPU
             return g * grad_loss.view(m, *([1] * (g.dim() - 1)))
 
-        return scaled(dh), None, *(scaled(g) for g in grads)
+        return scaled(dh), None, None, *(scaled(g) for g in grads)
 
 
 def head_loss_triton(
-    h: torch.Tensor, y: torch.Tensor, fcs: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    h: torch.Tensor,
+    y: torch.Tensor,
+    fcs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    block_r: int = _BLOCK_R,
+    num_warps: int = _NUM_WARPS,
 ) -> torch.Tensor:
     """Mean BCE-with-logits per model of the 4-layer MLP head on `h` (see the module docstring).
 
     h [M, L, B, H], y [M, L, B, O] float targets, fcs [(w [M, out, in], b [M, out])] * 4 -> loss [M].
-    float32 tensors on one CUDA device (or any device under TRITON_INTERPRET=1)."""
+    float32 tensors on one CUDA device (or any device under TRITON_INTERPRET=1). `block_r` (rows per
+    tile, a power of two >= 16) and `num_warps` are tuning knobs."""
     if triton is None:
         raise RuntimeError("head_loss_triton needs Triton: install mlc[gpu]")
     sizes = [(w.shape[2], w.shape[1]) for w, _ in fcs]
@@ -106,6 +125,12 @@ def head_loss_triton(
         raise TypeError("head_loss_triton takes float32 tensors on one device")
     if h.dim() != 4:
         raise ValueError(f"h must be [M, L, B, H], got shape {tuple(h.shape)}")
+    if h.shape[1] * h.shape[2] == 0:
+        raise ValueError(f"no rows to average the loss over: h has shape {tuple(h.shape)}")
+    if block_r < 16 or block_r & (block_r - 1) or num_warps not in (1, 2, 4, 8, 16):
+        raise ValueError(
+            f"block_r must be a power of two >= 16 and num_warps 1..16, got {block_r}, {num_warps}"
+        )
     if h.stride(-1) != 1 or y.stride(-1) != 1:
         h, y = h.contiguous(), y.contiguous()
     m, width = h.shape[0], h.shape[3]
@@ -116,9 +141,12 @@ def head_loss_triton(
         width = w.shape[1]
     if y.shape != (*h.shape[:3], width):
         raise ValueError(f"targets {tuple(y.shape)} do not match the head's output for {tuple(h.shape)}")
+    if y.requires_grad:
+        raise ValueError("head_loss_triton treats the targets as constants; pass y without requires_grad")
+    tile = (block_r, num_warps)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (h, *params)):
-        return _TritonHeadLoss.apply(h, y, *params)
-    return _run(h, y, params, with_grads=False)[0]
+        return _TritonHeadLoss.apply(h, y, tile, *params)
+    return _run(h, y, params, with_grads=False, tile=tile)[0]
 
 
 if triton is not None:
