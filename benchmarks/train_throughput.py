@@ -125,7 +125,7 @@ def measure_population(device: str, steps: int, m: int, layer: str, head: str) -
         epoch_times.append(time.perf_counter() - start)
     rate = m * steps / min(epoch_times[1:])
     return {
-        "method": f"population ({layer}, {head} head)",
+        "method": "population (manual)" if layer == "manual" else f"population ({layer}, {head} head)",
         "models": m,
         "model_steps_s": rate,
         "peak_bytes_per_model": (_peak_bytes(device) - base) / m,
