@@ -99,6 +99,8 @@ def kernels_for(device: torch.device) -> str:
         from mlc.models._gru_triton import triton_available
 
         return "fused Triton GRU" if triton_available(device) else "PyTorch GRU (Triton is not installed)"
+    if device.type != "cpu":
+        return "PyTorch GRU"
     if native_available():
         return f"C kernels, {native_threads()} thread{'s' if native_threads() > 1 else ''}"
     reason = (native_unavailable_reason() or "").splitlines()[0]
