@@ -188,7 +188,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     cuda = args.device == "cuda"
-    sizes = [int(s) for s in (args.sizes or ("1024,4096,16384" if cuda else "16,64,192")).split(",")]
+    sizes = [int(s) for s in (args.sizes or ("1024,4096,16384" if cuda else "16,64,128")).split(",")]
     steps = args.steps or (32 if cuda else 4)
     rows = [_child(["naive", args.device, str(steps)], args.threads)]
     for m in sizes:
