@@ -1,19 +1,12 @@
-"""The fused Triton GRU against the PyTorch reference recurrence, run by Triton's CPU interpreter.
-
-Triton reads TRITON_INTERPRET when the kernels are defined (at import), so the interpreted checks run
-in one child interpreter (this file run as a script) that prints its measurements as JSON; the tests
-assert on them. The parent process never launches a kernel and so never depends on that variable.
-"""
+"""The fused Triton GRU against the PyTorch reference recurrence, run by Triton's CPU interpreter
+in a child process (this file as a script; see conftest.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -96,15 +89,8 @@ def _worker() -> None:
 
 
 @pytest.fixture(scope="module")
-def interpreted() -> dict[str, dict[str, float]]:
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    src = str(Path(importlib.util.find_spec("mlc").origin).parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", __file__], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def interpreted(run_interpreted) -> dict[str, dict[str, float]]:
+    return run_interpreted(__file__)
 
 
 def test_interpreter_counts_as_available(interpreted):

@@ -1,18 +1,10 @@
-"""The fused Triton head + loss against float64 PyTorch, run by Triton's CPU interpreter.
-
-As in test_gru_triton.py, the interpreted checks run in one child interpreter (this file as a
-script, with TRITON_INTERPRET=1 set before Triton is imported) that prints relative errors as JSON.
-"""
+"""The fused Triton head + loss against float64 PyTorch, run by Triton's CPU interpreter in a child
+process (this file as a script; see conftest.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -117,15 +109,8 @@ def _worker() -> None:
 
 
 @pytest.fixture(scope="module")
-def interpreted() -> dict[str, dict[str, float]]:
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    src = str(Path(importlib.util.find_spec("mlc").origin).parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", __file__], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def interpreted(run_interpreted) -> dict[str, dict[str, float]]:
+    return run_interpreted(__file__)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

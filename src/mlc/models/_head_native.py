@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from mlc.models._native_kernels import library, pointers, ptr, run_split
+from mlc.models._population import scale_per_model
 
 __all__ = ["head_loss_native"]
 
@@ -46,13 +47,8 @@ class _NativeHeadLoss(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        dh, *grads = ctx.saved_tensors
-        m = grad_loss.shape[0]
-
-        def scaled(g: torch.Tensor) -> torch.Tensor:  # always a new tensor: a leaf's .grad may keep it
-            return g * grad_loss.view(m, *([1] * (g.dim() - 1)))
-
-        return scaled(dh), None, *(scaled(g) for g in grads)
+        dh, *grads = scale_per_model(grad_loss, ctx.saved_tensors)
+        return dh, None, *grads
 
 
 def head_loss_native(

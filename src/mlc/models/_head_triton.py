@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from mlc.models._gru_triton import _inner_rowmajor, triton_available
+from mlc.models._population import scale_per_model
 
 try:
     import triton
@@ -93,13 +94,8 @@ class _TritonHeadLoss(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        dh, *grads = ctx.saved_tensors
-        m = grad_loss.shape[0]
-
-        def scaled(g: torch.Tensor) -> torch.Tensor:  # no host sync to test for ones on a GPU
-            return g * grad_loss.view(m, *([1] * (g.dim() - 1)))
-
-        return scaled(dh), None, None, *(scaled(g) for g in grads)
+        dh, *grads = scale_per_model(grad_loss, ctx.saved_tensors)
+        return dh, None, None, *grads
 
 
 def head_loss_triton(

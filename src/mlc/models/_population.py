@@ -16,7 +16,14 @@ from mlc.models._gru_manual import gru_layer_manual
 from mlc.models._layout import Layout, flatten, layout_of
 from mlc.models._mlds_gru import GRUNet, GRUNetConfig
 
-__all__ = ["GRULayerFn", "HeadLossFn", "Population", "from_batch_major", "reference_module"]
+__all__ = [
+    "GRULayerFn",
+    "HeadLossFn",
+    "Population",
+    "from_batch_major",
+    "reference_module",
+    "scale_per_model",
+]
 
 # Time-major, per model: (x [M,L,B,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,L,B,H].
 # Time-major keeps each step's [M, B, *] block contiguous, which the CPU recurrence needs to be fast.
@@ -24,6 +31,14 @@ GRULayerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, t
 # (h [M,L,B,H] from the last GRU layer, targets y [M,L,B,O], [(w [M,out,in], b [M,out]) per Linear])
 # -> mean BCE-with-logits per model [M]: the MLP head and the loss, for a fused implementation.
 HeadLossFn = Callable[[torch.Tensor, torch.Tensor, Sequence[tuple[torch.Tensor, torch.Tensor]]], torch.Tensor]
+
+
+def scale_per_model(grad_loss: torch.Tensor, grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """For fused head-loss kernels, which compute gradients for an upstream gradient of 1 in the
+    forward pass: each model's gradients times its upstream gradient `grad_loss` [M]. Always new
+    tensors (a leaf's .grad may keep what backward returns), and no test for ones (a GPU sync)."""
+    m = grad_loss.shape[0]
+    return [g * grad_loss.view(m, *([1] * (g.dim() - 1))) for g in grads]
 
 
 def from_batch_major(layer: GRULayerFn) -> GRULayerFn:
