@@ -32,6 +32,21 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
+def _gru_rows(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    """The C layer with the rows contract of gru_layer_manual: [M, L, B, I] -> [M, L, B, H]."""
+    from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
+
+    return LANE_LAYOUT.leave(gru_layer_native(LANE_LAYOUT.enter(x), *weights), x.shape[2])
+
+
+def _head_rows(h: torch.Tensor, y: torch.Tensor, fcs) -> torch.Tensor:
+    """The C head on rows h [M, L, B, H] (entering the lane layout), targets y [M, L, B, O]."""
+    from mlc.models._gru_native import LANE_LAYOUT
+    from mlc.models._head_native import head_loss_native
+
+    return head_loss_native(LANE_LAYOUT.enter(h), y, fcs)
+
+
 @needs_native
 @pytest.mark.parametrize(
     "m, length, b, n_in, hidden, x_grad",
@@ -43,8 +58,6 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     ],
 )
 def test_gru_layer_matches_float64_reference(m, length, b, n_in, hidden, x_grad):
-    from mlc.models._gru_native import gru_layer_native
-
     torch.manual_seed(0)
     bound = 2 / math.sqrt(hidden)
     inputs = [
@@ -56,7 +69,7 @@ def test_gru_layer_matches_float64_reference(m, length, b, n_in, hidden, x_grad)
     ]
     native = [t.clone().requires_grad_(i > 0 or x_grad) for i, t in enumerate(inputs)]
     ref = [t.double().requires_grad_(i > 0 or x_grad) for i, t in enumerate(inputs)]
-    h, h_ref = gru_layer_native(*native), gru_layer_manual(*ref)
+    h, h_ref = _gru_rows(*native), gru_layer_manual(*ref)
     grad = torch.randn_like(h_ref)
     h.backward(grad.float())
     h_ref.backward(grad)
@@ -69,7 +82,8 @@ def test_gru_layer_matches_float64_reference(m, length, b, n_in, hidden, x_grad)
 
 
 def _head_reference(h, y, fcs):
-    a = h
+    a = h.reshape(h.shape[0], -1, h.shape[-1])
+    y = y.reshape(*a.shape[:2], -1)
     for i, (w, b) in enumerate(fcs):
         a = torch.baddbmm(b.unsqueeze(1), a, w.transpose(1, 2))
         if i < len(fcs) - 1:
@@ -82,12 +96,10 @@ def _head_reference(h, y, fcs):
     "rows, widths", [(3200, (12, 12, 24, 12, 8)), (37, (12, 12, 24, 12, 8)), (5, (5, 3, 2))]
 )
 def test_head_loss_matches_float64_reference(rows, widths):
-    from mlc.models._head_native import head_loss_native
-
     torch.manual_seed(1)
     m = 3
-    h = torch.randn(m, rows, widths[0])
-    y = (torch.rand(m, rows, widths[-1]) > 0.5).float()
+    h = torch.randn(m, 2, rows, widths[0])  # two steps of `rows` sequences
+    y = (torch.rand(m, 2, rows, widths[-1]) > 0.5).float()
     fcs = [
         (torch.randn(m, o, i) * 0.5, torch.randn(m, o) * 0.2)
         for i, o in zip(widths[:-1], widths[1:], strict=False)
@@ -95,7 +107,7 @@ def test_head_loss_matches_float64_reference(rows, widths):
     upstream = torch.rand(m) + 0.5  # a per-model scale, as a weighted sum of losses would give
     native = [t.clone().requires_grad_() for t in (h, *[t for pair in fcs for t in pair])]
     ref = [t.detach().double().requires_grad_() for t in native]
-    loss = head_loss_native(native[0], y, list(zip(native[1::2], native[2::2], strict=True)))
+    loss = _head_rows(native[0], y, list(zip(native[1::2], native[2::2], strict=True)))
     loss_ref = _head_reference(ref[0], y.double(), list(zip(ref[1::2], ref[2::2], strict=True)))
     (loss * upstream).sum().backward()
     (loss_ref * upstream.double()).sum().backward()
@@ -103,20 +115,24 @@ def test_head_loss_matches_float64_reference(rows, widths):
     for i, (a, r) in enumerate(zip(native, ref, strict=True)):
         assert _rel(a.grad, r.grad) < TOLERANCE, i
     with torch.no_grad():  # the loss-only path gives the same numbers
-        assert torch.equal(head_loss_native(h, y, fcs), loss.detach())
+        assert torch.equal(_head_rows(h, y, fcs), loss.detach())
 
 
 @needs_native
 def test_head_loss_rejects_shapes_that_do_not_chain():
+    from mlc.models._gru_native import LANE_LAYOUT
     from mlc.models._head_native import head_loss_native
 
-    h, y = torch.randn(2, 10, 12), torch.zeros(2, 10, 8)
+    h, y = torch.randn(2, 3, 10, 12), torch.zeros(2, 3, 10, 8)
+    lanes = LANE_LAYOUT.enter(h)
     with pytest.raises(ValueError, match="chain"):
-        head_loss_native(h, y, [(torch.randn(2, 8, 11), torch.randn(2, 8))])
+        head_loss_native(lanes, y, [(torch.randn(2, 8, 11), torch.randn(2, 8))])
     with pytest.raises(ValueError, match="targets"):
-        head_loss_native(h, y[:, :, :4], [(torch.randn(2, 8, 12), torch.randn(2, 8))])
+        head_loss_native(lanes, y[..., :4], [(torch.randn(2, 8, 12), torch.randn(2, 8))])
     with pytest.raises(ValueError, match="float32"):
-        head_loss_native(h.double(), y, [(torch.randn(2, 8, 12), torch.randn(2, 8))])
+        head_loss_native(lanes.double(), y, [(torch.randn(2, 8, 12), torch.randn(2, 8))])
+    with pytest.raises(ValueError, match="lane layout"):  # rows where lanes belong
+        head_loss_native(h.transpose(2, 3), y, [(torch.randn(2, 8, 12), torch.randn(2, 8))])
 
 
 @needs_native
@@ -140,8 +156,6 @@ def test_cpu_picks_the_native_kernels_and_they_agree_with_the_reference_module()
 
 @needs_native
 def test_results_do_not_depend_on_the_thread_split():
-    from mlc.models._gru_native import gru_layer_native
-
     torch.manual_seed(2)
     inputs = [
         torch.randn(5, 4, 16, 5),
@@ -150,13 +164,13 @@ def test_results_do_not_depend_on_the_thread_split():
     ]
     try:
         models.set_native_threads(1)
-        one = gru_layer_native(*inputs)
+        one = _gru_rows(*inputs)
         models.set_native_threads(3)
-        three = gru_layer_native(*inputs)
+        three = _gru_rows(*inputs)
     finally:
         models.set_native_threads(None)
     assert torch.equal(one, three)
-    assert torch.equal(gru_layer_native(*(t[2:3] for t in inputs)), one[2:3])  # nor on the other models
+    assert torch.equal(_gru_rows(*(t[2:3] for t in inputs)), one[2:3])  # nor on the other models
 
 
 def _reason_in_child(env: dict[str, str]) -> str:
@@ -188,20 +202,19 @@ def test_falls_back_with_the_reason_when_no_compiler_works(tmp_path):
 
 @needs_native
 def test_head_loss_keeps_nan_like_torch():
-    from mlc.models._head_native import head_loss_native
-
-    h, y = torch.randn(1, 20, 12), torch.zeros(1, 20, 8)
+    h, y = torch.randn(1, 2, 10, 12), torch.zeros(1, 2, 10, 8)
     fcs = [(torch.randn(1, 12, 12), torch.randn(1, 12)), (torch.randn(1, 8, 12), torch.randn(1, 8))]
     fcs[0][0][0, 0, 0] = float("nan")  # a NaN before a hidden ReLU must not be rectified away
-    assert torch.isnan(head_loss_native(h, y, fcs)).all()
+    assert torch.isnan(_head_rows(h, y, fcs)).all()
     assert torch.isnan(_head_reference(h, y, fcs)).all()
 
 
 @needs_native
 def test_head_loss_rejects_calls_it_cannot_compute():
+    from mlc.models._gru_native import LANE_LAYOUT
     from mlc.models._head_native import head_loss_native
 
-    h, y = torch.randn(2, 10, 12), torch.zeros(2, 10, 8)
+    h, y = LANE_LAYOUT.enter(torch.randn(2, 1, 10, 12)), torch.zeros(2, 1, 10, 8)
     fc = (torch.randn(2, 8, 12), torch.randn(2, 8))
     with pytest.raises(ValueError, match="chain"):  # an extra, empty dimension once crashed the process
         head_loss_native(h, y, [(torch.empty(2, 8, 12, 0), fc[1])])
@@ -211,15 +224,19 @@ def test_head_loss_rejects_calls_it_cannot_compute():
         head_loss_native(h, y.clone().requires_grad_(), [fc])
     with pytest.raises(ValueError, match="no rows"):
         head_loss_native(h[:, :0], y[:, :0], [fc])
+    with pytest.raises(ValueError, match="padded"):
+        from mlc.models._gru_native import gru_layer_native
+
+        gru_layer_native(
+            torch.randn(2, 1, 5, 3), *(torch.randn(2, 36, k) for k in (5, 12)), *torch.randn(2, 2, 36)
+        )
 
 
 @needs_native
 def test_head_gradient_is_not_the_saved_tensor():
-    from mlc.models._head_native import head_loss_native
-
     h = torch.randn(2, 10, 12, requires_grad=True)
     fc = (torch.randn(2, 8, 12), torch.randn(2, 8))
-    loss = head_loss_native(h.view(2, 5, 2, 12), torch.zeros(2, 5, 2, 8), [fc]).sum()
+    loss = _head_rows(h.view(2, 5, 2, 12), torch.zeros(2, 5, 2, 8), [fc]).sum()
     loss.backward(retain_graph=True)
     first = h.grad.clone()
     h.grad.zero_()  # changing the gradient in place must not touch what backward keeps
@@ -231,18 +248,19 @@ _CHILD_CHECK = """
 import torch
 from mlc import models
 from mlc.models._gru_manual import gru_layer_manual
-from mlc.models._gru_native import gru_layer_native
+from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
 from mlc.models._head_native import head_loss_native
 assert models.native_available(), models.native_unavailable_reason()
 torch.manual_seed(0)
 x = torch.randn(3, 5, 21, 5)
 wi, wh = (torch.randn(3, 36, k) * 0.4 for k in (5, 12))
 bi, bh = torch.randn(2, 3, 36)
-h = gru_layer_native(x, wi, wh, bi, bh)
+lanes = gru_layer_native(LANE_LAYOUT.enter(x), wi, wh, bi, bh)
+h = LANE_LAYOUT.leave(lanes, 21)
 ref = gru_layer_manual(*(t.double() for t in (x, wi, wh, bi, bh)))
 fc = [(torch.randn(3, 8, 12), torch.randn(3, 8))]
 y = (torch.rand(3, 5, 21, 8) > 0.5).float()
-loss = head_loss_native(h, y, fc)
+loss = head_loss_native(lanes, y, fc)
 loss_ref = torch.nn.functional.binary_cross_entropy_with_logits(
     torch.einsum("mlbh,moh->mlbo", ref, fc[0][0].double()) + fc[0][1].double()[:, None, None], y.double(),
     reduction="none").mean(dim=(1, 2, 3))
@@ -283,9 +301,10 @@ def test_a_failed_build_is_remembered_and_a_damaged_one_rebuilt(tmp_path):
 _FORK_CHECK = """
 import multiprocessing, torch
 from mlc import models
-from mlc.models._gru_native import gru_layer_native
+from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
 models.set_native_threads(2)
-args = (torch.randn(4, 3, 5, 5), torch.randn(4, 36, 5), torch.randn(4, 36, 12), *torch.randn(2, 4, 36))
+x = LANE_LAYOUT.enter(torch.randn(4, 3, 5, 5))
+args = (x, torch.randn(4, 36, 5), torch.randn(4, 36, 12), *torch.randn(2, 4, 36))
 gru_layer_native(*args)  # starts the kernels' thread pool
 
 def child(_):

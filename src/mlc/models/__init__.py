@@ -15,12 +15,20 @@ from mlc.models._layout import Layout, LayoutEntry, flatten, layout_of, unflatte
 from mlc.models._mlds_gru import MLDS_GRU, GRUNet, GRUNetConfig
 from mlc.models._native_kernels import native_available, native_threads, native_unavailable_reason
 from mlc.models._native_kernels import set_threads as set_native_threads
-from mlc.models._population import GRULayerFn, HeadLossFn, Population, from_batch_major, reference_module
+from mlc.models._population import (
+    GRULayerFn,
+    HeadLossFn,
+    LayerLayout,
+    Population,
+    from_batch_major,
+    reference_module,
+)
 
 __all__ = [
     "MLDS_GRU",
     "GRULayerFn",
     "HeadLossFn",
+    "LayerLayout",
     "GRUNet",
     "GRUNetConfig",
     "Layout",
@@ -86,10 +94,11 @@ def population_for(name: str, device: torch.device, head: str = "auto") -> Popul
             fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
             return population(name, from_batch_major(gru_layer_triton), head_loss_triton if fused else None)
     elif device.type == "cpu" and native_available():
-        from mlc.models._gru_native import gru_layer_native
+        from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
         from mlc.models._head_native import head_loss_native
 
-        return population(name, gru_layer_native, None if head == "torch" else head_loss_native)
+        fused = None if head == "torch" else head_loss_native
+        return population(name, gru_layer_native, fused, LANE_LAYOUT)
     return population(name)
 
 
@@ -108,8 +117,11 @@ def kernels_for(device: torch.device) -> str:
 
 
 def population(
-    name: str, gru_layer: GRULayerFn | None = None, head_loss: HeadLossFn | None = None
+    name: str,
+    gru_layer: GRULayerFn | None = None,
+    head_loss: HeadLossFn | None = None,
+    layer_layout: LayerLayout | None = None,
 ) -> Population:
-    """The batched implementation of `name`; `gru_layer` and `head_loss` swap in fused kernels."""
-    cfg = config(name)
-    return Population(cfg, gru_layer or gru_layer_manual, head_loss)
+    """The batched implementation of `name`; `gru_layer` and `head_loss` swap in fused kernels, which
+    exchange activations in `layer_layout` (rows when None)."""
+    return Population(config(name), gru_layer or gru_layer_manual, head_loss, layer_layout)

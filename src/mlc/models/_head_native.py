@@ -1,7 +1,8 @@
 """The MLP head and the BCE loss in C for the CPU (`native/head.c`), as one differentiable function.
 
 `head_loss_native(h, y, fcs)` equals, per model, `F.binary_cross_entropy_with_logits(head(h), y)`
-averaged over rows and outputs, where `head` is Linear-ReLU-...-Linear with the weights in `fcs`.
+averaged over rows and outputs, where `head` is Linear-ReLU-...-Linear with the weights in `fcs`
+and h comes in the lane layout of the C GRU (`LANE_LAYOUT`), y as rows.
 The kernel computes the loss and its gradients in one pass over the rows (a loss is the end of the
 graph, so the upstream gradient is a per-model scale); backward only scales what forward kept.
 Outside autograd (no_grad, or nothing requires grad) it computes the loss alone.
@@ -14,14 +15,14 @@ from typing import Any
 
 import torch
 
-from mlc.models._native_kernels import library, pointers, ptr, run_split
+from mlc.models._native_kernels import lane_ready, lanes, library, pointers, ptr, run_split
 from mlc.models._population import scale_per_model
 
 __all__ = ["head_loss_native"]
 
 
 def _run(h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grads: bool) -> tuple[Any, ...]:
-    m, rows, _ = h.shape
+    m, length, b, _ = y.shape
     weights, biases = params[0::2], params[1::2]
     widths = torch.tensor([h.shape[2], *(w.shape[1] for w in weights)], dtype=torch.int64)
     loss = h.new_empty(m)
@@ -29,7 +30,7 @@ def _run(h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grad
     dws = [torch.empty_like(w) for w in weights] if with_grads else []
     dbs = [torch.empty_like(b) for b in biases] if with_grads else []
     run_split(
-        library().mlc_head_loss, m, rows, len(weights), ptr(widths), ptr(h), pointers(weights),
+        library().mlc_head_loss, m, length, b, len(weights), ptr(widths), ptr(h), pointers(weights),
         pointers(biases), ptr(y), ptr(loss), ptr(dh), pointers(dws) if with_grads else None,
         pointers(dbs) if with_grads else None,
     )  # fmt: skip
@@ -56,10 +57,9 @@ def head_loss_native(
 ) -> torch.Tensor:
     """Mean BCE-with-logits per model of the MLP head on `h`.
 
-    h [M, ..., H] (the last GRU layer's output, any row layout), y [M, ..., O] float targets in the
-    same row order, fcs [(w [M, out, in], b [M, out]), ...] -> loss [M]. float32 CPU tensors only.
+    h [M, L, H, B'] (the last C GRU layer's output, lane layout), y [M, L, B, O] float targets,
+    fcs [(w [M, out, in], b [M, out]), ...] -> loss [M]. float32 CPU tensors only.
     """
-    m = h.shape[0]
     if not fcs or len(fcs) > library().mlc_head_max_layers():
         raise ValueError(
             f"head_loss_native takes 1 to {library().mlc_head_max_layers()} layers, not {len(fcs)}"
@@ -69,25 +69,31 @@ def head_loss_native(
         raise ValueError("head_loss_native takes float32 CPU tensors")
     if y.requires_grad:
         raise ValueError("head_loss_native treats the targets as constants; pass y without requires_grad")
-    h3 = h.reshape(m, -1, h.shape[-1]).contiguous()
-    y3 = y.reshape(m, -1, y.shape[-1]).contiguous()
-    if h3.shape[1] == 0:
-        raise ValueError(f"no rows to average the loss over: h has shape {tuple(h.shape)}")
-    width = h.shape[-1]
-    for w, b in fcs:
+    if h.dim() != 4 or y.dim() != 4:
+        raise ValueError(
+            f"h must be [M, L, H, B'] and y [M, L, B, O], got {tuple(h.shape)}, {tuple(y.shape)}"
+        )
+    m, length, width, padded = h.shape
+    b = y.shape[2]
+    if length * b == 0:
+        raise ValueError(f"no rows to average the loss over: y has shape {tuple(y.shape)}")
+    if padded % lanes() or not padded - lanes() < b <= padded or y.shape[:2] != (m, length):
+        raise ValueError(f"h {tuple(h.shape)} is not the lane layout of targets {tuple(y.shape)}")
+    for w, bias in fcs:
         if (
             w.dim() != 3
-            or b.dim() != 2
+            or bias.dim() != 2
             or w.shape[0] != m
             or w.shape[2] != width
-            or b.shape != (m, w.shape[1])
+            or bias.shape != (m, w.shape[1])
         ):
             raise ValueError(
-                f"head weights {tuple(w.shape)}, {tuple(b.shape)} do not chain from width {width}"
+                f"head weights {tuple(w.shape)}, {tuple(bias.shape)} do not chain from width {width}"
             )
         width = w.shape[1]
-    if y3.shape != (m, h3.shape[1], width):
-        raise ValueError(f"targets {tuple(y.shape)} do not match the head's output for {tuple(h.shape)}")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (h3, *params)):
-        return _NativeHeadLoss.apply(h3, y3, *params)
-    return _run(h3, y3, params, with_grads=False)[0]
+    if y.shape[3] != width:
+        raise ValueError(f"targets {tuple(y.shape)} do not match the head's output width {width}")
+    h, y = lane_ready(h), y.contiguous()
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (h, *params)):
+        return _NativeHeadLoss.apply(h, y, *params)
+    return _run(h, y, params, with_grads=False)[0]

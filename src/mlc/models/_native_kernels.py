@@ -21,6 +21,8 @@ import torch
 from mlc.models._native_build import NativeUnavailable, load
 
 __all__ = [
+    "lane_ready",
+    "lanes",
     "library",
     "native_available",
     "native_threads",
@@ -41,8 +43,11 @@ def library() -> ctypes.CDLL:
     pp = ctypes.POINTER(ctypes.c_void_p)
     lib.mlc_gru_forward.argtypes = [i64] * 4 + [p] * 6 + [i64, i64]
     lib.mlc_gru_backward.argtypes = [i64] * 4 + [p] * 12 + [i64, i64]
-    lib.mlc_head_loss.argtypes = [i64, i64, p, p, pp, pp, p, p, p, pp, pp, i64, i64]
-    for fn in (lib.mlc_gru_forward, lib.mlc_gru_backward, lib.mlc_head_loss, lib.mlc_head_max_layers):
+    lib.mlc_head_loss.argtypes = [i64, i64, i64, p, p, pp, pp, p, p, p, pp, pp, i64, i64]
+    for fn in (lib.mlc_gru_forward, lib.mlc_gru_backward, lib.mlc_head_loss):
+        fn.restype = ctypes.c_int
+    for fn in (lib.mlc_head_max_layers, lib.mlc_lanes):
+        fn.argtypes = []
         fn.restype = ctypes.c_int
     return lib
 
@@ -100,6 +105,20 @@ def run_split(fn: Any, m: int, *args: Any) -> None:
         ]
     if any(codes):
         raise MemoryError(f"a C kernel ({fn.__name__}) could not allocate its scratch memory")
+
+
+@functools.cache
+def lanes() -> int:
+    """Floats per lane vector in the kernels as built here (16 with AVX-512, 8 with AVX2, 4 else)."""
+    return library().mlc_lanes()
+
+
+def lane_ready(t: torch.Tensor) -> torch.Tensor:
+    """`t` contiguous and aligned to a lane vector, as the kernels load whole vectors from it."""
+    t = t.contiguous()
+    if t.data_ptr() % (4 * lanes()):  # a view at an offset: a fresh allocation is aligned
+        t = t.clone()
+    return t
 
 
 def ptr(t: torch.Tensor | None) -> int | None:

@@ -8,6 +8,7 @@ of that matrix. Member m starts from exactly the weights the reference module ge
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +28,24 @@ __all__ = [
 
 # Time-major, per model: (x [M,L,B,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,L,B,H].
 # Time-major keeps each step's [M, B, *] block contiguous, which the CPU recurrence needs to be fast.
+# With a `LayerLayout`, x and h are in that layout instead of rows.
 GRULayerFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-# (h [M,L,B,H] from the last GRU layer, targets y [M,L,B,O], [(w [M,out,in], b [M,out]) per Linear])
-# -> mean BCE-with-logits per model [M]: the MLP head and the loss, for a fused implementation.
+# (h from the last GRU layer, in the layers' layout, targets y [M,L,B,O] as rows, [(w [M,out,in],
+# b [M,out]) per Linear]) -> mean BCE-with-logits per model [M]: the MLP head and the loss, fused.
 HeadLossFn = Callable[[torch.Tensor, torch.Tensor, Sequence[tuple[torch.Tensor, torch.Tensor]]], torch.Tensor]
+
+
+class LayerLayout(Protocol):
+    """How a population's GRU layers hold activations when not as rows [M, L, B, C] (a kernel's own
+    layout, kept from the first layer to the head so nothing is transposed in between)."""
+
+    def enter(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows [M, L, B, C] -> the layout."""
+        ...
+
+    def leave(self, h: torch.Tensor, batch: int) -> torch.Tensor:
+        """The layout -> rows [M, L, batch, C] (a view where possible)."""
+        ...
 
 
 def scale_per_model(grad_loss: torch.Tensor, grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -68,11 +83,13 @@ class Population:
         config: GRUNetConfig,
         gru_layer: GRULayerFn = gru_layer_manual,
         head_loss: HeadLossFn | None = None,
+        layer_layout: LayerLayout | None = None,
     ) -> None:
         self.config = config
         self.layout: Layout = layout_of(GRUNet(config), config.name)
         self.gru_layer = gru_layer
         self.head_loss = head_loss
+        self.layer_layout = layer_layout
 
     @property
     def n_params(self) -> int:
@@ -97,6 +114,8 @@ class Population:
         -> logits `[M, L, B, output]`. Trainers call this with the views as separate autograd leaves,
         so each weight's gradient is computed once instead of being scattered into a full-size one."""
         h = self._recurrence(v, x)
+        if self.layer_layout is not None:
+            h = self.layer_layout.leave(h, x.shape[2])
         m, length, b, hidden = h.shape
         h = h.reshape(m, length * b, hidden)
         fcs = self._fcs(v)
@@ -115,7 +134,8 @@ class Population:
         return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
 
     def _recurrence(self, v: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        h = x
+        """The GRU stack on rows x; its output stays in the layers' layout."""
+        h = x if self.layer_layout is None else self.layer_layout.enter(x)
         for layer in range(self.config.num_layers):
             h = self.gru_layer(
                 h,
@@ -123,7 +143,7 @@ class Population:
                 v[f"gru.weight_hh_l{layer}"],
                 v[f"gru.bias_ih_l{layer}"],
                 v[f"gru.bias_hh_l{layer}"],
-            )  # [M, L, B, H]
+            )
         return h
 
     def _fcs(self, v: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:

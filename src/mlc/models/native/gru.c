@@ -10,13 +10,15 @@
  *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)     z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
  *   n = tanh(W_in x + b_in + r (W_hn h + b_hn))    h' = (1 - z) n + z h
  *
- * Layouts (float32, C-contiguous, one block per model m in [m_begin, m_end)):
- *   x [M, L, B, I], h_out / grad_out [M, L, B, H] (time-major rows, as the Python side keeps them);
- *   w_ih [M, 3H, I], w_hh [M, 3H, H], b_ih / b_hh [M, 3H].
- * Inside, a model's batch is NB = ceil(B / LANES) lane vectors; lanes past B are zero on input and
- * never reach an output. The backward pass recomputes each step's gates from x and h_out instead
- * of the forward pass keeping them: keeping them would write (and page-fault in) 20 floats per
- * model, sequence, step and layer, which on a CPU costs more than the arithmetic it saves.
+ * Layouts (float32, C-contiguous, one block per model m in [m_begin, m_end)): the lane layout, in
+ * which a model's batch is NB = ceil(B / LANES) lane vectors, x / dx [M, L, I, NB * LANES] and
+ * h_out / grad_out [M, L, H, NB * LANES], so consecutive layers and the fused head (head.c) pass
+ * lane vectors on without transposing (transposing to and from rows took a fifth of the time);
+ * w_ih [M, 3H, I], w_hh [M, 3H, H], b_ih / b_hh [M, 3H]. Lanes past B hold finite values that
+ * never mix with real lanes; their gradients must come in as zero, and then stay zero.
+ * The backward pass recomputes each step's gates from x and h_out instead of the forward pass
+ * keeping them: keeping them would write (and page-fault in) 20 floats per model, sequence, step
+ * and layer, which on a CPU costs more than the arithmetic it saves.
  * Models are independent, so callers split [0, M) across threads, and a model's result does not
  * depend on the split or on which other models share the call.
  */
@@ -61,25 +63,25 @@ static void gru_step(i64 nb, i64 I, i64 H, const float *wi, const float *wh, con
     }
 }
 
+int mlc_lanes(void) { return LANES; }
+
 int mlc_gru_forward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_ih, const float *w_hh,
                     const float *b_ih, const float *b_hh, float *h_out, i64 m_begin, i64 m_end) {
     const i64 nb = (B + LANES - 1) / LANES;
-    vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)((I + 2 * H) * nb + 1));
-    if (!scratch) return 1;
-    vf *xt = scratch, *h = xt + I * nb, *h_new = h + H * nb;
+    vf *zero = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)(H * nb + 1)); /* h_{-1} */
+    if (!zero) return 1;
+    memset(zero, 0, sizeof(vf) * (size_t)(H * nb));
+    const vf *xs = (const vf *)x;
+    vf *hs = (vf *)h_out;
     for (i64 m = m_begin; m < m_end; m++) {
         const float *wi = w_ih + m * 3 * H * I, *wh = w_hh + m * 3 * H * H;
-        memset(h, 0, sizeof(vf) * (size_t)(H * nb));
         for (i64 t = 0; t < L; t++) {
-            to_lanes(B, nb, I, x + ((m * L + t) * B) * I, xt);
-            gru_step(nb, I, H, wi, wh, b_ih + m * 3 * H, b_hh + m * 3 * H, xt, h, h_new, NULL);
-            vf *swap = h;
-            h = h_new;
-            h_new = swap;
-            from_lanes(B, nb, H, h, h_out + ((m * L + t) * B) * H);
+            const vf *h_prev = t ? hs + (m * L + t - 1) * H * nb : zero;
+            gru_step(nb, I, H, wi, wh, b_ih + m * 3 * H, b_hh + m * 3 * H, xs + (m * L + t) * I * nb, h_prev,
+                     hs + (m * L + t) * H * nb, NULL);
         }
     }
-    free(scratch);
+    free(zero);
     return 0;
 }
 
@@ -126,28 +128,26 @@ int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_
                      const float *b_ih, const float *b_hh, const float *h_out, const float *grad_out, float *dx,
                      float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, i64 m_begin, i64 m_end) {
     const i64 nb = (B + LANES - 1) / LANES;
-    /* per model: gate gradients of every step [L][4][H][NB], the inputs [L][I][NB], the hidden states
-     * h_{-1} = 0 .. h_{L-1} [L+1][H][NB]; per step: gates [4][H][NB], dh of this and the previous
-     * step, the incoming gradient, dx, and the recomputed h_t (unused) */
-    const size_t n_scratch = (size_t)((L * 4 * H + L * I + (L + 1) * H + 4 * H + 4 * H + I) * nb);
+    /* per model: gate gradients of every step [L][4][H][NB], the hidden states h_{-1} = 0 .. h_{L-1}
+     * [L+1][H][NB] (one block for the weight gradients); per step: gates [4][H][NB], dh of this and
+     * the previous step, and the recomputed h_t (unused) */
+    const size_t n_scratch = (size_t)((L * 4 * H + (L + 1) * H + 4 * H + 3 * H) * nb);
     vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (n_scratch + 1));
     if (!scratch) return 1;
-    vf *d = scratch, *xt = d + L * 4 * H * nb, *hs = xt + L * I * nb, *gates = hs + (L + 1) * H * nb;
-    vf *dh = gates + 4 * H * nb, *dh_prev = dh + H * nb, *go = dh_prev + H * nb, *h_unused = go + H * nb;
-    vf *dxt = h_unused + H * nb;
+    vf *d = scratch, *hs = d + L * 4 * H * nb, *gates = hs + (L + 1) * H * nb;
+    vf *dh = gates + 4 * H * nb, *dh_prev = dh + H * nb, *h_unused = dh_prev + H * nb;
+    const vf *xs = (const vf *)x, *gos = (const vf *)grad_out;
+    vf *dxs = (vf *)dx;
     for (i64 m = m_begin; m < m_end; m++) {
         const float *wi = w_ih + m * 3 * H * I, *wh = w_hh + m * 3 * H * H;
         const float *bi = b_ih + m * 3 * H, *bh = b_hh + m * 3 * H;
+        const vf *xm = xs + m * L * I * nb;
         memset(dh, 0, sizeof(vf) * (size_t)(H * nb));
         memset(hs, 0, sizeof(vf) * (size_t)(H * nb));
-        for (i64 t = 0; t < L; t++) {
-            to_lanes(B, nb, I, x + ((m * L + t) * B) * I, xt + t * I * nb);
-            to_lanes(B, nb, H, h_out + ((m * L + t) * B) * H, hs + (t + 1) * H * nb);
-        }
+        memcpy(hs + H * nb, (const vf *)h_out + m * L * H * nb, sizeof(vf) * (size_t)(L * H * nb));
         for (i64 t = L - 1; t >= 0; t--) {
-            const vf *hp = hs + t * H * nb;
-            gru_step(nb, I, H, wi, wh, bi, bh, xt + t * I * nb, hp, h_unused, gates);
-            to_lanes(B, nb, H, grad_out + ((m * L + t) * B) * H, go);
+            const vf *hp = hs + t * H * nb, *go = gos + (m * L + t) * H * nb;
+            gru_step(nb, I, H, wi, wh, bi, bh, xm + t * I * nb, hp, h_unused, gates);
             vf *dt = d + t * 4 * H * nb;
             for (i64 o = 0; o < H * nb; o++) {
                 const vf r = gates[R * H * nb + o], z = gates[Z * H * nb + o], n = gates[N * H * nb + o];
@@ -173,7 +173,8 @@ int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_
             vf *swap = dh;
             dh = dh_prev;
             dh_prev = swap;
-            if (dx) {
+            if (dxs) {
+                vf *dxt = dxs + (m * L + t) * I * nb;
                 for (i64 i = 0; i < I; i++)
                     for (i64 c = 0; c < nb; c++) {
                         vf ar = {0}, az = {0}, an = {0};
@@ -184,10 +185,9 @@ int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_
                         }
                         dxt[i * nb + c] = ar + az + an;
                     }
-                from_lanes(B, nb, I, dxt, dx + ((m * L + t) * B) * I);
             }
         }
-        weight_grads(L, nb, H, I, d, 0, xt, I * nb, dw_ih + m * 3 * H * I, db_ih + m * 3 * H);
+        weight_grads(L, nb, H, I, d, 0, xm, I * nb, dw_ih + m * 3 * H * I, db_ih + m * 3 * H);
         weight_grads(L, nb, H, H, d, 1, hs, H * nb, dw_hh + m * 3 * H * H, db_hh + m * 3 * H);
     }
     free(scratch);

@@ -2,8 +2,9 @@
  *
  * Why: in PyTorch every layer of the head writes its [M, L*B, width] activations to memory and the
  * backward reads them again (with M = 128 the widest is 40 MB), so the head is memory-bound though
- * it is a fifth of the arithmetic. Here LANES rows at a time go through all layers, the loss and
- * back, with activations in registers and the weight-gradient accumulators in L1/L2.
+ * it is a fifth of the arithmetic. Here one lane vector of sequences at a time goes through all
+ * layers, the loss and back, with activations in registers and the weight-gradient accumulators in
+ * L1/L2.
  *
  *   a_0 = x,  a_l = relu(W_l a_{l-1} + b_l) for l < n,  logits = W_n a_{n-1} + b_n
  *   loss = mean over rows and outputs of  max(z, 0) - z y + log(1 + exp(-|z|))
@@ -12,9 +13,10 @@
  * gradient 1) for the head's weights and its input: the loss is the end of the graph, so autograd's
  * backward only has to scale them.
  *
- * Layouts (float32, C-contiguous, models m in [m_begin, m_end)): x [M, rows, widths[0]];
- * y [M, rows, widths[n]]; w[l] [M, widths[l+1], widths[l]]; b[l] [M, widths[l+1]]; dx like x;
- * dw, db like w, b; loss [M].
+ * Layouts (float32, C-contiguous, models m in [m_begin, m_end)): x and dx in the lane layout of
+ * gru.c, [M, L, widths[0], NB * LANES] with NB = ceil(B / LANES); targets as rows, y [M, L, B,
+ * widths[n]]; w[l] [M, widths[l+1], widths[l]]; b[l] [M, widths[l+1]]; dw, db like w, b; loss [M].
+ * Lanes past B are left out of the loss and get zero gradient.
  */
 #include "vec.h"
 
@@ -22,7 +24,7 @@
 
 int mlc_head_max_layers(void) { return MAX_LAYERS; }
 
-int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const float *const *w,
+int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const float *const *w,
                   const float *const *b, const float *y, float *loss, float *dx, float *const *dw,
                   float *const *db, i64 m_begin, i64 m_end) {
     if (n < 1 || n > MAX_LAYERS) return 2;
@@ -44,7 +46,10 @@ int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const floa
     vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (size_t)(n_act + n_out + 2 * widest + n_grad + 1));
     if (!scratch) return 1;
     vf *act = scratch, *yt = act + n_act, *g = yt + n_out, *g_prev = g + widest, *acc = g_prev + widest;
-    const float scale = 1.0f / (float)(rows * n_out);
+    const i64 nb = (B + LANES - 1) / LANES, w0 = widths[0];
+    const float scale = 1.0f / (float)(L * B * n_out);
+    const vf *xs = (const vf *)x;
+    vf *dxs = (vf *)dx;
     for (i64 m = m_begin; m < m_end; m++) {
         const float *wm[MAX_LAYERS], *bm[MAX_LAYERS];
         for (i64 l = 0; l < n; l++) {
@@ -53,12 +58,14 @@ int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const floa
         }
         memset(acc, 0, sizeof(vf) * (size_t)n_grad);
         vf loss_acc = {0};
-        for (i64 r0 = 0; r0 < rows; r0 += LANES) {
-            const i64 count = rows - r0 < LANES ? rows - r0 : LANES;
+        for (i64 step = 0; step < L * nb; step++) {
+            const i64 t = step / nb, c = step % nb;
+            const i64 count = B - c * LANES < LANES ? B - c * LANES : LANES;
             vi valid; /* lanes holding rows: selected, not multiplied, so a padding lane's inf stays out */
             for (int lane = 0; lane < LANES; lane++) valid[lane] = lane < count ? -1 : 0;
-            to_lanes(count, 1, widths[0], x + (m * rows + r0) * widths[0], act);
-            to_lanes(count, 1, n_out, y + (m * rows + r0) * n_out, yt);
+            const vf *xt = xs + (m * L + t) * w0 * nb + c;
+            for (i64 i = 0; i < w0; i++) act[i] = xt[i * nb];
+            to_lanes(count, 1, n_out, y + ((m * L + t) * B + c * LANES) * n_out, yt);
             for (i64 l = 0; l < n; l++) {
                 const vf *in = act + act_off[l];
                 vf *out = act + act_off[l + 1];
@@ -102,7 +109,8 @@ int mlc_head_loss(i64 rows, i64 n, const i64 *widths, const float *x, const floa
                 g = g_prev;
                 g_prev = swap;
             }
-            if (dx) from_lanes(count, 1, widths[0], g, dx + (m * rows + r0) * widths[0]);
+            if (dxs)
+                for (i64 i = 0; i < w0; i++) dxs[((m * L + t) * w0 + i) * nb + c] = g[i];
         }
         loss[m] = hsum(loss_acc) * scale;
         if (!dw) continue;

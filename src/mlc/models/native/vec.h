@@ -88,8 +88,7 @@ static inline float hsum(vf v) {
     return s;
 }
 
-/* rows [B][cols] -> block [cols][NB] lane vectors, zero past B. The loop runs down the block's
- * columns so its stores are whole vectors (the loads gather with stride cols). */
+/* rows [B][cols] -> block [cols][NB] lane vectors, zero past B (for the head's targets). */
 static inline void to_lanes(i64 batch, i64 nb, i64 cols, const float *restrict rows, vf *restrict block) {
     float *restrict f = (float *)block;
     const i64 padded = nb * LANES;
@@ -97,13 +96,6 @@ static inline void to_lanes(i64 batch, i64 nb, i64 cols, const float *restrict r
         for (i64 b = 0; b < batch; b++) f[c * padded + b] = rows[b * cols + c];
         for (i64 b = batch; b < padded; b++) f[c * padded + b] = 0.0f;
     }
-}
-
-static inline void from_lanes(i64 batch, i64 nb, i64 cols, const vf *restrict block, float *restrict rows) {
-    const float *restrict f = (const float *)block;
-    const i64 padded = nb * LANES;
-    for (i64 b = 0; b < batch; b++)
-        for (i64 c = 0; c < cols; c++) rows[b * cols + c] = f[c * padded + b];
 }
 
 #endif
