@@ -100,27 +100,49 @@ static inline const vf *hh_row(const vf *d, i64 t, i64 g, i64 H, i64 nb) {
  * independent accumulators hide the FMA latency. in_t[k] is at in + t * in_step + k * nb. */
 static void weight_grads(i64 L, i64 nb, i64 H, i64 C, const vf *d, int hidden_side, const vf *in,
                          i64 in_step, float *dw, float *db) {
-    for (i64 g = 0; g < 3 * H; g++) {
-        vf bias = {0};
+    for (i64 g = 0; g < 3 * H; g += 2) {
+        const int two = g + 1 < 3 * H; /* rows g and g + 1 share every load of `in` */
+        vf bias0 = {0}, bias1 = {0};
         for (i64 k0 = 0; k0 < C; k0 += 4) {
             const i64 kb = C - k0 < 4 ? C - k0 : 4;
-            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
             for (i64 t = 0; t < L; t++) {
-                const vf *dg = hidden_side ? hh_row(d, t, g, H, nb) : ih_row(d, t, g, H, nb);
+                const vf *d0 = hidden_side ? hh_row(d, t, g, H, nb) : ih_row(d, t, g, H, nb);
+                const vf *d1 = two ? (hidden_side ? hh_row(d, t, g + 1, H, nb) : ih_row(d, t, g + 1, H, nb)) : d0;
                 const vf *s = in + t * in_step + k0 * nb;
                 for (i64 c = 0; c < nb; c++) {
-                    const vf v = dg[c];
-                    a0 += v * s[c];
-                    if (kb > 1) a1 += v * s[nb + c];
-                    if (kb > 2) a2 += v * s[2 * nb + c];
-                    if (kb > 3) a3 += v * s[3 * nb + c];
-                    if (k0 == 0) bias += v;
+                    const vf v = d0[c], w = d1[c], s0 = s[c];
+                    a0 += v * s0;
+                    b0 += w * s0;
+                    if (kb > 1) {
+                        const vf s1 = s[nb + c];
+                        a1 += v * s1;
+                        b1 += w * s1;
+                    }
+                    if (kb > 2) {
+                        const vf s2 = s[2 * nb + c];
+                        a2 += v * s2;
+                        b2 += w * s2;
+                    }
+                    if (kb > 3) {
+                        const vf s3 = s[3 * nb + c];
+                        a3 += v * s3;
+                        b3 += w * s3;
+                    }
+                    if (k0 == 0) {
+                        bias0 += v;
+                        bias1 += w;
+                    }
                 }
             }
-            const vf acc[4] = {a0, a1, a2, a3};
-            for (i64 q = 0; q < kb; q++) dw[g * C + k0 + q] = hsum(acc[q]);
+            const vf acc0[4] = {a0, a1, a2, a3}, acc1[4] = {b0, b1, b2, b3};
+            for (i64 q = 0; q < kb; q++) {
+                dw[g * C + k0 + q] = hsum(acc0[q]);
+                if (two) dw[(g + 1) * C + k0 + q] = hsum(acc1[q]);
+            }
         }
-        db[g] = hsum(bias);
+        db[g] = hsum(bias0);
+        if (two) db[g + 1] = hsum(bias1);
     }
 }
 
