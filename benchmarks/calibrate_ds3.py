@@ -8,9 +8,10 @@ It then recommends n_states and a rejection budget (max_candidates) for `--count
 
 The default data keeps all 1,000 training sequences but cuts them to 20 steps (5x cheaper per Adam
 step; the preset's check does the same): with only 200 sequences the networks overfit (validation
-loss climbs) and even 2-state automata were not fitted in 35,000 steps. One CPU thread is used by
-default: on a shared 2-core machine, more threads were ten times slower. The default run (~8 minutes)
-is a quick look; mlds-ds3.toml was set from longer runs, one process per n_states:
+loss climbs) and even 2-state automata were not fitted in 35,000 steps. `--threads` (default 1, as in
+the calibration runs, made on the PyTorch path where more threads were ten times slower on a shared
+2-core machine) sets the training threads. The default run (~8 minutes on that path) is a quick look;
+mlds-ds3.toml was set from longer runs, one process per n_states:
 
     .venv/bin/python benchmarks/calibrate_ds3.py                                   # ~8 min, 2 cores
     .venv/bin/python benchmarks/calibrate_ds3.py --n-states 2 --automata 6 --epochs 450     # ~4 min
@@ -25,9 +26,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from mlc import tasks
+from mlc import models, tasks
 from mlc.train import LearnabilitySettings, TrainConfig, check_learnability
 
 
@@ -104,7 +104,7 @@ def _budget(count: int, rate: float) -> int:
 
 def main() -> None:
     args = _args()
-    torch.set_num_threads(args.threads)
+    models.set_training_threads(args.threads)
     n_states = [int(s) for s in args.n_states.split(",")]
     names, data = _data(args, n_states)
     steps_per_epoch = math.ceil(args.n_train / 32)

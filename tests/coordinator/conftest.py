@@ -12,23 +12,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from coordinator_setup import Setup, tiny_config
 from sqlalchemy import Engine, create_engine, text
 
 from mlc.coordinator import ServerData, connect, create_experiment, sqlite_url
-from mlc.store import DatasetWriter
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny populations: more threads only add contention (ten times slower on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _tiny_populations(one_torch_thread: None) -> None:
+    """Every coordinator test trains tiny populations (a conftest cannot carry `pytestmark`)."""
 
 
 def _postgres_unreachable() -> str | None:
@@ -89,14 +83,7 @@ def make_setup(engine: Engine, tmp_path: Path) -> Callable[..., Setup]:
         exp, created = create_experiment(engine, config, tmp_path / f"dataset-{config.name}")
         assert created
         server = ServerData(engine)
-        writer = DatasetWriter.create(
-            exp.dataset_dir,
-            name=exp.name,
-            preset=config.name,
-            config=config.to_dict(),
-            model=config.model,
-            data=server.shared(exp.name),
-        )
+        writer = server.dataset_writer(exp.name)
         return Setup(engine, exp, server, writer)
 
     return make

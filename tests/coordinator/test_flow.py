@@ -119,19 +119,25 @@ def tampered(result: WorkUnitResult, how: str) -> bytes:
     return forged.to_bytes()
 
 
+def one_round(c: Setup, owner: str = "worker-a") -> list[WorkUnitResult]:
+    """One pass of the local executor's loop: lease, train, report, validate, assimilate."""
+    apply_transitions(c.engine)
+    units = lease_work(c.engine, owner, 100, LEASE, experiment_id=c.exp.id)
+    out = train(units)
+    for r in out:
+        assert report_result(c.engine, r.wu_id, r.to_bytes(), owner) == ReportOutcome.ACCEPTED
+    validate_pending(c.engine, c.server)
+    assimilate_valid(c.engine, c.server, c.writer_for)
+    return out
+
+
 def drive(c: Setup, owner: str = "worker-a", rounds: int = 10) -> list[list[WorkUnitResult]]:
     """The local executor's loop, step by step; returns the results of every round."""
     done: list[list[WorkUnitResult]] = []
     for _ in range(rounds):
-        apply_transitions(c.engine)
-        units = lease_work(c.engine, owner, 100, LEASE, experiment_id=c.exp.id)
-        if not units:
+        out = one_round(c, owner)
+        if not out:
             return done
-        out = train(units)
-        for r in out:
-            assert report_result(c.engine, r.wu_id, r.to_bytes(), owner) == ReportOutcome.ACCEPTED
-        validate_pending(c.engine, c.server)
-        assimilate_valid(c.engine, c.server, c.writer_for)
         done.append(out)
     raise AssertionError(f"not finished after {rounds} rounds")
 
@@ -449,11 +455,7 @@ class RecordingWriter:
 
 def _to_second_generation_valid(c: Setup) -> None:
     """Run the first round completely and the second up to VALID (not yet assimilated)."""
-    units = lease_work(c.engine, "a", 100, LEASE)
-    for r in train(units):
-        report_result(c.engine, r.wu_id, r.to_bytes(), "a")
-    validate_pending(c.engine, c.server)
-    assimilate_valid(c.engine, c.server, c.writer_for)
+    one_round(c, "a")
     units = lease_work(c.engine, "a", 100, LEASE)
     assert [u.spec.parent for u in units] == list(FIRST)
     for r in train(units):
@@ -690,11 +692,7 @@ def test_two_experiments_with_a_common_task_share_one_database(
 
 
 def test_finished_at_is_set_when_the_last_network_finishes(coord: Setup) -> None:
-    units = lease_work(coord.engine, "a", 100, LEASE)
-    for r in train(units):
-        report_result(coord.engine, r.wu_id, r.to_bytes(), "a")
-    validate_pending(coord.engine, coord.server)
-    assimilate_valid(coord.engine, coord.server, coord.writer_for)
+    one_round(coord, "a")
     assert experiment_status(coord.engine, coord.exp.id).finished_at is None  # continuations remain
     before = utcnow()
     drive(coord)

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import torch
 
 from mlc import tasks
 from mlc.errors import ConfigError
 from mlc.tasks import RandomAutomaton, SharedData
 from mlc.train import LearnabilitySettings, TrainConfig, check_learnability, select_automata
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny populations: more threads only add contention (ten times slower on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _nearly_constant() -> RandomAutomaton:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 
 import mlc.models
 from mlc import tasks
@@ -17,14 +15,7 @@ from mlc.store._readme import render_readme
 from mlc.train import SelectionProgress
 from mlc.work import ExperimentConfig, _experiment, load_preset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny populations: more threads only add contention (ten times slower on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

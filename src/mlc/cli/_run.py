@@ -39,7 +39,6 @@ def run(
     ] = None,
 ) -> None:
     """Train PRESET through the full pipeline on this machine; re-running resumes."""
-    import torch
 
     from mlc import models
     from mlc.executors import LocalExecutor
@@ -52,8 +51,7 @@ def run(
     if max_epochs is not None:
         overrides["train.max_epochs"] = max_epochs
     dev = resolve_device(device)
-    torch.set_num_threads(1)  # see LocalExecutor.run: PyTorch's threads spin on a busy machine
-    models.set_native_threads(threads)
+    models.set_training_threads(threads)  # the DS3 learnability check trains while resolving
     with console.status("resolving the preset") as status:
 
         def selection(p: SelectionProgress) -> None:  # only DS3 presets train while resolving

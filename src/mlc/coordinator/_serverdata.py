@@ -6,6 +6,7 @@ from sqlalchemy import Engine
 
 from mlc import models
 from mlc.coordinator._experiments import Experiment, build_shared_data, get_experiment
+from mlc.store import DatasetWriter
 from mlc.tasks import SharedData
 from mlc.train import TrainingArrays
 
@@ -38,3 +39,15 @@ class ServerData:
 
     def population(self, name: str) -> models.Population:
         return self._load(name)[3]
+
+    def dataset_writer(self, name: str) -> DatasetWriter:
+        """The writer of experiment `name`'s dataset (created, or reopened where it exists)."""
+        exp = self.experiment(name)
+        return DatasetWriter.create(
+            exp.dataset_dir,
+            name=exp.name,
+            preset=exp.config.name,
+            config=exp.config.to_dict(),
+            model=exp.config.model,
+            data=self.shared(name),
+        )

@@ -88,24 +88,13 @@ class LocalExecutor:
         return connect(sqlite_url(self.database_path))
 
     def run(self, config: ExperimentConfig) -> RunSummary:
-        # `threads` (default: all cores) split the C kernels' models; PyTorch keeps one intra-op
-        # thread: its OpenMP threads spin-wait when another process holds a core (measured on 2 busy
-        # cores, one epoch of 30 networks on the PyTorch path: 1.8 s with one thread, 102 s with two).
-        torch.set_num_threads(1)
-        models.set_native_threads(self.threads)
+        models.set_training_threads(self.threads)
         started = time.perf_counter()
         engine = self.open_engine()
         try:
             exp, created = create_experiment(engine, config, self.workdir / "dataset")
             server = ServerData(engine)
-            writer = DatasetWriter.create(
-                exp.dataset_dir,
-                name=exp.name,
-                preset=config.name,
-                config=config.to_dict(),
-                model=config.model,
-                data=server.shared(exp.name),
-            )
+            writer = server.dataset_writer(exp.name)
             size = self.population_size or self._auto_size(config)
             self._drain(engine, server, writer)  # results stored before an interruption
             if self.progress:

@@ -3,9 +3,7 @@
 `head_loss_native(h, y, fcs)` equals, per model, `F.binary_cross_entropy_with_logits(head(h), y)`
 averaged over rows and outputs, where `head` is Linear-ReLU-...-Linear with the weights in `fcs`
 and h comes in the lane layout of the C GRU (`LANE_LAYOUT`), y as rows.
-The kernel computes the loss and its gradients in one pass over the rows (a loss is the end of the
-graph, so the upstream gradient is a per-model scale); backward only scales what forward kept.
-Outside autograd (no_grad, or nothing requires grad) it computes the loss alone.
+The kernel computes the loss and its gradients in one pass over the rows (`fused_head_loss`).
 """
 
 from __future__ import annotations
@@ -15,8 +13,8 @@ from typing import Any
 
 import torch
 
+from mlc.models._fused_head import check_head, fused_head_loss
 from mlc.models._native_kernels import lane_ready, lanes, library, pointers, ptr, run_split
-from mlc.models._population import scale_per_model
 
 __all__ = ["head_loss_native"]
 
@@ -38,20 +36,6 @@ def _run(h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grad
     return loss, dh, grads
 
 
-class _NativeHeadLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        loss, dh, grads = _run(h, y, list(params), with_grads=True)
-        ctx.save_for_backward(dh, *grads)
-        return loss
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        dh, *grads = scale_per_model(grad_loss, ctx.saved_tensors)
-        return dh, None, *grads
-
-
 def head_loss_native(
     h: torch.Tensor, y: torch.Tensor, fcs: Sequence[tuple[torch.Tensor, torch.Tensor]]
 ) -> torch.Tensor:
@@ -67,8 +51,6 @@ def head_loss_native(
     params = [t.contiguous() for pair in fcs for t in pair]
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in (h, y, *params)):
         raise ValueError("head_loss_native takes float32 CPU tensors")
-    if y.requires_grad:
-        raise ValueError("head_loss_native treats the targets as constants; pass y without requires_grad")
     if h.dim() != 4 or y.dim() != 4:
         raise ValueError(
             f"h must be [M, L, H, B'] and y [M, L, B, O], got {tuple(h.shape)}, {tuple(y.shape)}"
@@ -79,21 +61,6 @@ def head_loss_native(
         raise ValueError(f"no rows to average the loss over: y has shape {tuple(y.shape)}")
     if padded % lanes() or not padded - lanes() < b <= padded or y.shape[:2] != (m, length):
         raise ValueError(f"h {tuple(h.shape)} is not the lane layout of targets {tuple(y.shape)}")
-    for w, bias in fcs:
-        if (
-            w.dim() != 3
-            or bias.dim() != 2
-            or w.shape[0] != m
-            or w.shape[2] != width
-            or bias.shape != (m, w.shape[1])
-        ):
-            raise ValueError(
-                f"head weights {tuple(w.shape)}, {tuple(bias.shape)} do not chain from width {width}"
-            )
-        width = w.shape[1]
-    if y.shape[3] != width:
-        raise ValueError(f"targets {tuple(y.shape)} do not match the head's output width {width}")
+    check_head(m, width, fcs, y)
     h, y = lane_ready(h), y.contiguous()
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (h, *params)):
-        return _NativeHeadLoss.apply(h, y, *params)
-    return _run(h, y, params, with_grads=False)[0]
+    return fused_head_loss(_run, h, y, params)

@@ -1,6 +1,6 @@
 """The MLP head and the BCE loss of a population as one Triton kernel, for CUDA (`head_loss_triton`).
 
-Same contract as `head_loss_native` (the CPU kernel): h [M, L, B, H] from the last GRU layer (any
+The role of `head_loss_native` (the CPU kernel), on rows: h [M, L, B, H] from the last GRU layer (any
 strides with a dense last dim), targets y [M, L, B, O], four Linear layers with ReLU between ->
 mean BCE-with-logits per model [M]. Why: unfused, each Linear is a cuBLAS batched GEMM with K = 12
 to 24 (tiles built for large K) and every activation and the BCE's elementwise passes go through
@@ -10,21 +10,21 @@ Design. One program per model walks its L*B rows in BLOCK_R-row tiles. A tile go
 layers (widths padded to powers of two >= 16 with zero weights, so padded columns stay 0), the loss,
 and straight back: g = (sigmoid(z) - y) / (L*B*O), dW_l += g_l^T a_{l-1} into register accumulators,
 g_{l-1} = (g_l W_l) * [a_{l-1} > 0], and dh = g_1 W_1 is stored. The model's loss and weight
-gradients are written once at the end, so there are no atomics and results are deterministic. The
-loss is the end of the graph, so forward computes the gradients for an upstream gradient of 1 and
-backward scales them. fp32 throughout (tl.dot in "ieee" precision).
+gradients are written once at the end, so there are no atomics and results are deterministic;
+`fused_head_loss` does the autograd. fp32 throughout (tl.dot in "ieee" precision).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from mlc.models._fused_head import check_head, fused_head_loss
 from mlc.models._gru_triton import _inner_rowmajor, triton_available
-from mlc.models._population import scale_per_model
 
 try:
     import triton
@@ -82,22 +82,6 @@ def _run(
     return loss, (dh if with_grads else None), (grads if with_grads else [])
 
 
-class _TritonHeadLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, h: torch.Tensor, y: torch.Tensor, tile: tuple[int, int], *params: torch.Tensor
-    ) -> torch.Tensor:
-        loss, dh, grads = _run(h, y, list(params), with_grads=True, tile=tile)
-        ctx.save_for_backward(dh, *grads)
-        return loss
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        dh, *grads = scale_per_model(grad_loss, ctx.saved_tensors)
-        return dh, None, None, *grads
-
-
 def head_loss_triton(
     h: torch.Tensor,
     y: torch.Tensor,
@@ -115,7 +99,9 @@ def head_loss_triton(
         raise RuntimeError("head_loss_triton needs Triton: install mlc[gpu]")
     sizes = [(w.shape[2], w.shape[1]) for w, _ in fcs]
     if not head_triton_available(h.device, sizes):
-        raise ValueError(f"head_loss_triton takes {_N_LAYERS} Linear layers <= 64 wide on a GPU, not {sizes}")
+        raise ValueError(
+            f"head_loss_triton takes {_N_LAYERS} Linear layers <= {_MAX_WIDTH} wide on a GPU, not {sizes}"
+        )
     params = [t for pair in fcs for t in pair]
     if any(t.dtype != torch.float32 or t.device != h.device for t in (h, y, *params)):
         raise TypeError("head_loss_triton takes float32 tensors on one device")
@@ -129,20 +115,10 @@ def head_loss_triton(
         )
     if h.stride(-1) != 1 or y.stride(-1) != 1:
         h, y = h.contiguous(), y.contiguous()
-    m, width = h.shape[0], h.shape[3]
-    for w, b in fcs:
-        if w.shape[0] != m or w.shape[2] != width or b.shape != (m, w.shape[1]):
-            shapes = f"{tuple(w.shape)}, {tuple(b.shape)}"
-            raise ValueError(f"head weights {shapes} do not chain from width {width}")
-        width = w.shape[1]
-    if y.shape != (*h.shape[:3], width):
-        raise ValueError(f"targets {tuple(y.shape)} do not match the head's output for {tuple(h.shape)}")
-    if y.requires_grad:
-        raise ValueError("head_loss_triton treats the targets as constants; pass y without requires_grad")
-    tile = (block_r, num_warps)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (h, *params)):
-        return _TritonHeadLoss.apply(h, y, tile, *params)
-    return _run(h, y, params, with_grads=False, tile=tile)[0]
+    if y.shape[:3] != h.shape[:3]:
+        raise ValueError(f"targets {tuple(y.shape)} do not match the rows of h {tuple(h.shape)}")
+    check_head(h.shape[0], h.shape[3], fcs, y)
+    return fused_head_loss(functools.partial(_run, tile=(block_r, num_warps)), h, y, params)
 
 
 if triton is not None:

@@ -23,7 +23,6 @@ __all__ = [
     "Population",
     "from_batch_major",
     "reference_module",
-    "scale_per_model",
 ]
 
 # Time-major, per model: (x [M,L,B,I], w_ih [M,3H,I], w_hh [M,3H,H], b_ih [M,3H], b_hh [M,3H]) -> h [M,L,B,H].
@@ -46,14 +45,6 @@ class LayerLayout(Protocol):
     def leave(self, h: torch.Tensor, batch: int) -> torch.Tensor:
         """The layout -> rows [M, L, batch, C] (a view where possible)."""
         ...
-
-
-def scale_per_model(grad_loss: torch.Tensor, grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """For fused head-loss kernels, which compute gradients for an upstream gradient of 1 in the
-    forward pass: each model's gradients times its upstream gradient `grad_loss` [M]. Always new
-    tensors (a leaf's .grad may keep what backward returns), and no test for ones (a GPU sync)."""
-    m = grad_loss.shape[0]
-    return [g * grad_loss.view(m, *([1] * (g.dim() - 1))) for g in grads]
 
 
 def from_batch_major(layer: GRULayerFn) -> GRULayerFn:

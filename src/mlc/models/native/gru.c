@@ -98,6 +98,24 @@ static inline const vf *hh_row(const vf *d, i64 t, i64 g, i64 H, i64 nb) {
 
 /* dw[g][k] = sum_t dg_t . in_t[k] and db[g] = sum_t dg_t (over lanes), in blocks of four k so four
  * independent accumulators hide the FMA latency. in_t[k] is at in + t * in_step + k * nb. */
+/* out[k] (+)= sum_j W_r[j][k] d_r[j] + W_z[j][k] d_z[j] + W_n[j][k] d_n[j] for k < C, where W [3H][C]
+ * holds the r, z, n blocks and d_r, d_z are the first two [H][NB] blocks of d, d_n the one given:
+ * the backpropagation of a step's gate gradients into h_{t-1} (W_hh) or x_t (W_ih). One
+ * accumulator chain per gate, for latency. */
+static void transposed_product(i64 nb, i64 H, i64 C, const float *w, const vf *d, const vf *d_n, vf *out,
+                               int accumulate) {
+    for (i64 k = 0; k < C; k++)
+        for (i64 c = 0; c < nb; c++) {
+            vf ar = {0}, az = {0}, an = {0};
+            for (i64 j = 0; j < H; j++) {
+                ar += w[j * C + k] * d[j * nb + c];
+                az += w[(H + j) * C + k] * d[(H + j) * nb + c];
+                an += w[(2 * H + j) * C + k] * d_n[j * nb + c];
+            }
+            out[k * nb + c] = accumulate ? out[k * nb + c] + (ar + az + an) : ar + az + an;
+        }
+}
+
 static void weight_grads(i64 L, i64 nb, i64 H, i64 C, const vf *d, int hidden_side, const vf *in,
                          i64 in_step, float *dw, float *db) {
     for (i64 g = 0; g < 3 * H; g += 2) {
@@ -181,33 +199,12 @@ int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_
                 dt[3 * H * nb + o] = dpre_n * r;
                 dh_prev[o] = g * z;
             }
-            /* dh_prev += W_hh^T [d r; d z; d n hidden side], one chain per gate for latency */
-            for (i64 k = 0; k < H; k++)
-                for (i64 c = 0; c < nb; c++) {
-                    vf ar = {0}, az = {0}, an = {0};
-                    for (i64 j = 0; j < H; j++) {
-                        ar += wh[j * H + k] * dt[j * nb + c];
-                        az += wh[(H + j) * H + k] * dt[(H + j) * nb + c];
-                        an += wh[(2 * H + j) * H + k] * dt[(3 * H + j) * nb + c];
-                    }
-                    dh_prev[k * nb + c] += ar + az + an;
-                }
+            transposed_product(nb, H, H, wh, dt, dt + 3 * H * nb, dh_prev, 1); /* hidden side of n */
             vf *swap = dh;
             dh = dh_prev;
             dh_prev = swap;
-            if (dxs) {
-                vf *dxt = dxs + (m * L + t) * I * nb;
-                for (i64 i = 0; i < I; i++)
-                    for (i64 c = 0; c < nb; c++) {
-                        vf ar = {0}, az = {0}, an = {0};
-                        for (i64 j = 0; j < H; j++) {
-                            ar += wi[j * I + i] * dt[j * nb + c];
-                            az += wi[(H + j) * I + i] * dt[(H + j) * nb + c];
-                            an += wi[(2 * H + j) * I + i] * dt[(2 * H + j) * nb + c];
-                        }
-                        dxt[i * nb + c] = ar + az + an;
-                    }
-            }
+            if (dxs) /* input side of n */
+                transposed_product(nb, H, I, wi, dt, dt + 2 * H * nb, dxs + (m * L + t) * I * nb, 0);
         }
         weight_grads(L, nb, H, I, d, 0, xm, I * nb, dw_ih + m * 3 * H * I, db_ih + m * 3 * H);
         weight_grads(L, nb, H, H, d, 1, hs, H * nb, dw_hh + m * 3 * H * H, db_hh + m * 3 * H);

@@ -1,0 +1,70 @@
+"""Autograd for fused head-and-loss kernels (the C one on the CPU, the Triton one on CUDA).
+
+A kernel runs the MLP head and the BCE loss over every row and, in the same pass, the gradients of
+each model's loss for an upstream gradient of 1: a loss ends the graph, so backward only has to
+scale them by each model's upstream gradient. Outside autograd the kernel computes the loss alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["HeadKernel", "check_head", "fused_head_loss"]
+
+# (h, y, [w, b per Linear], with_grads) -> (loss [M], dh or None, [dw, db per Linear] or [])
+HeadKernel = Callable[
+    [torch.Tensor, torch.Tensor, list[torch.Tensor], bool],
+    tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]],
+]
+
+
+class _FusedHeadLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, kernel: HeadKernel, h: torch.Tensor, y: torch.Tensor, *params: torch.Tensor
+    ) -> torch.Tensor:
+        loss, dh, grads = kernel(h, y, list(params), True)
+        ctx.save_for_backward(dh, *grads)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        m = grad_loss.shape[0]
+        # always new tensors (a leaf's .grad may keep what backward returns), and no test for ones
+        # (that would sync a GPU)
+        dh, *grads = (g * grad_loss.view(m, *([1] * (g.dim() - 1))) for g in ctx.saved_tensors)
+        return None, dh, None, *grads
+
+
+def fused_head_loss(
+    kernel: HeadKernel, h: torch.Tensor, y: torch.Tensor, params: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """Loss [M] from `kernel`, differentiable in h and params (targets y are constants)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (h, *params)):
+        return _FusedHeadLoss.apply(kernel, h, y, *params)
+    return kernel(h, y, list(params), False)[0]
+
+
+def check_head(m: int, width: int, fcs: Sequence[tuple[torch.Tensor, torch.Tensor]], y: torch.Tensor) -> None:
+    """The checks every fused head makes: the weights of `m` models chain from `width`, and the
+    targets `y` are constants as wide as the head's output (a kernel trusts both)."""
+    for w, b in fcs:
+        if (
+            w.dim() != 3
+            or b.dim() != 2
+            or w.shape[0] != m
+            or w.shape[2] != width
+            or b.shape != (m, w.shape[1])
+        ):
+            raise ValueError(
+                f"head weights {tuple(w.shape)}, {tuple(b.shape)} do not chain from width {width}"
+            )
+        width = w.shape[1]
+    if y.shape[-1] != width:
+        raise ValueError(f"targets {tuple(y.shape)} do not match the head's output width {width}")
+    if y.requires_grad:
+        raise ValueError("the fused head treats the targets as constants; pass y without requires_grad")
