@@ -121,7 +121,7 @@ def test_rejects_float64_and_bad_shapes():
 
     x = torch.zeros(2, 3, 4, 5)
     w_ih, w_hh, b = torch.zeros(2, 36, 5), torch.zeros(2, 36, 12), torch.zeros(2, 36)
-    with pytest.raises(TypeError, match="gru_layer_torch"):
+    with pytest.raises(TypeError, match="gru_layer_manual"):
         gru_layer_triton(x.double(), w_ih, w_hh, b, b)
     with pytest.raises(ValueError, match="w_hh"):
         gru_layer_triton(x, w_ih, w_hh[:, :35], b, b)
@@ -139,7 +139,7 @@ def test_imports_without_triton(monkeypatch):
     monkeypatch.setitem(sys.modules, spec.name, isolated)  # dataclasses look their module up
     spec.loader.exec_module(isolated)
     assert not isolated.triton_available("cpu")
-    with pytest.raises(RuntimeError, match="gru_layer_torch"):
+    with pytest.raises(RuntimeError, match="gru_layer_manual"):
         isolated.gru_layer_triton(*(torch.zeros(1, 1, 1, 1) for _ in range(5)))
 
 

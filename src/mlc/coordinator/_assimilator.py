@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 from sqlalchemy import Connection, Engine, select
@@ -125,9 +125,7 @@ def _past_history(conn: Connection, experiment_id: int, net_ids: tuple[str, ...]
 
 
 def _segment(result: WorkUnitResult, m: int) -> np.ndarray:
-    n = int(result.history.n_epochs[m])
-    h = result.history
-    return np.stack([h.train_loss[m, :n], h.val_loss[m, :n], h.val_accuracy[m, :n]], axis=1)  # [n, 3]
+    return np.stack(result.history.member(m), axis=1)  # [n, 3]
 
 
 def _finished_record(
@@ -214,16 +212,7 @@ def _continue(conn: Connection, exp: Experiment, spec: WorkUnitSpec, result: Wor
     going = [m for m in range(len(spec.members)) if not bool(result.state.stopped[m])]
     if not going:
         return
-    members = [
-        Member(
-            spec.members[m].net_id,
-            spec.members[m].task,
-            spec.members[m].index,
-            spec.members[m].net_seed,
-            int(result.state.epoch[m]),
-        )
-        for m in going
-    ]
+    members = [replace(spec.members[m], start_epoch=int(result.state.epoch[m])) for m in going]
     root, part = spec.wu_id.rsplit("-p", 1)
     child = make_spec(exp, f"{root}-p{int(part) + 1:03d}", members, parent=spec.wu_id)
     insert_work_unit(conn, exp, child, encode_state(result.state.select(going), spec.wu_id))

@@ -117,10 +117,7 @@ class LocalExecutor:
         )
 
     def _auto_size(self, config: ExperimentConfig) -> int:
-        cfg = models.config(config.model)
-        per = bytes_per_network(
-            cfg.n_params, cfg.hidden_size, cfg.num_layers, config.train.batch_size, config.data.length
-        )
+        per = bytes_per_network(models.config(config.model), config.train.batch_size, config.data.length)
         return choose_population_size(self.device, per)
 
     def _drain(self, engine: Engine, server: ServerData, writer: DatasetWriter) -> None:

@@ -10,7 +10,6 @@ import torch
 
 from mlc.errors import UnknownNameError
 from mlc.models._gru_manual import gru_layer_manual
-from mlc.models._gru_torch import gru_layer_torch
 from mlc.models._layout import Layout, LayoutEntry, flatten, layout_of, unflatten_into
 from mlc.models._mlds_gru import MLDS_GRU, GRUNet, GRUNetConfig
 from mlc.models._native_kernels import native_available, native_threads, native_unavailable_reason
@@ -39,7 +38,6 @@ __all__ = [
     "from_batch_major",
     "get",
     "gru_layer_manual",
-    "gru_layer_torch",
     "kernels_for",
     "layout",
     "layout_of",

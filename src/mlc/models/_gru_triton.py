@@ -4,7 +4,7 @@
 L time steps of one (model, batch chunk) in one Triton program, so the recurrent weights and the
 hidden state stay on chip across steps, forward and in backpropagation through time.
 `triton_available(device)` says whether the path can run on a device; elsewhere the population
-trainer uses `gru_layer_torch`.
+trainer uses `gru_layer_manual` (time-major; wrap this batch-major layer with `from_batch_major`).
 
 Design. Grid (M, ceil(B / BLOCK_B)); a program owns model m and BLOCK_B rows of its batch. H = 12 and
 I = 5 or 12 are padded to 16 (tl.dot wants dimensions >= 16, powers of two) by masked loads; the
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-try:  # the fused path is optional: without Triton the trainer uses gru_layer_torch
+try:  # the fused path is optional: without Triton the trainer uses gru_layer_manual
     import triton
     import triton.language as tl
     from triton.language.extra import libdevice
@@ -54,7 +54,7 @@ except ImportError:  # pragma: no cover - exercised on installs without the gpu 
 __all__ = ["gru_layer_triton", "triton_available"]
 
 _PRECISIONS = ("ieee", "tf32x3", "tf32")
-_MAX_PAD = 64  # beyond this the per-program register tiles spill; use gru_layer_torch instead
+_MAX_PAD = 64  # beyond this the per-program register tiles spill; use gru_layer_manual instead
 
 
 def triton_available(device: torch.device | str) -> bool:
@@ -82,7 +82,7 @@ def gru_layer_triton(
     `num_warps` are tuning knobs, one value or a (forward, backward) pair; None picks the defaults.
     """
     if triton is None:
-        raise RuntimeError("gru_layer_triton needs Triton: install mlc[gpu], or use gru_layer_torch")
+        raise RuntimeError("gru_layer_triton needs Triton: install mlc[gpu], or use gru_layer_manual")
     _check_operands(x, w_ih, w_hh, b_ih, b_hh)
     launch = _launch(precision, x.shape[1], block_b, num_warps)
     return _FusedGRULayer.apply(x, w_ih, w_hh, b_ih, b_hh, launch)
@@ -156,11 +156,11 @@ def _check_operands(x, w_ih, w_hh, b_ih, b_hh) -> None:
         if t.dtype != torch.float32 or t.device != x.device:
             raise TypeError(
                 f"gru_layer_triton takes float32 tensors on one device, got {t.dtype} on {t.device}; "
-                "use gru_layer_torch for other dtypes"
+                "use gru_layer_manual for other dtypes"
             )
     if _pad(hidden) > _MAX_PAD or _pad(n_in) > _MAX_PAD:
         raise ValueError(f"the fused GRU takes hidden and input sizes below {_MAX_PAD}; "
-                         "use gru_layer_torch for larger ones")
+                         "use gru_layer_manual for larger ones")
 
 
 class _FusedGRULayer(torch.autograd.Function):

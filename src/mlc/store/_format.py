@@ -53,7 +53,6 @@ __all__ = [
     "read_manifest",
     "save_data",
     "shard_name",
-    "spec_json",
     "tensors_to_bytes",
     "tensors_meta",
 ]
@@ -185,7 +184,7 @@ def save_data(path: Path, data: SharedData) -> None:
         tensors[f"val.targets.{task}"] = data.val_targets[task]
     tensors = {k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in tensors.items()}
     # safetensors sorts tensors by name, so the task order travels in the metadata.
-    meta = {"spec": spec_json(data.spec), "tasks": list(data.tasks)}
+    meta = {"spec": data.spec.to_dict(), "tasks": list(data.tasks)}
     write_atomic(path, tensors_to_bytes(tensors, meta))
 
 
@@ -206,7 +205,4 @@ def load_data(path: Path, spec: dict[str, int], tasks: list[str]) -> SharedData:
         raise DatasetError(f"{path} lacks the tensor {exc}; run mlc.dataset.verify on it") from None
 
 
-def spec_json(spec: DataSpec) -> dict[str, int]:
-    """The data spec as the manifest stores it."""
-    return {"seed": spec.seed, "n_train": spec.n_train, "n_val": spec.n_val, "length": spec.length}
 

@@ -39,7 +39,6 @@ from mlc.store._format import (
     read_layout,
     read_manifest,
     save_data,
-    spec_json,
 )
 from mlc.store._staging import (
     StagedNetwork,
@@ -69,7 +68,7 @@ def _draft_manifest(name: str, preset: str, model: str, data: SharedData,
         check_name("task", task)
     return {"format": FORMAT, "name": name, "preset": preset, "spec_version": spec_version,
             "created": now_utc(), "finalized": None, "model": model, "layout_id": layout.layout_id,
-            "n_params": layout.n_params, "tasks": list(data.tasks), "data": spec_json(data.spec),
+            "n_params": layout.n_params, "tasks": list(data.tasks), "data": data.spec.to_dict(),
             "data_hashes": data.hashes()}
 
 

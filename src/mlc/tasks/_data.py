@@ -40,6 +40,10 @@ class DataSpec:
         if self.seed < 0:
             raise ConfigError(f"data.seed must be non-negative, got {self.seed}")
 
+    def to_dict(self) -> dict[str, int]:
+        """As configs, work units and dataset manifests store it (compared byte for byte as JSON)."""
+        return {"seed": self.seed, "n_train": self.n_train, "n_val": self.n_val, "length": self.length}
+
 
 def draw_inputs(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """Training then validation commands, uint8 `[n_train, L, 5]` and `[n_val, L, 5]`, every bit a fair

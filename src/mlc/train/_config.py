@@ -44,6 +44,11 @@ class TrainConfig:
         if not 0 <= self.stop_val_accuracy <= 1:
             raise ConfigError("train.stop_val_accuracy must lie in [0, 1]")
 
+    def converged(self, val_loss: Any, val_accuracy: Any) -> Any:
+        """The convergence test, elementwise on tensors or arrays: the trainer's stop rule and the
+        validator's check of a claimed stop must be the same expression."""
+        return (val_loss < self.stop_val_loss) & (val_accuracy >= self.stop_val_accuracy)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

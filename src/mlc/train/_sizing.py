@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from mlc.models import GRUNetConfig
+
 __all__ = ["bytes_per_network", "choose_population_size"]
 
 # CPU throughput per network peaks near here: measured with the C kernels on 2 cores (one thread),
@@ -20,12 +22,13 @@ _GPU_CAP = 16384
 _FLOAT = 4
 
 
-def bytes_per_network(n_params: int, hidden: int, layers: int, batch: int, length: int) -> int:
+def bytes_per_network(model: GRUNetConfig, batch: int, length: int) -> int:
     """Upper estimate of training memory per network on the plain PyTorch path."""
-    state = 5 * n_params * _FLOAT  # weights, gradient, 2 Adam moments, a copy while gathering
+    state = 5 * model.n_params * _FLOAT  # weights, gradient, 2 Adam moments, a copy while gathering
     # per step and layer autograd keeps about 10 H-wide tensors (gates, pre-activations, h)
-    activations = batch * length * layers * hidden * 10 * _FLOAT
-    head = batch * length * (hidden + 12 + 24 + 12 + 8) * 2 * _FLOAT
+    activations = batch * length * model.num_layers * model.hidden_size * 10 * _FLOAT
+    widths = model.hidden_size + sum(n_out for _, n_out in model.fc_sizes)  # the head's activations
+    head = batch * length * widths * 2 * _FLOAT
     return state + activations + head
 
 

@@ -6,7 +6,7 @@ stopped, because the batch order of epoch e depends only on (net_seed, e) and Ad
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ class PopulationState:
         """The sub-population of the given row indices (copies)."""
         idx = torch.as_tensor(rows, dtype=torch.long)
         return PopulationState(
-            **{k: getattr(self, k)[idx.to(getattr(self, k).device)].clone() for k in _FIELDS}
+            **{k: getattr(self, k)[idx.to(getattr(self, k).device)] for k in _FIELDS}  # indexing copies
         )
 
     @classmethod
@@ -69,7 +69,7 @@ class PopulationState:
         return cls(**{k: torch.cat([getattr(s, k) for s in states]) for k in _FIELDS})
 
 
-_FIELDS = ("params", "exp_avg", "exp_avg_sq", "step", "epoch", "stopped", "converged")
+_FIELDS = tuple(f.name for f in fields(PopulationState))
 
 
 @dataclass

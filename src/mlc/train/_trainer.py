@@ -85,9 +85,9 @@ class PopulationTrainer:
             active = (~state.stopped).nonzero().flatten()
             if active.numel() == 0:
                 break
-            metrics = self._epoch(state, active, seeds, task_rows, data)
-            stopped_now = self._apply_stop_rule(state, active, metrics)
             rows = active.cpu().numpy()
+            metrics = self._epoch(state, active, rows, seeds, task_rows, data)
+            stopped_now = self._apply_stop_rule(state, active, metrics)
             history.train_loss[rows, k] = metrics[0].cpu().numpy()
             history.val_loss[rows, k] = metrics[1].cpu().numpy()
             history.val_accuracy[rows, k] = metrics[2].cpu().numpy()
@@ -100,16 +100,17 @@ class PopulationTrainer:
         self,
         state: PopulationState,
         active: torch.Tensor,
+        rows: np.ndarray,
         seeds: np.ndarray,
         task_rows: torch.Tensor,
         data: TrainingArrays,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One epoch for the active rows; writes their weights and Adam state back."""
+        """One epoch for the `active` rows (`rows` on the host); writes their weights and Adam state
+        back. Indexing by a tensor copies, so the epoch works on its own compact copies."""
         device = state.params.device
-        rows = active.cpu().numpy()
-        params = state.params[active].clone()
-        exp_avg, exp_avg_sq = state.exp_avg[active].clone(), state.exp_avg_sq[active].clone()
-        step = state.step[active].clone()
+        params = state.params[active]
+        exp_avg, exp_avg_sq = state.exp_avg[active], state.exp_avg_sq[active]
+        step = state.step[active]
         epochs = state.epoch[active].cpu().numpy()
         n = data.n_train
         order = np.stack([batch_order(seeds[r], e, n) for r, e in zip(rows, epochs, strict=True)])
@@ -139,7 +140,7 @@ class PopulationTrainer:
     ) -> int:
         """Flag converged and out-of-budget networks as stopped; returns how many stopped now."""
         _, val_loss, val_acc = metrics
-        converged = (val_loss < self.config.stop_val_loss) & (val_acc >= self.config.stop_val_accuracy)
+        converged = self.config.converged(val_loss, val_acc)
         out_of_budget = state.epoch[active] >= self.config.max_epochs
         stop = converged | out_of_budget
         state.converged[active] = converged

@@ -85,12 +85,7 @@ class ExperimentConfig:
             "epochs_per_wu": self.epochs_per_wu,
             "subsets": list(self.subsets),
             "task_params": self.task_params,
-            "data": {
-                "seed": self.data.seed,
-                "n_train": self.data.n_train,
-                "n_val": self.data.n_val,
-                "length": self.data.length,
-            },
+            "data": self.data.to_dict(),
             "train": self.train.to_dict(),
         } | ({"random_automata": self.random_automata} if self.random_automata is not None else {})
 

@@ -5,7 +5,7 @@ Serialised as one safetensors file (tensors) whose metadata holds a JSON documen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -17,8 +17,8 @@ __all__ = ["RESULT_FORMAT", "Provenance", "WorkUnitResult", "decode_state", "enc
 
 RESULT_FORMAT = "mlc.result/1"
 _STATE_KEY = "mlc.state"
-_STATE_TENSORS = ("params", "exp_avg", "exp_avg_sq", "step", "epoch", "stopped", "converged")
-_HISTORY_TENSORS = ("train_loss", "val_loss", "val_accuracy", "n_epochs")
+_STATE_TENSORS = tuple(f.name for f in fields(PopulationState))
+_HISTORY_TENSORS = tuple(f.name for f in fields(EpochHistory))
 
 
 @dataclass(frozen=True)

@@ -60,12 +60,7 @@ class WorkUnitSpec:
                 "model": self.model,
                 "layout_id": self.layout_id,
                 "train": self.train.to_dict(),
-                "data": {
-                    "seed": self.data.seed,
-                    "n_train": self.data.n_train,
-                    "n_val": self.data.n_val,
-                    "length": self.data.length,
-                },
+                "data": self.data.to_dict(),
                 "data_digest": self.data_digest,
                 "tasks": list(self.tasks),
                 "task_params": self.task_params,

@@ -133,7 +133,7 @@ def _check_stop_flags(spec: WorkUnitSpec, result: WorkUnitResult) -> None:
     for m, member in enumerate(spec.members):
         ran = int(h.n_epochs[m])
         val_loss, val_acc = h.val_loss[m, :ran], h.val_accuracy[m, :ran]
-        meets = (val_loss < cfg.stop_val_loss) & (val_acc >= cfg.stop_val_accuracy)
+        meets = cfg.converged(val_loss, val_acc)
         converged, stopped = bool(s.converged[m]), bool(s.stopped[m])
         at_budget = int(s.epoch[m]) >= cfg.max_epochs
         if meets[:-1].any():
