@@ -177,8 +177,8 @@ def _reason_in_child(env: dict[str, str]) -> str:
     """What a fresh process reports (the kernels are built and cached once per process)."""
     code = (
         "import torch; from mlc import models; print(models.native_unavailable_reason()); "
-        "print(models.kernels_for(torch.device('cpu'))); "
-        "print(models.population_for('mlds-gru', torch.device('cpu')).head_loss)"
+        "population = models.population_for('mlds-gru', torch.device('cpu')); "
+        "print(population.kernels); print(population.head_loss)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=300

@@ -62,10 +62,10 @@ def run(
 
         workdir = workdir or _default_workdir(preset)
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
+    kernels = escape(models.population_for(config.model, dev).kernels)
     console.print(
         f"[bold]{config.name}[/]: {len(config.tasks)} tasks x {config.networks_per_task} networks, "
-        f"up to {config.train.max_epochs} epochs, on {dev} ({escape(models.kernels_for(dev))}); "
-        f"workdir {workdir}"
+        f"up to {config.train.max_epochs} epochs, on {dev} ({kernels}); workdir {workdir}"
     )
     with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:
         summary = LocalExecutor(workdir, dev, population_size, progress, threads).run(config)

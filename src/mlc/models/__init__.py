@@ -38,7 +38,6 @@ __all__ = [
     "from_batch_major",
     "get",
     "gru_layer_manual",
-    "kernels_for",
     "layout",
     "layout_of",
     "names",
@@ -89,16 +88,27 @@ def population_for(name: str, device: torch.device, head: str = "auto") -> Popul
         from mlc.models._gru_triton import gru_layer_triton, triton_available
         from mlc.models._head_triton import head_loss_triton, head_triton_available
 
-        if triton_available(device):
-            fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
-            return population(name, from_batch_major(gru_layer_triton), head_loss_triton if fused else None)
-    elif device.type == "cpu" and native_available():
-        from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
-        from mlc.models._head_native import head_loss_native
+        if not triton_available(device):
+            return population(name, kernels="PyTorch GRU (Triton is not installed)")
+        fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
+        kernels = "fused Triton GRU" + (" and head" if fused else "")
+        return population(
+            name, from_batch_major(gru_layer_triton), head_loss_triton if fused else None, kernels=kernels
+        )
+    if device.type != "cpu":
+        return population(name)
+    if not native_available():
+        reason = (native_unavailable_reason() or "").splitlines()[0]
+        return population(name, kernels=f"PyTorch GRU (C kernels unavailable: {reason})")
+    from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
+    from mlc.models._head_native import head_loss_native
 
-        fused = None if head == "torch" else head_loss_native
-        return population(name, gru_layer_native, fused, LANE_LAYOUT)
-    return population(name)
+    threads = native_threads()
+    kernels = f"C kernels{' (PyTorch head)' if head == 'torch' else ''}, {threads} thread" + "s" * (
+        threads > 1
+    )
+    fused = None if head == "torch" else head_loss_native
+    return population(name, gru_layer_native, fused, LANE_LAYOUT, kernels=kernels)
 
 
 def set_training_threads(n: int | None) -> None:
@@ -109,26 +119,14 @@ def set_training_threads(n: int | None) -> None:
     set_native_threads(n)
 
 
-def kernels_for(device: torch.device) -> str:
-    """What `population_for` runs on `device`, in words, with the reason when it falls back."""
-    if device.type == "cuda":
-        from mlc.models._gru_triton import triton_available
-
-        return "fused Triton GRU" if triton_available(device) else "PyTorch GRU (Triton is not installed)"
-    if device.type != "cpu":
-        return "PyTorch GRU"
-    if native_available():
-        return f"C kernels, {native_threads()} thread{'s' if native_threads() > 1 else ''}"
-    reason = (native_unavailable_reason() or "").splitlines()[0]
-    return f"PyTorch GRU (C kernels unavailable: {reason})"
-
-
 def population(
     name: str,
     gru_layer: GRULayerFn | None = None,
     head_loss: HeadLossFn | None = None,
     layer_layout: LayerLayout | None = None,
+    *,
+    kernels: str = "PyTorch GRU",
 ) -> Population:
     """The batched implementation of `name`; `gru_layer` and `head_loss` swap in fused kernels, which
-    exchange activations in `layer_layout` (rows when None)."""
-    return Population(config(name), gru_layer or gru_layer_manual, head_loss, layer_layout)
+    exchange activations in `layer_layout` (rows when None); `kernels` says which, in words."""
+    return Population(config(name), gru_layer or gru_layer_manual, head_loss, layer_layout, kernels)

@@ -75,12 +75,14 @@ class Population:
         gru_layer: GRULayerFn = gru_layer_manual,
         head_loss: HeadLossFn | None = None,
         layer_layout: LayerLayout | None = None,
+        kernels: str = "PyTorch GRU",
     ) -> None:
         self.config = config
         self.layout: Layout = layout_of(GRUNet(config), config.name)
         self.gru_layer = gru_layer
         self.head_loss = head_loss
         self.layer_layout = layer_layout
+        self.kernels = kernels  # what trains, in words, for people (`mlc run` prints it)
 
     @property
     def n_params(self) -> int:
