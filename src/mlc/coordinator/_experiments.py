@@ -43,8 +43,7 @@ class Experiment:
 
 
 def build_shared_data(config: ExperimentConfig) -> SharedData:
-    task_objs = [tasks.get(t, **config.task_params.get(t, {})) for t in config.tasks]
-    return tasks.make_shared_data(config.data, task_objs)
+    return tasks.shared_data_for_tasks(config.data, config.tasks, config.task_params)
 
 
 def make_spec(exp: Experiment, wu_id: str, members: list[Member], parent: str | None) -> WorkUnitSpec:

@@ -3,6 +3,9 @@
 `get(name).simulate(inputs)` maps uint8 commands `[N, L, 5]` to uint8 targets `[N, L, 8]`.
 """
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from mlc.tasks._data import DataSpec, SharedData, array_sha256, draw_inputs, make_shared_data
 from mlc.tasks._encoding import N_INPUT_BITS, N_OUTPUT_BITS
 from mlc.tasks._random_automata import (
@@ -30,4 +33,12 @@ __all__ = [
     "make_shared_data",
     "names",
     "random_automaton",
+    "shared_data_for_tasks",
 ]
+
+
+def shared_data_for_tasks(
+    spec: DataSpec, names: Sequence[str], task_params: Mapping[str, Mapping[str, Any]]
+) -> SharedData:
+    """The shared data of the tasks `names`, each built with its entry in `task_params` (if any)."""
+    return make_shared_data(spec, [get(name, **task_params.get(name, {})) for name in names])

@@ -35,8 +35,7 @@ class WorkUnit:
 
 def shared_data_for(spec: WorkUnitSpec) -> SharedData:
     """Redraw the experiment's data from the spec and prove it is the data the spec names."""
-    task_objs = [tasks.get(t, **spec.task_params.get(t, {})) for t in spec.tasks]
-    data = tasks.make_shared_data(spec.data, task_objs)
+    data = tasks.shared_data_for_tasks(spec.data, spec.tasks, spec.task_params)
     if data.digest() != spec.data_digest:
         raise ConfigError(
             f"work unit {spec.wu_id}: the redrawn data does not match its digest; "
