@@ -17,7 +17,7 @@ from mlc.analysis._data import MergedData
 from mlc.analysis._features import RAW_WEIGHTS
 from mlc.analysis._sampling import class_counts, sample_per_class
 from mlc.analysis._section import ReportTable, Section, Step, percents, quiet
-from mlc.analysis._suite import MIN_PER_CLASS, RESULT_COLUMNS, ClassifierSuite, status_results
+from mlc.analysis._suite import MIN_PER_CLASS, ClassifierSuite, long_results, status_results
 from mlc.analysis._tables import per_subject
 
 __all__ = ["DEVICE_CLASSIFIERS", "QUESTION", "DeviceComparison"]
@@ -50,10 +50,8 @@ class DeviceComparison:
         for task in data.tasks:
             step(f"{QUESTION}: {task}")
             mine = np.flatnonzero(tasks == task)
-            frame = self._task(features[RAW_WEIGHTS][mine], kinds[mine])
-            frames.append(frame.assign(question=QUESTION, subject=task, features=RAW_WEIGHTS))
-        results = pd.concat(frames, ignore_index=True)
-        self.results_ = results[["question", "subject", "features", *RESULT_COLUMNS]]
+            frames.append((task, RAW_WEIGHTS, self._task(features[RAW_WEIGHTS][mine], kinds[mine])))
+        self.results_ = long_results(QUESTION, frames)
         self.table_ = per_subject(self.results_, "task",
                                   {"": "val_accuracy", " cv_mean": "cv_mean",
                                    " cv_std": "cv_std"}, self.classifiers)

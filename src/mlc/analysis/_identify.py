@@ -27,8 +27,8 @@ from mlc.analysis._section import ReportFigure, ReportTable, Section, Step, perc
 from mlc.analysis._suite import (
     MIN_PER_CLASS,
     OK,
-    RESULT_COLUMNS,
     ClassifierSuite,
+    long_results,
     status_results,
     too_few_status,
 )
@@ -69,9 +69,7 @@ class TaskIdentification:
             frames = {name: status_results(self.classifiers, status) for name in self.feature_sets}
         else:
             frames = self._classify(tasks, eligible, features, step)
-        results = pd.concat([f.assign(question=QUESTION, subject=SUBJECT, features=name)
-                             for name, f in frames.items()], ignore_index=True)
-        self.results_ = results[["question", "subject", "features", *RESULT_COLUMNS]]
+        self.results_ = long_results(QUESTION, [(SUBJECT, name, f) for name, f in frames.items()])
         self.per_task_ = self._per_task(counts)
         self.section_ = self._section()
         return self

@@ -13,7 +13,7 @@ tree models' decisions and puts the SVM, MLP and NaiveBayes on equal footing acr
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Self
 
 import numpy as np
@@ -39,6 +39,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ClassifierSuite",
     "fit_classifier",
+    "long_results",
     "make_classifier",
     "status_results",
     "too_few_status",
@@ -54,6 +55,16 @@ RESULT_COLUMNS = ("classifier", "n_classes", "n_networks", "n_per_class", "n_fol
 def too_few_status(n: int) -> str:
     """The status of a row whose smallest class has only `n` networks."""
     return f"too few networks (n={n})"
+
+
+def long_results(question: str, frames: Iterable[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
+    """One question's suite results, each frame tagged (subject, features), stacked in the report's
+    column order."""
+    results = pd.concat(
+        [f.assign(question=question, subject=subject, features=name) for subject, name, f in frames],
+        ignore_index=True,
+    )
+    return results[["question", "subject", "features", *RESULT_COLUMNS]]
 
 
 def status_results(classifiers: Sequence[str], status: str, **counts: object) -> pd.DataFrame:

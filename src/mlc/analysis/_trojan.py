@@ -29,8 +29,8 @@ from mlc.analysis._section import (
 from mlc.analysis._suite import (
     CLASSIFIER_NAMES,
     MIN_PER_CLASS,
-    RESULT_COLUMNS,
     ClassifierSuite,
+    long_results,
     status_results,
 )
 from mlc.analysis._tables import per_subject
@@ -72,12 +72,11 @@ class TrojanDetection:
     def run(self, data: MergedData, features: Mapping[str, np.ndarray], *,
             step: Step = quiet) -> Self:
         tasks = data.networks["task"].to_numpy()
-        frames = []
-        for machine in machines_in(data.tasks):
-            for name, frame in self._machine(machine, tasks, features, step).items():
-                frames.append(frame.assign(question=QUESTION, subject=machine, features=name))
-        results = pd.concat(frames, ignore_index=True)
-        self.results_ = results[["question", "subject", "features", *RESULT_COLUMNS]]
+        self.results_ = long_results(QUESTION, [
+            (machine, name, frame)
+            for machine in machines_in(data.tasks)
+            for name, frame in self._machine(machine, tasks, features, step).items()
+        ])
         raw = self.results_[self.results_["features"] == RAW_WEIGHTS]
         self.table_ = _table2(raw, self.classifiers)
         self.cv_table_ = per_subject(raw, "machine", {" cv_mean": "cv_mean", " cv_std": "cv_std"},
