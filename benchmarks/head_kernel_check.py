@@ -6,8 +6,10 @@ PyTorch head (cuBLAS batched GEMMs + elementwise BCE) measured in the same run.
     TRITON_INTERPRET=1 python benchmarks/head_kernel_check.py --device cpu --models 4 --length 5   # dry run
 
 Times one forward + backward of the head and loss alone (inputs as the last GRU layer leaves them:
-the batch-major kernel output seen time-major), for the default tile and two alternatives; the last
-line is `ratio torch/fused: <x>x` for the default tile.
+the batch-major kernel output seen time-major), for the default tile and two alternatives in "ieee"
+precision and two tiles in "tf32x3" (tensor cores; an sm_90a build spills ~200-250 bytes per thread
+there and issues ~24% more instructions per row, so only a GPU can say whether it pays); the last
+line is `ratio torch/fused: <x>x` for the default.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 from mlc.models._head_triton import head_loss_triton
 
 WIDTHS = (12, 12, 24, 12, 8)
-TILES = ((32, 4), (16, 2), (64, 4))  # (rows per tile, warps): the kernel's default first
+# (precision, rows per tile, warps): the kernel's default first
+CONFIGS = (("ieee", 32, 4), ("ieee", 16, 2), ("ieee", 64, 4), ("tf32x3", 16, 2), ("tf32x3", 32, 4))
 DEVICE = "cuda"
 
 
@@ -86,9 +89,11 @@ def main() -> None:
     DEVICE = args.device
     h, y, fcs = _inputs(min(64, args.models), args.length, args.batch, torch.float64)
     exact = _step(_torch_head, h, y, fcs)
-    fused = _step(head_loss_triton, h.float(), y.float(), [(w.float(), b.float()) for w, b in fcs])
-    errors = [((a.double() - b).norm() / b.norm()).item() for a, b in zip(fused, exact, strict=True)]
-    print(f"max relative error against float64 (loss and 9 gradients): {max(errors):.2e}")
+    for precision in dict.fromkeys(p for p, _, _ in CONFIGS):
+        fn = functools.partial(head_loss_triton, precision=precision)
+        fused = _step(fn, h.float(), y.float(), [(w.float(), b.float()) for w, b in fcs])
+        errors = [((a.double() - b).norm() / b.norm()).item() for a, b in zip(fused, exact, strict=True)]
+        print(f"{precision}: max relative error against float64 (loss and 9 gradients): {max(errors):.2e}")
     h, y, fcs = _inputs(args.models, args.length, args.batch)
     start = time.perf_counter()
     _step(head_loss_triton, h, y, fcs)
@@ -97,13 +102,15 @@ def main() -> None:
     t_torch = _timed(_torch_head, h, y, fcs)
     print(f"{args.models} models: torch head {t_torch * 1e3:.1f} ms per step")
     times = {}
-    for block_r, num_warps in TILES:  # the default first
-        fn = functools.partial(head_loss_triton, block_r=block_r, num_warps=num_warps)
-        times[block_r, num_warps] = _timed(fn, h, y, fcs)
-        print(f"  fused, {block_r} rows x {num_warps} warps: {times[block_r, num_warps] * 1e3:.1f} ms")
+    for config in CONFIGS:  # the default first
+        precision, block_r, num_warps = config
+        fn = functools.partial(head_loss_triton, precision=precision, block_r=block_r, num_warps=num_warps)
+        times[config] = _timed(fn, h, y, fcs)
+        print(f"  fused, {precision}, {block_r} rows x {num_warps} warps: {times[config] * 1e3:.1f} ms")
     best = min(times, key=times.get)
-    print(f"fastest tile: {best[0]} rows x {best[1]} warps ({t_torch / times[best]:.2f}x the torch head)")
-    print(f"ratio torch/fused: {t_torch / times[TILES[0]]:.2f}x")
+    speedup = t_torch / times[best]
+    print(f"fastest: {best[0]}, {best[1]} rows x {best[2]} warps ({speedup:.2f}x the torch head)")
+    print(f"ratio torch/fused: {t_torch / times[CONFIGS[0]]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -28,13 +28,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1, help="CPU: threads of the C kernels (PyTorch: one)")
     parser.add_argument("--head", choices=["auto", "fused", "torch"], default="auto", help="head and loss")
+    parser.add_argument(
+        "--precision", choices=["ieee", "tf32x3"], default="ieee", help="CUDA: the fused GRU's products"
+    )
     args = parser.parse_args()
     models.set_training_threads(args.threads)
     dev = torch.device(args.device)
     names = list(tasks.names())
     spec = tasks.DataSpec(seed=1, n_train=32 * args.steps, n_val=32, length=100)
     data = TrainingArrays.from_shared(tasks.make_shared_data(spec, map(tasks.get, names)), names, dev)
-    population = models.population_for("mlds-gru", dev, args.head)
+    population = models.population_for("mlds-gru", dev, args.head, args.precision)
     seeds = list(range(args.models))
     state = PopulationState.fresh(population.init(seeds)).to(dev)
     trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))

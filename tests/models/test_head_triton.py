@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -13,11 +14,12 @@ import torch.nn.functional as F
 pytest.importorskip("triton")
 
 TOLERANCE = 1e-5  # relative, float32 against float64; measured ~1e-7
-CASES = {  # name: (M, L, B, rows per tile, warps)
-    "under_one_tile": (2, 3, 10, 32, 4),
-    "partial_last_tile": (2, 5, 30, 32, 4),
-    "small_tiles": (2, 5, 30, 16, 2),
-    "large_tiles": (2, 5, 30, 64, 4),
+CASES = {  # name: (M, L, B, rows per tile, warps, precision)
+    "under_one_tile": (2, 3, 10, 32, 4, "ieee"),
+    "partial_last_tile": (2, 5, 30, 32, 4, "ieee"),
+    "small_tiles": (2, 5, 30, 16, 2, "ieee"),
+    "large_tiles": (2, 5, 30, 64, 4, "ieee"),
+    "tf32x3": (2, 5, 30, 16, 2, "tf32x3"),
 }
 
 
@@ -37,7 +39,9 @@ def _reference(h, y, fcs):
     return F.binary_cross_entropy_with_logits(a, y.reshape(a.shape), reduction="none").mean(dim=(1, 2))
 
 
-def _head_errors(m: int, length: int, b: int, block_r: int, num_warps: int) -> dict[str, float]:
+def _head_errors(
+    m: int, length: int, b: int, block_r: int, num_warps: int, precision: str
+) -> dict[str, float]:
     from mlc.models._head_triton import head_loss_triton
 
     widths = [12, 12, 24, 12, 8]
@@ -50,7 +54,7 @@ def _head_errors(m: int, length: int, b: int, block_r: int, num_warps: int) -> d
     upstream = torch.rand(m) + 0.5
     fused = [h.clone().requires_grad_()] + [t.clone().requires_grad_() for pair in fcs for t in pair]
     ref = [t.detach().double().requires_grad_() for t in fused]
-    tile = {"block_r": block_r, "num_warps": num_warps}
+    tile = {"block_r": block_r, "num_warps": num_warps, "precision": precision}
     loss = head_loss_triton(fused[0], y, list(zip(fused[1::2], fused[2::2], strict=True)), **tile)
     loss_ref = _reference(ref[0], y.double(), list(zip(ref[1::2], ref[2::2], strict=True)))
     (loss * upstream).sum().backward()
@@ -89,6 +93,7 @@ def _validation() -> dict[str, float]:
     calls = {
         "bad_tile": (lambda: head_loss_triton(h, y, fcs, block_r=24), "block_r"),
         "no_rows": (lambda: head_loss_triton(h[:, :0], y[:, :0], fcs), "no rows"),
+        "bad_precision": (lambda: head_loss_triton(h, y, fcs, precision="fp16"), "precision"),
     }
     results = {}
     for name, (call, words) in calls.items():
@@ -100,11 +105,33 @@ def _validation() -> dict[str, float]:
     return results
 
 
+def _tensor_core_errors() -> dict[str, float]:
+    """The worst error of the tf32x3 head over L*B = 3200 rows (100 tiles) on emulated tensor cores
+    (tests/models/tensor_cores.py), with the weight gradients carried across tiles added on CUDA
+    cores as the kernel does, and through the tensor cores' accumulator instead."""
+    from tensor_cores import emulated_tensor_cores
+
+    from mlc.models import _triton_products
+
+    def errors() -> float:
+        return max(_head_errors(1, 100, 32, 32, 4, "tf32x3").values())
+
+    with emulated_tensor_cores():
+        results = {"tf32x3": errors()}
+        with (
+            mock.patch.object(_triton_products, "_start", lambda carry, precision: carry),
+            mock.patch.object(_triton_products, "_finish", lambda out, carry, precision: out),
+        ):
+            results["tf32x3_carried_on_tensor_cores"] = errors()
+    return results
+
+
 def _worker() -> None:
     torch.manual_seed(0)
     results = {name: _head_errors(*case) for name, case in CASES.items()}
     results["population"] = _population_errors()
     results["validation"] = _validation()
+    results["tensor_cores"] = _tensor_core_errors()
     print(json.dumps(results))
 
 
@@ -125,6 +152,12 @@ def test_population_with_fused_gru_and_head_matches_plain_population(interpreted
     assert all(e < TOLERANCE for e in errors.values()), errors
 
 
+def test_tf32x3_keeps_float32_accuracy_on_truncating_tensor_cores(interpreted):
+    errors = interpreted["tensor_cores"]
+    assert errors["tf32x3_carried_on_tensor_cores"] > TOLERANCE, errors  # the carried sums would fail
+    assert errors["tf32x3"] < TOLERANCE, errors
+
+
 def test_not_available_on_cpu_without_interpreter_or_for_other_heads():
     from mlc.models._gru_triton import _interpreted
     from mlc.models._head_triton import head_triton_available
@@ -134,15 +167,19 @@ def test_not_available_on_cpu_without_interpreter_or_for_other_heads():
     assert not head_triton_available("cpu", mlds[:3])
 
 
-def test_rejects_bad_tiles_and_empty_rows(interpreted):
-    assert interpreted["validation"] == {"bad_tile": 1.0, "no_rows": 1.0}
+def test_rejects_bad_tiles_precisions_and_empty_rows(interpreted):
+    assert interpreted["validation"] == {"bad_tile": 1.0, "no_rows": 1.0, "bad_precision": 1.0}
 
 
-def test_population_for_rejects_unknown_heads_and_honours_torch():
+def test_population_for_rejects_unknown_heads_and_precisions_and_honours_torch():
     from mlc import models
 
     with pytest.raises(ValueError, match="head must be"):
         models.population_for("mlds-gru", torch.device("cpu"), head="triton")
+    with pytest.raises(ValueError, match="tf32x3 on a CUDA device"):
+        models.population_for("mlds-gru", torch.device("cpu"), precision="tf32x3")
+    with pytest.raises(ValueError, match="precision must be"):
+        models.population_for("mlds-gru", torch.device("cuda"), precision="fp16")
     assert models.population_for("mlds-gru", torch.device("cpu"), head="torch").head_loss is None
 
 

@@ -6,6 +6,8 @@ implementation that trains M networks in one process.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from mlc.errors import UnknownNameError
@@ -74,16 +76,24 @@ def layout(name: str) -> Layout:
     return layout_of(GRUNet(config(name)), name)
 
 
-def population_for(name: str, device: torch.device, head: str = "auto") -> Population:
+def population_for(
+    name: str, device: torch.device, head: str = "auto", precision: str = "ieee"
+) -> Population:
     """The fastest correct implementation for `device`: the fused Triton recurrence on a CUDA GPU when
     Triton is installed; on the CPU the C kernels (recurrence, and head fused with the loss) when a C
     compiler can build them; the hand-differentiated PyTorch recurrence otherwise.
 
     `head` picks the MLP head and loss: "fused" (the device's fused kernel: C on the CPU, Triton on
     CUDA), "torch" (PyTorch ops) or "auto": fused on the CPU, PyTorch on CUDA until the Triton head
-    has been timed on a GPU (benchmarks/gpu_session.sh measures both)."""
+    has been timed on a GPU (benchmarks/gpu_session.sh measures both).
+
+    `precision` is the fused CUDA recurrence's: "ieee" (float32 FMAs) or "tf32x3" (tensor cores at
+    float32 accuracy, faster on an H200; ieee stays the default until a GPU check of the tf32x3
+    accumulation fix passes). The CPU kernels compute in float32 FMAs, "ieee" only."""
     if head not in ("auto", "fused", "torch"):
         raise ValueError(f"head must be auto, fused or torch, not {head!r}")
+    if precision not in ("ieee", "tf32x3") or (precision != "ieee" and device.type != "cuda"):
+        raise ValueError(f"precision must be ieee, or tf32x3 on a CUDA device; got {precision!r} on {device}")
     if device.type == "cuda":
         from mlc.models._gru_triton import gru_layer_triton, triton_available
         from mlc.models._head_triton import head_loss_triton, head_triton_available
@@ -91,10 +101,9 @@ def population_for(name: str, device: torch.device, head: str = "auto") -> Popul
         if not triton_available(device):
             return population(name, kernels="PyTorch GRU (Triton is not installed)")
         fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
-        kernels = "fused Triton GRU" + (" and head" if fused else "")
-        return population(
-            name, from_batch_major(gru_layer_triton), head_loss_triton if fused else None, kernels=kernels
-        )
+        kernels = f"fused Triton GRU{' and head' if fused else ''} ({precision})"
+        gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
+        return population(name, gru, head_loss_triton if fused else None, kernels=kernels)
     if device.type != "cpu":
         return population(name)
     if not native_available():

@@ -20,13 +20,12 @@ with the forward's arithmetic, carries dh_t in registers, and per step does 3 pr
 [v, 1] into register accumulators. Each program writes its own dW slice (no atomics); several batch
 chunks per model are summed by one torch reduction. Step t-1's loads are issued before step t's math.
 
-Numerics. precision="ieee" (default): tl.dot as float32 FMAs; only the summation order differs from
-the reference, ~1e-7 relative. "tf32x3": each operand split v = hi + lo with hi rounded to tf32, and
-hi.hi + hi.lo + lo.hi on tensor cores; dropping lo.lo costs ~2^-22, so the error is float32's (an
-emulation of L=100 gave 1.6e-7 against 1.2e-7 for float32; the GPU check measures it). "tf32": one
-tensor-core product, ~7e-4, for measurement only. Sigmoid uses ex2.approx and div.approx (2 ulp),
-tanh libdevice's; the interpreter (TRITON_INTERPRET=1, read by Triton at import) has no libdevice
-and uses exp and 2*sigmoid(2x)-1.
+Numerics (`_triton_products`). precision="ieee" (default): tl.dot as float32 FMAs; only the
+summation order differs from the reference, ~1e-7 relative. "tf32x3": three tf32 tensor-core
+products per product, with the sums carried across steps (dW_g, dh) added on CUDA cores, since
+the tensor cores' accumulation truncates. "tf32": one tensor-core product, ~7e-4, for measurement
+only. Sigmoid uses ex2.approx and div.approx (2 ulp), tanh libdevice's; the interpreter
+(TRITON_INTERPRET=1, read by Triton at import) has no libdevice and uses exp and 2*sigmoid(2x)-1.
 
 Budget per model-step of the 4-layer stack (B=32, L=100): useful matrix work ~81 MFLOP (forward 20.5,
 backward with the gate recompute ~61); executed with 16-padding it is 93 [32,16,16] products per
@@ -44,16 +43,19 @@ from dataclasses import dataclass
 
 import torch
 
+from mlc.models._triton_products import check_precision
+
 try:  # the fused path is optional: without Triton the trainer uses gru_layer_manual
     import triton
     import triton.language as tl
     from triton.language.extra import libdevice
+
+    from mlc.models._triton_products import _accumulate, _finish, _mm, _split, _start
 except ImportError:  # pragma: no cover - exercised on installs without the gpu extra
     triton = None
 
 __all__ = ["gru_layer_triton", "triton_available"]
 
-_PRECISIONS = ("ieee", "tf32x3", "tf32")
 _MAX_PAD = 64  # beyond this the per-program register tiles spill; use gru_layer_manual instead
 
 
@@ -123,8 +125,7 @@ def _pair(value, default: tuple[int, int]) -> tuple[int, int]:
 
 
 def _launch(precision: str, batch: int, block_b=None, num_warps=None) -> _Launch:
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     tiles = _DEFAULT_TILES[precision]
     if batch <= 16 and block_b is None:  # one 16-row tile, with half the warps of a 32-row one
         tiles = tuple((16, max(1, w // 2), None) if bb > 16 else (bb, w, r) for bb, w, r in tiles)
@@ -267,31 +268,6 @@ if triton is not None:
         else:
             out = 2.0 * _sigmoid(2.0 * v, USE_LIBDEVICE) - 1.0
         return out
-
-    @triton.jit
-    def _split(v, PRECISION: tl.constexpr):
-        """(hi, lo) with v = hi + lo exactly and hi rounded to tf32 (10 mantissa bits), for 3xTF32
-        products; other precisions use v itself and never read lo."""
-        if PRECISION == "tf32x3":
-            bits = v.to(tl.uint32, bitcast=True)
-            hi = ((bits + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
-            lo = v - hi
-        else:
-            hi = v
-            lo = v
-        return hi, lo
-
-    @triton.jit
-    def _mm(a_hi, a_lo, b_hi, b_lo, acc, PRECISION: tl.constexpr):
-        """acc + a @ b. 3xTF32 drops only lo@lo (~2^-22 relative); tensor cores read the top 19
-        bits of each float32 operand, which hold hi exactly and lo to 2^-11 of itself."""
-        if PRECISION == "tf32x3":
-            acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
-            acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
-            acc = tl.dot(a_hi, b_hi, acc, input_precision="tf32")
-        else:
-            acc = tl.dot(a_hi, b_hi, acc, input_precision=PRECISION)
-        return acc
 
     @triton.jit
     def _load_wt(w, bias, gate, H, C, CP: tl.constexpr, HP: tl.constexpr, PRECISION: tl.constexpr):
@@ -438,20 +414,21 @@ if triton is not None:
             dn_hi, dn_lo = _split(da_n, PRECISION)
             dg_hi, dg_lo = _split(d_ghn, PRECISION)
             # Weight gradients: dW_g += da_g^T @ [v, 1], a K = BLOCK_B product per gate.
-            dw_ir = _mm(tl.trans(dr_hi), tl.trans(dr_lo), x_hi, x_lo, dw_ir, PRECISION)
-            dw_iz = _mm(tl.trans(dz_hi), tl.trans(dz_lo), x_hi, x_lo, dw_iz, PRECISION)
-            dw_in = _mm(tl.trans(dn_hi), tl.trans(dn_lo), x_hi, x_lo, dw_in, PRECISION)
-            dw_hr = _mm(tl.trans(dr_hi), tl.trans(dr_lo), h_hi, h_lo, dw_hr, PRECISION)
-            dw_hz = _mm(tl.trans(dz_hi), tl.trans(dz_lo), h_hi, h_lo, dw_hz, PRECISION)
-            dw_hn = _mm(tl.trans(dg_hi), tl.trans(dg_lo), h_hi, h_lo, dw_hn, PRECISION)
+            dw_ir = _accumulate(tl.trans(dr_hi), tl.trans(dr_lo), x_hi, x_lo, dw_ir, PRECISION)
+            dw_iz = _accumulate(tl.trans(dz_hi), tl.trans(dz_lo), x_hi, x_lo, dw_iz, PRECISION)
+            dw_in = _accumulate(tl.trans(dn_hi), tl.trans(dn_lo), x_hi, x_lo, dw_in, PRECISION)
+            dw_hr = _accumulate(tl.trans(dr_hi), tl.trans(dr_lo), h_hi, h_lo, dw_hr, PRECISION)
+            dw_hz = _accumulate(tl.trans(dz_hi), tl.trans(dz_lo), h_hi, h_lo, dw_hz, PRECISION)
+            dw_hn = _accumulate(tl.trans(dg_hi), tl.trans(dg_lo), h_hi, h_lo, dw_hn, PRECISION)
             if NEED_DX:
                 d_x = _mm(dr_hi, dr_lo, uir, uir_, tl.zeros([BLOCK_B, IP], dtype=tl.float32), PRECISION)
                 d_x = _mm(dz_hi, dz_lo, uiz, uiz_, d_x, PRECISION)
                 d_x = _mm(dn_hi, dn_lo, uin, uin_, d_x, PRECISION)  # [BB, IP]
                 tl.store(dx_ptr + t * IN, d_x, mask=x_mask)
-            d_h = _mm(dr_hi, dr_lo, uhr, uhr_, dh * z, PRECISION)  # [BB, HP] into h_{t-1}
+            carry = dh * z  # [BB, HP] into h_{t-1}: directly, and through the three gates
+            d_h = _mm(dr_hi, dr_lo, uhr, uhr_, _start(carry, PRECISION), PRECISION)
             d_h = _mm(dz_hi, dz_lo, uhz, uhz_, d_h, PRECISION)
-            dh = _mm(dg_hi, dg_lo, uhn, uhn_, d_h, PRECISION)
+            dh = _finish(_mm(dg_hi, dg_lo, uhn, uhn_, d_h, PRECISION), carry, PRECISION)
             x_t = x_next
             h_prev = tl.where(t >= 2, h_next, 0.0)
             g_t = g_next

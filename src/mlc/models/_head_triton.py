@@ -11,7 +11,9 @@ layers (widths padded to powers of two >= 16 with zero weights, so padded column
 and straight back: g = (sigmoid(z) - y) / (L*B*O), dW_l += g_l^T a_{l-1} into register accumulators,
 g_{l-1} = (g_l W_l) * [a_{l-1} > 0], and dh = g_1 W_1 is stored. The model's loss and weight
 gradients are written once at the end, so there are no atomics and results are deterministic;
-`fused_head_loss` does the autograd. fp32 throughout (tl.dot in "ieee" precision).
+`fused_head_loss` does the autograd. float32 throughout: `precision` "ieee" computes the products as
+float32 FMAs, "tf32x3" on tensor cores at float32 accuracy, with the weight gradients carried across
+row tiles added on CUDA cores (`_triton_products`).
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import torch
 
 from mlc.models._fused_head import check_head, fused_head_loss
 from mlc.models._gru_triton import _inner_rowmajor, triton_available
+from mlc.models._triton_products import check_precision
 
 try:
     import triton
     import triton.language as tl
+
+    from mlc.models._triton_products import _accumulate, _mm, _split
 except ImportError:  # pragma: no cover - exercised on installs without the gpu extra
     triton = None
 
@@ -54,7 +59,12 @@ def _pad(n: int) -> int:
 
 
 def _run(
-    h: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], with_grads: bool, tile: tuple[int, int]
+    h: torch.Tensor,
+    y: torch.Tensor,
+    params: list[torch.Tensor],
+    with_grads: bool,
+    tile: tuple[int, int],
+    precision: str,
 ) -> tuple[Any, ...]:
     m, length, b, _ = h.shape
     weights = [_inner_rowmajor(w) for w in params[0::2]]
@@ -76,7 +86,8 @@ def _run(
                 h, y, *interleaved, *strides, loss, dh, *grads,
                 length, b, *h.stride()[:3], *y.stride()[:3], *dh.stride()[:3], 1 / (length * b * widths[-1]),
                 *widths, *(_pad(w) for w in widths),
-                BLOCK_R=block_r, WITH_GRADS=with_grads, num_warps=num_warps, num_stages=1,
+                BLOCK_R=block_r, WITH_GRADS=with_grads, PRECISION=precision,
+                num_warps=num_warps, num_stages=1,
                 enable_fp_fusion=True,  # named: Triton 3.9 warns when it is left to the default
             )  # fmt: skip
     return loss, (dh if with_grads else None), (grads if with_grads else [])
@@ -87,14 +98,16 @@ def head_loss_triton(
     y: torch.Tensor,
     fcs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     *,
+    precision: str = "ieee",
     block_r: int = _BLOCK_R,
     num_warps: int = _NUM_WARPS,
 ) -> torch.Tensor:
     """Mean BCE-with-logits per model of the 4-layer MLP head on `h` (see the module docstring).
 
     h [M, L, B, H], y [M, L, B, O] float targets, fcs [(w [M, out, in], b [M, out])] * 4 -> loss [M].
-    float32 tensors on one CUDA device (or any device under TRITON_INTERPRET=1). `block_r` (rows per
-    tile, a power of two >= 16) and `num_warps` are tuning knobs."""
+    float32 tensors on one CUDA device (or any device under TRITON_INTERPRET=1). `precision` is the
+    products' ("ieee" or "tf32x3"; "tf32", ~1e-3, for measurement only); `block_r` (rows per tile, a
+    power of two >= 16) and `num_warps` are tuning knobs."""
     if triton is None:
         raise RuntimeError("head_loss_triton needs Triton: install mlc[gpu]")
     sizes = [(w.shape[2], w.shape[1]) for w, _ in fcs]
@@ -109,6 +122,7 @@ def head_loss_triton(
         raise ValueError(f"h must be [M, L, B, H], got shape {tuple(h.shape)}")
     if h.shape[1] * h.shape[2] == 0:
         raise ValueError(f"no rows to average the loss over: h has shape {tuple(h.shape)}")
+    check_precision(precision)
     if block_r < 16 or block_r & (block_r - 1) or num_warps not in (1, 2, 4, 8, 16):
         raise ValueError(
             f"block_r must be a power of two >= 16 and num_warps 1..16, got {block_r}, {num_warps}"
@@ -118,17 +132,34 @@ def head_loss_triton(
     if y.shape[:3] != h.shape[:3]:
         raise ValueError(f"targets {tuple(y.shape)} do not match the rows of h {tuple(h.shape)}")
     check_head(h.shape[0], h.shape[3], fcs, y)
-    return fused_head_loss(functools.partial(_run, tile=(block_r, num_warps)), h, y, params)
+    kernel = functools.partial(_run, tile=(block_r, num_warps), precision=precision)
+    return fused_head_loss(kernel, h, y, params)
 
 
 if triton is not None:
 
     @triton.jit
-    def _wt(w, sm, m, D_IN, D_OUT, P_IN: tl.constexpr, P_OUT: tl.constexpr):
-        """W^T [P_IN, P_OUT] of model m (W is [D_OUT, D_IN], row-major), zero-padded."""
+    def _wt(w, sm, m, D_IN, D_OUT, P_IN: tl.constexpr, P_OUT: tl.constexpr, PRECISION: tl.constexpr):
+        """W^T [P_IN, P_OUT] of model m (W is [D_OUT, D_IN], row-major), zero-padded, split (hi, lo)."""
         i = tl.arange(0, P_IN)[:, None]
         o = tl.arange(0, P_OUT)[None, :]
-        return tl.load(w + m * sm + o * D_IN + i, mask=(i < D_IN) & (o < D_OUT), other=0.0)
+        return _split(tl.load(w + m * sm + o * D_IN + i, mask=(i < D_IN) & (o < D_OUT), other=0.0), PRECISION)
+
+    @triton.jit
+    def _layer(a, a_, wt, wt_, bias, PRECISION: tl.constexpr):
+        """relu(a @ W^T + b) for a row tile a (split hi, lo), as (hi, lo)."""
+        zero = tl.zeros([a.shape[0], wt.shape[1]], dtype=tl.float32)
+        return _split(tl.maximum(_mm(a, a_, wt, wt_, zero, PRECISION) + bias, 0.0), PRECISION)
+
+    @triton.jit
+    def _backprop(a, a_, g, wt, wt_, gw, gb, PRECISION: tl.constexpr):
+        """One Linear layer's backward for a row tile: input a (split hi, lo), output gradient g ->
+        its weight and bias gradient accumulators updated, and the gradient g W into its input."""
+        g_hi, g_lo = _split(g, PRECISION)
+        gw = _accumulate(tl.trans(a), tl.trans(a_), g_hi, g_lo, gw, PRECISION)
+        gb += tl.sum(g, axis=0)
+        zero = tl.zeros([g.shape[0], wt.shape[0]], dtype=tl.float32)
+        return gw, gb, _mm(g_hi, g_lo, tl.trans(wt), tl.trans(wt_), zero, PRECISION)
 
     @triton.jit
     def _bias(b, sm, m, D_OUT, P_OUT: tl.constexpr):
@@ -151,14 +182,14 @@ if triton is not None:
         L, B, shm, shl, shb, sym, syl, syb, sdm, sdl, sdb, scale,
         D0, D1, D2, D3, D4,
         P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr, P3: tl.constexpr, P4: tl.constexpr,
-        BLOCK_R: tl.constexpr, WITH_GRADS: tl.constexpr,
+        BLOCK_R: tl.constexpr, WITH_GRADS: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
         m = tl.program_id(0).to(tl.int64)
         # forward operands W_l^T [P_{l-1}, P_l]; their transposes serve the backward (g_l W_l)
-        wt1 = _wt(w1, sw1, m, D0, D1, P0, P1)
-        wt2 = _wt(w2, sw2, m, D1, D2, P1, P2)
-        wt3 = _wt(w3, sw3, m, D2, D3, P2, P3)
-        wt4 = _wt(w4, sw4, m, D3, D4, P3, P4)
+        wt1, wt1_ = _wt(w1, sw1, m, D0, D1, P0, P1, PRECISION)
+        wt2, wt2_ = _wt(w2, sw2, m, D1, D2, P1, P2, PRECISION)
+        wt3, wt3_ = _wt(w3, sw3, m, D2, D3, P2, P3, PRECISION)
+        wt4, wt4_ = _wt(w4, sw4, m, D3, D4, P3, P4, PRECISION)
         bias1 = _bias(b1, sb1, m, D1, P1)
         bias2 = _bias(b2, sb2, m, D2, P2)
         bias3 = _bias(b3, sb3, m, D3, P3)
@@ -181,10 +212,11 @@ if triton is not None:
             t = (rows // B)[:, None].to(tl.int64)
             s = (rows % B)[:, None].to(tl.int64)
             x = tl.load(h + m * shm + t * shl + s * shb + c0, mask=valid_row & (c0 < D0), other=0.0)
-            a1 = tl.maximum(tl.dot(x, wt1, input_precision="ieee") + bias1, 0.0)
-            a2 = tl.maximum(tl.dot(a1, wt2, input_precision="ieee") + bias2, 0.0)
-            a3 = tl.maximum(tl.dot(a2, wt3, input_precision="ieee") + bias3, 0.0)
-            z = tl.dot(a3, wt4, input_precision="ieee") + bias4
+            x, x_ = _split(x, PRECISION)
+            a1, a1_ = _layer(x, x_, wt1, wt1_, bias1, PRECISION)
+            a2, a2_ = _layer(a1, a1_, wt2, wt2_, bias2, PRECISION)
+            a3, a3_ = _layer(a2, a2_, wt3, wt3_, bias3, PRECISION)
+            z = _mm(a3, a3_, wt4, wt4_, tl.zeros([BLOCK_R, P4], dtype=tl.float32), PRECISION) + bias4
             valid = valid_row & (c4 < D4)
             target = tl.load(y + m * sym + t * syl + s * syb + c4, mask=valid, other=0.0)
             e = tl.exp(-tl.abs(z))
@@ -193,18 +225,11 @@ if triton is not None:
             if WITH_GRADS:
                 sig = tl.where(z > 0, 1.0 / (1.0 + e), e / (1.0 + e))
                 g4 = tl.where(valid, sig - target, 0.0) * scale
-                gw4 += tl.dot(tl.trans(a3), g4, input_precision="ieee")
-                gb4 += tl.sum(g4, axis=0)
-                g3 = tl.where(a3 > 0, tl.dot(g4, tl.trans(wt4), input_precision="ieee"), 0.0)
-                gw3 += tl.dot(tl.trans(a2), g3, input_precision="ieee")
-                gb3 += tl.sum(g3, axis=0)
-                g2 = tl.where(a2 > 0, tl.dot(g3, tl.trans(wt3), input_precision="ieee"), 0.0)
-                gw2 += tl.dot(tl.trans(a1), g2, input_precision="ieee")
-                gb2 += tl.sum(g2, axis=0)
-                g1 = tl.where(a1 > 0, tl.dot(g2, tl.trans(wt2), input_precision="ieee"), 0.0)
-                gw1 += tl.dot(tl.trans(x), g1, input_precision="ieee")
-                gb1 += tl.sum(g1, axis=0)
-                gx = tl.dot(g1, tl.trans(wt1), input_precision="ieee")
+                # the split's hi part is > 0 exactly where the activation is, so it serves as the mask
+                gw4, gb4, g3 = _backprop(a3, a3_, g4, wt4, wt4_, gw4, gb4, PRECISION)
+                gw3, gb3, g2 = _backprop(a2, a2_, tl.where(a3 > 0, g3, 0.0), wt3, wt3_, gw3, gb3, PRECISION)
+                gw2, gb2, g1 = _backprop(a1, a1_, tl.where(a2 > 0, g2, 0.0), wt2, wt2_, gw2, gb2, PRECISION)
+                gw1, gb1, gx = _backprop(x, x_, tl.where(a1 > 0, g1, 0.0), wt1, wt1_, gw1, gb1, PRECISION)
                 tl.store(dh + m * sdm + t * sdl + s * sdb + c0, gx, mask=valid_row & (c0 < D0))
         tl.store(loss + m, tl.sum(loss_acc, axis=0) * scale)
         if WITH_GRADS:
