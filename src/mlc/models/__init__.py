@@ -85,7 +85,9 @@ def population_for(
 
     `head` picks the MLP head and loss: "fused" (the device's fused kernel: C on the CPU, Triton on
     CUDA), "torch" (PyTorch ops) or "auto": fused on the CPU, PyTorch on CUDA until the Triton head
-    has been timed on a GPU (benchmarks/gpu_session.sh measures both).
+    has been timed on a GPU (benchmarks/gpu_session.sh measures both). Triton kernels train only
+    after a first step on the device agrees with the PyTorch path (`_first_run`); else the head,
+    then the recurrence, falls back, and `Population.kernels` says why.
 
     `precision` is the fused CUDA recurrence's: "ieee" (float32 FMAs) or "tf32x3" (tensor cores at
     float32 accuracy, faster on an H200; ieee stays the default until a GPU check of the tf32x3
@@ -95,15 +97,7 @@ def population_for(
     if precision not in ("ieee", "tf32x3") or (precision != "ieee" and device.type != "cuda"):
         raise ValueError(f"precision must be ieee, or tf32x3 on a CUDA device; got {precision!r} on {device}")
     if device.type == "cuda":
-        from mlc.models._gru_triton import gru_layer_triton, triton_available
-        from mlc.models._head_triton import head_loss_triton, head_triton_available
-
-        if not triton_available(device):
-            return population(name, kernels="PyTorch GRU (Triton is not installed)")
-        fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
-        kernels = f"fused Triton GRU{' and head' if fused else ''} ({precision})"
-        gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
-        return population(name, gru, head_loss_triton if fused else None, kernels=kernels)
+        return _triton_population_for(name, device, head, precision)
     if device.type != "cpu":
         return population(name)
     if not native_available():
@@ -118,6 +112,42 @@ def population_for(
     )
     fused = None if head == "torch" else head_loss_native
     return population(name, gru_layer_native, fused, LANE_LAYOUT, kernels=kernels)
+
+
+def _triton_population_for(name: str, device: torch.device, head: str, precision: str) -> Population:
+    from mlc.models._gru_triton import triton_available
+    from mlc.models._head_triton import head_triton_available
+
+    if not triton_available(device):
+        return population(name, kernels="PyTorch GRU (Triton is not installed)")
+    fused_head = head == "fused" and head_triton_available(device, config(name).fc_sizes)
+    failures = []
+    for fused in [True, False] if fused_head else [False]:
+        failure = _triton_failure(name, device, precision, fused)
+        if failure is None:
+            candidate = _triton_population(name, precision, fused)
+            if failures:
+                candidate.kernels += f"; Triton head failed its first run: {failures[0]}"
+            return candidate
+        failures.append(failure)
+    return population(name, kernels=f"PyTorch GRU (Triton kernels failed their first run: {failures[-1]})")
+
+
+@functools.cache
+def _triton_failure(name: str, device: torch.device, precision: str, fused_head: bool) -> str | None:
+    """Why the Triton kernels cannot train `name` on `device`, or None; checked once per process."""
+    from mlc.models._first_run import first_run_failure
+
+    return first_run_failure(_triton_population(name, precision, fused_head), population(name), device)
+
+
+def _triton_population(name: str, precision: str, fused_head: bool) -> Population:
+    from mlc.models._gru_triton import gru_layer_triton
+    from mlc.models._head_triton import head_loss_triton
+
+    gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
+    kernels = f"fused Triton GRU{' and head' if fused_head else ''} ({precision})"
+    return population(name, gru, head_loss_triton if fused_head else None, kernels=kernels)
 
 
 def set_training_threads(n: int | None) -> None:

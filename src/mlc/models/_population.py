@@ -126,6 +126,17 @@ class Population:
         logits = self.forward_views(v, x)
         return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
 
+    def loss_and_grad(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each network's loss `[M]` (as `loss_views`) and its gradient `[M, n_params]` in the layout
+        order, for weights `params` `[M, n_params]`. Each layer's view is its own autograd leaf, so no
+        gradient is scattered into a full-size matrix before the final concatenation."""
+        leaves = {k: w.detach().requires_grad_(True) for k, w in self.views(params).items()}
+        loss = self.loss_views(leaves, x, y)
+        grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+        return loss.detach(), torch.cat([g.reshape(params.shape[0], -1) for g in grads], dim=1)
+
     def _recurrence(self, v: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """The GRU stack on rows x; its output stays in the layers' layout."""
         h = x if self.layer_layout is None else self.layer_layout.enter(x)

@@ -122,12 +122,9 @@ class PopulationTrainer:
             idx = order_t[:, None, start : start + self.config.batch_size]  # [Ma, 1, B]
             x = data.train_x[idx, steps]  # [Ma, L, B, 5], gathered time-major
             y = data.train_y[member_tasks, idx, steps]  # [Ma, L, B, 8]
-            leaves = {k: w.detach().requires_grad_(True) for k, w in self.population.views(params).items()}
-            loss = self.population.loss_views(leaves, x, y)
-            grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
-            grad = torch.cat([g.reshape(len(rows), -1) for g in grads], dim=1)  # layout order
+            loss, grad = self.population.loss_and_grad(params, x, y)
             adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
-            loss_sum += loss.detach().double() * idx.shape[2]
+            loss_sum += loss.double() * idx.shape[2]
         val_loss, val_acc = evaluate(self.population, params, data.val_x, data.val_y[task_rows[active]])
         state.params[active] = params
         state.exp_avg[active], state.exp_avg_sq[active] = exp_avg, exp_avg_sq

@@ -1,0 +1,102 @@
+"""The first-run check before fused kernels train: it passes working kernels, and a kernel that fails
+to launch or computes wrongly makes the population fall back and say why. The Triton wiring runs in
+Triton's CPU interpreter in a child process (this file as a script; see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+import torch
+
+from mlc import models
+from mlc.models._first_run import first_run_failure
+
+
+def _with_layer(layer) -> models.Population:
+    return models.population("mlds-gru", layer)
+
+
+def test_passes_the_pytorch_path_and_the_cpu_kernels():
+    reference = models.population("mlds-gru")
+    cpu = torch.device("cpu")
+    assert first_run_failure(reference, reference, cpu) is None
+    assert first_run_failure(models.population_for("mlds-gru", cpu), reference, cpu) is None
+
+
+def test_reports_a_kernel_that_cannot_launch():
+    def broken(*_):
+        raise RuntimeError("PTX .version 8.7 does not support .target sm_61\nmore detail")
+
+    failure = first_run_failure(_with_layer(broken), models.population("mlds-gru"), torch.device("cpu"))
+    assert failure == "RuntimeError: PTX .version 8.7 does not support .target sm_61"
+
+
+@pytest.mark.parametrize("corrupt", [lambda h: h * 1.01, lambda h: h * float("nan")], ids=["off", "nan"])
+def test_reports_a_kernel_that_computes_wrongly(corrupt):
+    def wrong(*args):
+        return corrupt(models.gru_layer_manual(*args))
+
+    failure = first_run_failure(_with_layer(wrong), models.population("mlds-gru"), torch.device("cpu"))
+    assert failure is not None and failure.startswith("a first step disagreed with the PyTorch path")
+
+
+def _triton_choices() -> dict[str, str | None]:
+    """What population_for's CUDA branch picks (run on the CPU by the interpreter) when the kernels
+    work, when the GRU kernel cannot launch, and when the head computes a wrong loss."""
+    from mlc.models import _gru_triton, _head_triton, _triton_failure, _triton_population_for
+
+    cpu = torch.device("cpu")
+
+    def pick(head: str = "fused", precision: str = "ieee") -> dict[str, str | None]:
+        _triton_failure.cache_clear()
+        population = _triton_population_for("mlds-gru", cpu, head, precision)
+        return {"kernels": population.kernels, "gru": population.gru_layer.__name__}
+
+    results = {"working": pick(), "tf32x3": pick("torch", "tf32x3")}
+    hits = _triton_failure.cache_info().hits
+    _triton_population_for("mlds-gru", cpu, "torch", "tf32x3")
+    results["cached"] = {"hits": _triton_failure.cache_info().hits - hits}
+    launch_error = RuntimeError("PTX .version 8.7 does not support .target sm_61")
+    with mock.patch.object(_gru_triton, "_forward", side_effect=launch_error):
+        results["gru_fails"] = pick()
+    run = _head_triton._run
+
+    def wrong_loss(*args, **kwargs):
+        loss, *rest = run(*args, **kwargs)
+        return (loss * 2, *rest)
+
+    with mock.patch.object(_head_triton, "_run", wrong_loss):
+        results["head_wrong"] = pick()
+    return results
+
+
+@pytest.fixture(scope="module")
+def choices(run_interpreted) -> dict[str, dict]:
+    pytest.importorskip("triton")
+    return run_interpreted(__file__)
+
+
+def test_triton_kernels_that_pass_are_used(choices):
+    assert choices["working"] == {"kernels": "fused Triton GRU and head (ieee)", "gru": "time_major"}
+    assert choices["tf32x3"]["kernels"] == "fused Triton GRU (tf32x3)"
+    assert choices["cached"] == {"hits": 1}  # checked once per process
+
+
+def test_a_gru_kernel_that_cannot_launch_falls_back_to_pytorch(choices):
+    assert choices["gru_fails"] == {
+        "kernels": "PyTorch GRU (Triton kernels failed their first run: "
+        "RuntimeError: PTX .version 8.7 does not support .target sm_61)",
+        "gru": "gru_layer_manual",
+    }
+
+
+def test_a_wrong_head_falls_back_to_the_pytorch_head(choices):
+    kernels = choices["head_wrong"]["kernels"]
+    assert kernels.startswith("fused Triton GRU (ieee); Triton head failed its first run: a first step")
+    assert choices["head_wrong"]["gru"] == "time_major"
+
+
+if __name__ == "__main__":
+    print(json.dumps(_triton_choices()))
