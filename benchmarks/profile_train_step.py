@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1, help="CPU: threads of the C kernels (PyTorch: one)")
-    parser.add_argument("--head", choices=["auto", "fused", "torch"], default="auto", help="head and loss")
+    parser.add_argument("--head", choices=["fused", "torch"], default="fused", help="head and loss")
     parser.add_argument(
         "--precision", choices=["ieee", "tf32x3"], default="ieee", help="CUDA: the fused GRU's products"
     )

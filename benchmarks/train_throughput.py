@@ -157,10 +157,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--head",
-        choices=["auto", "fused", "torch"],
-        default="auto",
-        help="the MLP head and loss: fused (C on the CPU, Triton on CUDA), torch, or what the trainer "
-        "picks (fused on the CPU, torch on CUDA)",
+        choices=["fused", "torch"],
+        default="fused",
+        help="the MLP head and loss: fused (C on the CPU, Triton on CUDA; the trainer's choice) or torch",
     )
     parser.add_argument(
         "--threads",

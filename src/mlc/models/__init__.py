@@ -77,23 +77,24 @@ def layout(name: str) -> Layout:
 
 
 def population_for(
-    name: str, device: torch.device, head: str = "auto", precision: str = "ieee"
+    name: str, device: torch.device, head: str = "fused", precision: str = "ieee"
 ) -> Population:
     """The fastest correct implementation for `device`: the fused Triton recurrence on a CUDA GPU when
     Triton is installed; on the CPU the C kernels (recurrence, and head fused with the loss) when a C
     compiler can build them; the hand-differentiated PyTorch recurrence otherwise.
 
     `head` picks the MLP head and loss: "fused" (the device's fused kernel: C on the CPU, Triton on
-    CUDA), "torch" (PyTorch ops) or "auto": fused on the CPU, PyTorch on CUDA until the Triton head
-    has been timed on a GPU (benchmarks/gpu_session.sh measures both). Triton kernels train only
-    after a first step on the device agrees with the PyTorch path (`_first_run`); else the head,
-    then the recurrence, falls back, and `Population.kernels` says why.
+    CUDA) or "torch" (PyTorch ops). The Triton head is not yet timed on a GPU; its sm_90a build
+    issues ~1.3 us of instructions per model-step, where the H200 profile measured >= 3.8 us in the
+    PyTorch head's GEMMs and ReLUs alone (benchmarks/gpu_session.sh times both). Triton kernels train
+    only after a first step on the device agrees with the PyTorch path (`_first_run`); else the
+    head, then the recurrence, falls back, and `Population.kernels` says why.
 
     `precision` is the fused CUDA recurrence's: "ieee" (float32 FMAs) or "tf32x3" (tensor cores at
     float32 accuracy, faster on an H200; ieee stays the default until a GPU check of the tf32x3
     accumulation fix passes). The CPU kernels compute in float32 FMAs, "ieee" only."""
-    if head not in ("auto", "fused", "torch"):
-        raise ValueError(f"head must be auto, fused or torch, not {head!r}")
+    if head not in ("fused", "torch"):
+        raise ValueError(f"head must be fused or torch, not {head!r}")
     if precision not in ("ieee", "tf32x3") or (precision != "ieee" and device.type != "cuda"):
         raise ValueError(f"precision must be ieee, or tf32x3 on a CUDA device; got {precision!r} on {device}")
     if device.type == "cuda":
