@@ -38,6 +38,7 @@ def main() -> None:
     spec = tasks.DataSpec(seed=1, n_train=32 * args.steps, n_val=32, length=100)
     data = TrainingArrays.from_shared(tasks.make_shared_data(spec, map(tasks.get, names)), names, dev)
     population = models.population_for("mlds-gru", dev, args.head, args.precision)
+    print(f"kernels: {population.kernels}", flush=True)
     seeds = list(range(args.models))
     state = PopulationState.fresh(population.init(seeds)).to(dev)
     trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))

@@ -25,6 +25,46 @@ def test_passes_the_pytorch_path_and_the_cpu_kernels():
     assert first_run_failure(models.population_for("mlds-gru", cpu), reference, cpu) is None
 
 
+def test_a_caller_without_gradients_does_not_fail_the_check():
+    reference = models.population("mlds-gru")
+    with torch.no_grad():
+        assert first_run_failure(reference, reference, torch.device("cpu")) is None
+
+
+CHECK = "mlc.models._first_run.first_run_failure"
+
+
+@pytest.fixture
+def no_checks_yet():
+    from mlc.models import _TRITON_CHECKED
+
+    _TRITON_CHECKED.clear()
+    yield
+    _TRITON_CHECKED.clear()
+
+
+@pytest.mark.usefixtures("no_checks_yet")
+def test_checks_once_per_process():
+    from mlc.models import _triton_failure
+
+    cpu = torch.device("cpu")
+    with mock.patch(CHECK, return_value="RuntimeError: no ptxas") as check:
+        assert _triton_failure("mlds-gru", cpu, "ieee", False) == "RuntimeError: no ptxas"
+        assert _triton_failure("mlds-gru", cpu, "ieee", False) == "RuntimeError: no ptxas"
+    assert check.call_count == 1
+
+
+@pytest.mark.usefixtures("no_checks_yet")
+def test_running_out_of_memory_is_not_remembered():
+    from mlc.models import _triton_failure
+
+    cpu = torch.device("cpu")
+    with mock.patch(CHECK, return_value="OutOfMemoryError: CUDA") as check:
+        _triton_failure("mlds-gru", cpu, "ieee", False)
+        _triton_failure("mlds-gru", cpu, "ieee", False)
+    assert check.call_count == 2
+
+
 def test_reports_a_kernel_that_cannot_launch():
     def broken(*_):
         raise RuntimeError("PTX .version 8.7 does not support .target sm_61\nmore detail")
@@ -45,19 +85,16 @@ def test_reports_a_kernel_that_computes_wrongly(corrupt):
 def _triton_choices() -> dict[str, str | None]:
     """What population_for's CUDA branch picks (run on the CPU by the interpreter) when the kernels
     work, when the GRU kernel cannot launch, and when the head computes a wrong loss."""
-    from mlc.models import _gru_triton, _head_triton, _triton_failure, _triton_population_for
+    from mlc.models import _TRITON_CHECKED, _gru_triton, _head_triton, _triton_population_for
 
     cpu = torch.device("cpu")
 
     def pick(head: str = "fused", precision: str = "ieee") -> dict[str, str | None]:
-        _triton_failure.cache_clear()
+        _TRITON_CHECKED.clear()
         population = _triton_population_for("mlds-gru", cpu, head, precision)
         return {"kernels": population.kernels, "gru": population.gru_layer.__name__}
 
     results = {"working": pick(), "tf32x3": pick("torch", "tf32x3")}
-    hits = _triton_failure.cache_info().hits
-    _triton_population_for("mlds-gru", cpu, "torch", "tf32x3")
-    results["cached"] = {"hits": _triton_failure.cache_info().hits - hits}
     launch_error = RuntimeError("PTX .version 8.7 does not support .target sm_61")
     with mock.patch.object(_gru_triton, "_forward", side_effect=launch_error):
         results["gru_fails"] = pick()
@@ -79,9 +116,8 @@ def choices(run_interpreted) -> dict[str, dict]:
 
 
 def test_triton_kernels_that_pass_are_used(choices):
-    assert choices["working"] == {"kernels": "fused Triton GRU and head (ieee)", "gru": "time_major"}
+    assert choices["working"] == {"kernels": "fused Triton GRU (ieee) and head (ieee)", "gru": "time_major"}
     assert choices["tf32x3"]["kernels"] == "fused Triton GRU (tf32x3)"
-    assert choices["cached"] == {"hits": 1}  # checked once per process
 
 
 def test_a_gru_kernel_that_cannot_launch_falls_back_to_pytorch(choices):

@@ -121,6 +121,8 @@ def _triton_population_for(name: str, device: torch.device, head: str, precision
 
     if not triton_available(device):
         return population(name, kernels="PyTorch GRU (Triton is not installed)")
+    if device.type == "cuda" and device.index is None:  # one check per GPU, whichever way it is named
+        device = torch.device("cuda", torch.cuda.current_device())
     fused_head = head == "fused" and head_triton_available(device, config(name).fc_sizes)
     failures = []
     for fused in [True, False] if fused_head else [False]:
@@ -134,12 +136,21 @@ def _triton_population_for(name: str, device: torch.device, head: str, precision
     return population(name, kernels=f"PyTorch GRU (Triton kernels failed their first run: {failures[-1]})")
 
 
-@functools.cache
+_TRITON_CHECKED: dict[tuple[str, torch.device, str, bool], str | None] = {}
+
+
 def _triton_failure(name: str, device: torch.device, precision: str, fused_head: bool) -> str | None:
-    """Why the Triton kernels cannot train `name` on `device`, or None; checked once per process."""
+    """Why the Triton kernels cannot train `name` on `device`, or None: checked once per process,
+    except that running out of memory is not remembered (the next call may find memory free)."""
     from mlc.models._first_run import first_run_failure
 
-    return first_run_failure(_triton_population(name, precision, fused_head), population(name), device)
+    key = (name, device, precision, fused_head)
+    if key not in _TRITON_CHECKED:
+        failure = first_run_failure(_triton_population(name, precision, fused_head), population(name), device)
+        if failure is not None and failure.startswith("OutOfMemoryError"):
+            return failure
+        _TRITON_CHECKED[key] = failure
+    return _TRITON_CHECKED[key]
 
 
 def _triton_population(name: str, precision: str, fused_head: bool) -> Population:
@@ -147,7 +158,7 @@ def _triton_population(name: str, precision: str, fused_head: bool) -> Populatio
     from mlc.models._head_triton import head_loss_triton
 
     gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
-    kernels = f"fused Triton GRU{' and head' if fused_head else ''} ({precision})"
+    kernels = f"fused Triton GRU ({precision}){' and head (ieee)' if fused_head else ''}"
     return population(name, gru, head_loss_triton if fused_head else None, kernels=kernels)
 
 

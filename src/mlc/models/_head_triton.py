@@ -225,7 +225,8 @@ if triton is not None:
             if WITH_GRADS:
                 sig = tl.where(z > 0, 1.0 / (1.0 + e), e / (1.0 + e))
                 g4 = tl.where(valid, sig - target, 0.0) * scale
-                # the split's hi part is > 0 exactly where the activation is, so it serves as the mask
+                # the split's hi part is > 0 where the activation is (but for denormals below 6e-42,
+                # whose gradients vanish anyway), so it serves as the ReLU mask
                 gw4, gb4, g3 = _backprop(a3, a3_, g4, wt4, wt4_, gw4, gb4, PRECISION)
                 gw3, gb3, g2 = _backprop(a2, a2_, tl.where(a3 > 0, g3, 0.0), wt3, wt3_, gw3, gb3, PRECISION)
                 gw2, gb2, g1 = _backprop(a1, a1_, tl.where(a2 > 0, g2, 0.0), wt2, wt2_, gw2, gb2, PRECISION)

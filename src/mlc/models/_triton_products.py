@@ -1,16 +1,12 @@
-"""Matrix products for the Triton kernels in float32, on CUDA cores or on tensor cores at float32
-accuracy, and sums carried across a kernel's loop (the GRU's time steps, the head's row tiles).
-
-PRECISION "ieee": tl.dot as float32 FMAs. "tf32x3": each operand split v = hi + lo with hi rounded to
-tf32, and hi.hi + hi.lo + lo.hi on tensor cores; dropping lo.lo costs ~2^-22. "tf32": one tensor-core
-product, ~1e-3, for measurement only.
-
-The tensor cores' float32 accumulation truncates toward zero instead of rounding, so a sum carried
-across a loop through their accumulator drifts toward zero by up to an ulp per product: an H200
-measured 2.2e-5 on the GRU's weight gradients at L=100 steps, growing linearly with L (ieee: 7e-7).
-`_accumulate` therefore starts each iteration's products from zero and adds them to the carried sum
-in a rounded CUDA-core add, which bounds the truncation to one iteration's K terms
-(benchmarks/tf32x3_error_model.py emulates both); ieee FMAs round, so they add in place.
+"""Matrix products for the Triton kernels in float32 and the sums they carry across a loop (the
+GRU's time steps, the head's row tiles): PRECISION "ieee" computes tl.dot as float32 FMAs; "tf32x3"
+splits each operand v = hi + lo with hi rounded to tf32 and adds hi.hi + hi.lo + lo.hi from tensor
+cores (dropping lo.lo costs ~2^-22); "tf32", one tensor-core product (~1e-3), is for measurement
+only. The tensor cores' float32 accumulation truncates toward zero instead of rounding, so a sum
+carried through their accumulator drifts toward zero by up to an ulp per product (an H200 measured
+2.2e-5 on the GRU's weight gradients at L=100, linear in L; ieee 7e-7): `_accumulate` starts each
+iteration's products from zero and adds them to the carried sum in a rounded CUDA-core add, which
+bounds the truncation to one iteration's K terms (benchmarks/tf32x3_error_model.py emulates both).
 """
 
 from __future__ import annotations
@@ -26,9 +22,10 @@ __all__ = ["PRECISIONS", "check_precision"]
 PRECISIONS = ("ieee", "tf32x3", "tf32")
 
 
-def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> None:
-    if precision not in allowed:
-        raise ValueError(f"precision must be one of {allowed}, got {precision!r}")
+def check_precision(precision: str) -> None:
+    """Reject a precision the kernels do not know, naming the ones they do."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 if triton is not None:
