@@ -36,33 +36,56 @@ CHECK = "mlc.models._first_run.first_run_failure"
 
 @pytest.fixture
 def no_checks_yet():
-    from mlc.models import _TRITON_CHECKED
+    from mlc.models import _FIRST_RUNS
 
-    _TRITON_CHECKED.clear()
+    _FIRST_RUNS.clear()
     yield
-    _TRITON_CHECKED.clear()
+    _FIRST_RUNS.clear()
 
 
 @pytest.mark.usefixtures("no_checks_yet")
 def test_checks_once_per_process():
-    from mlc.models import _triton_failure
+    from mlc.models import _first_run_failure
 
-    cpu = torch.device("cpu")
+    cpu, candidate = torch.device("cpu"), models.population("mlds-gru", kernels="some kernels")
     with mock.patch(CHECK, return_value="RuntimeError: no ptxas") as check:
-        assert _triton_failure("mlds-gru", cpu, "ieee", False) == "RuntimeError: no ptxas"
-        assert _triton_failure("mlds-gru", cpu, "ieee", False) == "RuntimeError: no ptxas"
+        assert _first_run_failure("mlds-gru", cpu, candidate) == "RuntimeError: no ptxas"
+        assert _first_run_failure("mlds-gru", cpu, candidate) == "RuntimeError: no ptxas"
     assert check.call_count == 1
 
 
 @pytest.mark.usefixtures("no_checks_yet")
 def test_running_out_of_memory_is_not_remembered():
-    from mlc.models import _triton_failure
+    from mlc.models import _first_run_failure
+
+    cpu, candidate = torch.device("cpu"), models.population("mlds-gru", kernels="some kernels")
+    with mock.patch(CHECK, return_value="OutOfMemoryError: CUDA") as check:
+        _first_run_failure("mlds-gru", cpu, candidate)
+        _first_run_failure("mlds-gru", cpu, candidate)
+    assert check.call_count == 2
+
+
+@pytest.mark.usefixtures("no_checks_yet")
+def test_wrong_c_kernels_fall_back_head_first_then_recurrence():
+    if not models.native_available():
+        pytest.skip(f"C kernels unavailable: {models.native_unavailable_reason()}")
+    from mlc.models import _FIRST_RUNS, _gru_native, _head_native
 
     cpu = torch.device("cpu")
-    with mock.patch(CHECK, return_value="OutOfMemoryError: CUDA") as check:
-        _triton_failure("mlds-gru", cpu, "ieee", False)
-        _triton_failure("mlds-gru", cpu, "ieee", False)
-    assert check.call_count == 2
+    assert models.population_for("mlds-gru", cpu).kernels.startswith("C kernels, ")
+    _FIRST_RUNS.clear()
+    head = _head_native.head_loss_native
+    with mock.patch.object(_head_native, "head_loss_native", lambda *args: head(*args) * 2):
+        population = models.population_for("mlds-gru", cpu)
+    assert population.head_loss is None
+    assert population.kernels.startswith("C kernels (PyTorch head), ")
+    assert "; C head failed its first run: a first step disagreed with the PyTorch path" in population.kernels
+    _FIRST_RUNS.clear()
+    with mock.patch.object(_gru_native, "gru_layer_native", side_effect=RuntimeError("illegal instruction")):
+        population = models.population_for("mlds-gru", cpu)
+    assert population.kernels == (
+        "PyTorch GRU (C kernels failed their first run: RuntimeError: illegal instruction)"
+    )
 
 
 def test_reports_a_kernel_that_cannot_launch():
@@ -85,12 +108,12 @@ def test_reports_a_kernel_that_computes_wrongly(corrupt):
 def _triton_choices() -> dict[str, str | None]:
     """What population_for's CUDA branch picks (run on the CPU by the interpreter) when the kernels
     work, when the GRU kernel cannot launch, and when the head computes a wrong loss."""
-    from mlc.models import _TRITON_CHECKED, _gru_triton, _head_triton, _triton_population_for
+    from mlc.models import _FIRST_RUNS, _gru_triton, _head_triton, _triton_population_for
 
     cpu = torch.device("cpu")
 
     def pick(head: str = "fused", precision: str = "ieee") -> dict[str, str | None]:
-        _TRITON_CHECKED.clear()
+        _FIRST_RUNS.clear()
         population = _triton_population_for("mlds-gru", cpu, head, precision)
         return {"kernels": population.kernels, "gru": population.gru_layer.__name__}
 

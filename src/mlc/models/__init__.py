@@ -86,9 +86,10 @@ def population_for(
     `head` picks the MLP head and loss: "fused" (the device's fused kernel: C on the CPU, Triton on
     CUDA) or "torch" (PyTorch ops). The Triton head is not yet timed on a GPU; its sm_90a build
     issues ~1.3 us of instructions per model-step, where the H200 profile measured >= 3.8 us in the
-    PyTorch head's GEMMs and ReLUs alone (benchmarks/gpu_session.sh times both). Triton kernels train
-    only after a first step on the device agrees with the PyTorch path (`_first_run`); else the
-    head, then the recurrence, falls back, and `Population.kernels` says why.
+    PyTorch head's GEMMs and ReLUs alone (benchmarks/gpu_session.sh times both). Fused kernels, C
+    or Triton, train only after a first step on the device agrees with the PyTorch path
+    (`_first_run`; a compiler, an instruction set or a GPU the kernels were never run on here);
+    else the head, then the recurrence, falls back, and `Population.kernels` says why.
 
     `precision` is the fused CUDA recurrence's: "ieee" (float32 FMAs) or "tf32x3" (tensor cores at
     float32 accuracy, faster on an H200; ieee stays the default until a GPU check of the tf32x3
@@ -104,15 +105,22 @@ def population_for(
     if not native_available():
         reason = (native_unavailable_reason() or "").splitlines()[0]
         return population(name, kernels=f"PyTorch GRU (C kernels unavailable: {reason})")
+    return _first_that_runs(name, device, [_native_population(name, f) for f in _heads(head == "fused")], "C")
+
+
+def _heads(fused: bool) -> list[bool]:
+    """Whether each candidate has the fused head, in order of preference."""
+    return [True, False] if fused else [False]
+
+
+def _native_population(name: str, fused_head: bool) -> Population:
     from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
     from mlc.models._head_native import head_loss_native
 
     threads = native_threads()
-    kernels = f"C kernels{' (PyTorch head)' if head == 'torch' else ''}, {threads} thread" + "s" * (
-        threads > 1
-    )
-    fused = None if head == "torch" else head_loss_native
-    return population(name, gru_layer_native, fused, LANE_LAYOUT, kernels=kernels)
+    kernels = f"C kernels{'' if fused_head else ' (PyTorch head)'}, {threads} thread" + "s" * (threads > 1)
+    head_loss = head_loss_native if fused_head else None
+    return population(name, gru_layer_native, head_loss, LANE_LAYOUT, kernels=kernels)
 
 
 def _triton_population_for(name: str, device: torch.device, head: str, precision: str) -> Population:
@@ -123,34 +131,10 @@ def _triton_population_for(name: str, device: torch.device, head: str, precision
         return population(name, kernels="PyTorch GRU (Triton is not installed)")
     if device.type == "cuda" and device.index is None:  # one check per GPU, whichever way it is named
         device = torch.device("cuda", torch.cuda.current_device())
-    fused_head = head == "fused" and head_triton_available(device, config(name).fc_sizes)
-    failures = []
-    for fused in [True, False] if fused_head else [False]:
-        failure = _triton_failure(name, device, precision, fused)
-        if failure is None:
-            candidate = _triton_population(name, precision, fused)
-            if failures:
-                candidate.kernels += f"; Triton head failed its first run: {failures[0]}"
-            return candidate
-        failures.append(failure)
-    return population(name, kernels=f"PyTorch GRU (Triton kernels failed their first run: {failures[-1]})")
-
-
-_TRITON_CHECKED: dict[tuple[str, torch.device, str, bool], str | None] = {}
-
-
-def _triton_failure(name: str, device: torch.device, precision: str, fused_head: bool) -> str | None:
-    """Why the Triton kernels cannot train `name` on `device`, or None: checked once per process,
-    except that running out of memory is not remembered (the next call may find memory free)."""
-    from mlc.models._first_run import first_run_failure
-
-    key = (name, device, precision, fused_head)
-    if key not in _TRITON_CHECKED:
-        failure = first_run_failure(_triton_population(name, precision, fused_head), population(name), device)
-        if failure is not None and failure.startswith("OutOfMemoryError"):
-            return failure
-        _TRITON_CHECKED[key] = failure
-    return _TRITON_CHECKED[key]
+    fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
+    return _first_that_runs(
+        name, device, [_triton_population(name, precision, f) for f in _heads(fused)], "Triton"
+    )
 
 
 def _triton_population(name: str, precision: str, fused_head: bool) -> Population:
@@ -160,6 +144,39 @@ def _triton_population(name: str, precision: str, fused_head: bool) -> Populatio
     gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
     kernels = f"fused Triton GRU ({precision}){' and head (ieee)' if fused_head else ''}"
     return population(name, gru, head_loss_triton if fused_head else None, kernels=kernels)
+
+
+def _first_that_runs(
+    name: str, device: torch.device, candidates: list[Population], family: str
+) -> Population:
+    """The first candidate whose first run on `device` agrees with the PyTorch path, noting a fused
+    head that failed; the PyTorch population, saying why, when none does. `family` names the kernels."""
+    failures = []
+    for candidate in candidates:
+        failure = _first_run_failure(name, device, candidate)
+        if failure is None:
+            if failures:
+                candidate.kernels += f"; {family} head failed its first run: {failures[0]}"
+            return candidate
+        failures.append(failure)
+    return population(name, kernels=f"PyTorch GRU ({family} kernels failed their first run: {failures[-1]})")
+
+
+_FIRST_RUNS: dict[tuple[str, torch.device, str], str | None] = {}
+
+
+def _first_run_failure(name: str, device: torch.device, candidate: Population) -> str | None:
+    """Why `candidate` (named by its kernels) cannot train `name` on `device`, or None: checked once
+    per process, except that running out of memory is not remembered (memory may be free later)."""
+    from mlc.models._first_run import first_run_failure
+
+    key = (name, device, candidate.kernels)
+    if key not in _FIRST_RUNS:
+        failure = first_run_failure(candidate, population(name), device)
+        if failure is not None and failure.startswith("OutOfMemoryError"):
+            return failure
+        _FIRST_RUNS[key] = failure
+    return _FIRST_RUNS[key]
 
 
 def set_training_threads(n: int | None) -> None:

@@ -1,10 +1,11 @@
 """A fast path's first run on a device, checked against the PyTorch population before it trains:
-Triton compiles its kernels for the GPU it finds at their first launch, which fails on a GPU it
-cannot target (too old an architecture, a driver older than its PTX, no ptxas) and would fail every
-work unit a volunteer's worker took, and a miscompiled kernel would store wrong networks as trained.
-So a population of fused kernels first runs one small training step on the device, compared with the
-PyTorch population in float64, and the caller falls back and says why when it fails, as it does when
-no C compiler builds the CPU kernels.
+the fused kernels are compiled on the machine that trains, for what it has (Triton for the GPU it
+finds, which fails on one it cannot target: too old an architecture, a driver older than its PTX;
+the C kernels by the local compiler for the local instruction set, NEON and other compilers never
+run here), and a kernel that fails would fail every work unit a volunteer's worker took, while a
+miscompiled one would store wrong networks as trained. So a population of fused kernels first runs
+one small training step on the device, compared with the PyTorch population in float64, and the
+caller falls back and says why when it fails, as it does when no C compiler builds the CPU kernels.
 """
 
 from __future__ import annotations
