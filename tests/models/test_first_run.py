@@ -45,23 +45,23 @@ def no_checks_yet():
 
 @pytest.mark.usefixtures("no_checks_yet")
 def test_checks_once_per_process():
-    from mlc.models import _first_run_failure
+    from mlc.models import _checked_first_run
 
     cpu, candidate = torch.device("cpu"), models.population("mlds-gru", kernels="some kernels")
     with mock.patch(CHECK, return_value="RuntimeError: no ptxas") as check:
-        assert _first_run_failure("mlds-gru", cpu, candidate) == "RuntimeError: no ptxas"
-        assert _first_run_failure("mlds-gru", cpu, candidate) == "RuntimeError: no ptxas"
+        assert _checked_first_run("mlds-gru", cpu, candidate) == "RuntimeError: no ptxas"
+        assert _checked_first_run("mlds-gru", cpu, candidate) == "RuntimeError: no ptxas"
     assert check.call_count == 1
 
 
 @pytest.mark.usefixtures("no_checks_yet")
 def test_running_out_of_memory_is_not_remembered():
-    from mlc.models import _first_run_failure
+    from mlc.models import _checked_first_run
 
     cpu, candidate = torch.device("cpu"), models.population("mlds-gru", kernels="some kernels")
     with mock.patch(CHECK, return_value="OutOfMemoryError: CUDA") as check:
-        _first_run_failure("mlds-gru", cpu, candidate)
-        _first_run_failure("mlds-gru", cpu, candidate)
+        _checked_first_run("mlds-gru", cpu, candidate)
+        _checked_first_run("mlds-gru", cpu, candidate)
     assert check.call_count == 2
 
 

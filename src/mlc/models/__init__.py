@@ -79,9 +79,9 @@ def layout(name: str) -> Layout:
 def population_for(
     name: str, device: torch.device, head: str = "fused", precision: str = "ieee"
 ) -> Population:
-    """The fastest correct implementation for `device`: the fused Triton recurrence on a CUDA GPU when
-    Triton is installed; on the CPU the C kernels (recurrence, and head fused with the loss) when a C
-    compiler can build them; the hand-differentiated PyTorch recurrence otherwise.
+    """The fastest correct implementation for `device`: on a CUDA GPU the Triton kernels (recurrence,
+    and head fused with the loss) when Triton is installed; on the CPU the C kernels (the same two)
+    when a C compiler can build them; the hand-differentiated PyTorch recurrence otherwise.
 
     `head` picks the MLP head and loss: "fused" (the device's fused kernel: C on the CPU, Triton on
     CUDA) or "torch" (PyTorch ops). The Triton head is not yet timed on a GPU; its sm_90a build
@@ -153,7 +153,7 @@ def _first_that_runs(
     head that failed; the PyTorch population, saying why, when none does. `family` names the kernels."""
     failures = []
     for candidate in candidates:
-        failure = _first_run_failure(name, device, candidate)
+        failure = _checked_first_run(name, device, candidate)
         if failure is None:
             if failures:
                 candidate.kernels += f"; {family} head failed its first run: {failures[0]}"
@@ -165,7 +165,7 @@ def _first_that_runs(
 _FIRST_RUNS: dict[tuple[str, torch.device, str], str | None] = {}
 
 
-def _first_run_failure(name: str, device: torch.device, candidate: Population) -> str | None:
+def _checked_first_run(name: str, device: torch.device, candidate: Population) -> str | None:
     """Why `candidate` (named by its kernels) cannot train `name` on `device`, or None: checked once
     per process, except that running out of memory is not remembered (memory may be free later)."""
     from mlc.models._first_run import first_run_failure
