@@ -6,7 +6,14 @@ import torch
 
 from mlc import models, tasks
 from mlc.errors import ConfigError
-from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays, train_reference
+from mlc.train import (
+    PopulationState,
+    PopulationTrainer,
+    TrainConfig,
+    TrainingArrays,
+    evaluate,
+    train_reference,
+)
 from mlc.work import decode_state, encode_state
 
 TASKS = ["SingleDirectMachine", "ParityMachine", "EightBitModified"]
@@ -47,6 +54,15 @@ def test_population_agrees_with_one_network_reference_loop(arrays, population):
         assert (models.flatten(module) - state.params[m]).abs().max() < 1e-5
         np.testing.assert_allclose(history.val_loss[m], ref_history[:, 1], rtol=1e-5)
         np.testing.assert_allclose(history.train_loss[m], ref_history[:, 0], rtol=1e-5)
+
+
+def test_evaluation_does_not_depend_on_its_chunk_size(arrays, population):
+    params = models.population("mlds-gru").init([4, 5, 6])
+    val_y = arrays.val_y[arrays.task_rows(TASKS)]
+    whole = evaluate(population, params, arrays.val_x, val_y, chunk=arrays.val_x.shape[0])
+    chunked = evaluate(population, params, arrays.val_x, val_y, chunk=5)  # 24 = 4 x 5 + 4
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
 
 
 def test_k_plus_k_through_serialised_state_equals_2k(arrays, population):

@@ -21,9 +21,6 @@ from mlc.train._state import EpochHistory, PopulationState
 
 __all__ = ["EpochReport", "PopulationTrainer", "evaluate"]
 
-_EVAL_CHUNK = 256  # sequences per forward pass when evaluating, to bound memory
-
-
 @dataclass(frozen=True)
 class EpochReport:
     """Handed to the progress callback after every epoch of a training call."""
@@ -35,9 +32,11 @@ class EpochReport:
 
 @torch.no_grad()
 def evaluate(
-    population: Population, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    population: Population, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean BCE loss and bit accuracy (logit > 0) per network.
+    """Mean BCE loss and bit accuracy (logit > 0) per network, `chunk` sequences per forward pass:
+    the training batch size, so that evaluating never needs more memory than a training step (which
+    is what the population size was chosen for; a 200-sequence pass needs ~2.5x a step's memory).
 
     params [M, P]; x [N, L, 5] shared by all; y [M, N, L, 8] -> (loss [M], accuracy [M]) float32.
     """
@@ -45,9 +44,9 @@ def evaluate(
     views = population.views(params)
     loss_sum = torch.zeros(m, dtype=torch.float64, device=params.device)
     correct = torch.zeros(m, dtype=torch.float64, device=params.device)
-    for start in range(0, n, _EVAL_CHUNK):
-        xs = x[start : start + _EVAL_CHUNK].transpose(0, 1)  # [L, n, 5]
-        ys = y[:, start : start + _EVAL_CHUNK].transpose(1, 2)  # [M, L, n, 8]
+    for start in range(0, n, chunk):
+        xs = x[start : start + chunk].transpose(0, 1)  # [L, n, 5]
+        ys = y[:, start : start + chunk].transpose(1, 2)  # [M, L, n, 8]
         logits = population.forward_views(views, xs.unsqueeze(0).expand(m, *xs.shape).contiguous())
         bce = F.binary_cross_entropy_with_logits(logits, ys, reduction="none")
         loss_sum += bce.sum(dim=(1, 2, 3)).double()
@@ -125,7 +124,8 @@ class PopulationTrainer:
             loss, grad = self.population.loss_and_grad(params, x, y)
             adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
             loss_sum += loss.double() * idx.shape[2]
-        val_loss, val_acc = evaluate(self.population, params, data.val_x, data.val_y[task_rows[active]])
+        val_y = data.val_y[task_rows[active]]
+        val_loss, val_acc = evaluate(self.population, params, data.val_x, val_y, self.config.batch_size)
         state.params[active] = params
         state.exp_avg[active], state.exp_avg_sq[active] = exp_avg, exp_avg_sq
         state.step[active] = step
