@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from types import ModuleType
 from unittest import mock
 
 import numpy as np
 from triton._C.libtriton import ir
 from triton.runtime.interpreter import InterpreterBuilder, TensorHandle
 
-__all__ = ["emulated_tensor_cores"]
+__all__ = ["carried_on_tensor_cores", "emulated_tensor_cores"]
 
 _MMA_K = 8  # products per mma
 _ALIGN_BITS = 24 + 3  # float32's significand and the alignment's extra bits
@@ -57,4 +58,15 @@ def emulated_tensor_cores() -> Iterator[None]:
         return TensorHandle(_mma_chain(a.data, b.data, d.data), d.dtype.scalar)
 
     with mock.patch.object(InterpreterBuilder, "create_dot", create_dot):
+        yield
+
+
+@contextlib.contextmanager
+def carried_on_tensor_cores(module: ModuleType) -> Iterator[None]:
+    """Within the block, the sums `module`'s kernels carry across a loop go through the tensor cores'
+    accumulator, as before the fix (`_start`/`_finish` in their ieee form), to show the fix matters."""
+    with (
+        mock.patch.object(module, "_start", lambda carry, precision: carry),
+        mock.patch.object(module, "_finish", lambda out, carry, precision: out),
+    ):
         yield

@@ -3,12 +3,10 @@ in a child process (this file as a script; see conftest.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import math
 import sys
-from unittest import mock
 
 import pytest
 import torch
@@ -83,24 +81,19 @@ def _tensor_core_errors() -> dict[str, dict[str, float]]:
     carried across steps added on CUDA cores as the kernel does; with the dh carry alone, then with
     every carried sum, through the tensor cores' accumulator instead (`_start`/`_finish` in their
     ieee form; the second is what an H200 measured: 2.2e-5 on the weight gradients)."""
-    from tensor_cores import emulated_tensor_cores
+    from tensor_cores import carried_on_tensor_cores, emulated_tensor_cores
 
     from mlc.models import _gru_triton, _triton_products
 
     def errors(precision: str = "tf32x3") -> dict[str, float]:
         return _layer_errors(1, 32, 100, 12, precision, 32, True)
 
-    def carry_on_tensor_cores(module, stack: contextlib.ExitStack) -> None:
-        stack.enter_context(mock.patch.object(module, "_start", lambda carry, precision: carry))
-        stack.enter_context(mock.patch.object(module, "_finish", lambda out, carry, precision: out))
-
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(emulated_tensor_cores())
+    with emulated_tensor_cores():
         results = {p: errors(p) for p in ("tf32x3", "tf32")}
-        carry_on_tensor_cores(_gru_triton, stack)  # the dh carry (the dW sums go through _accumulate)
-        results["dh_carried_on_tensor_cores"] = errors()
-        carry_on_tensor_cores(_triton_products, stack)
-        results["all_carried_on_tensor_cores"] = errors()
+        with carried_on_tensor_cores(_gru_triton):  # the dh carry (the dW sums go through _accumulate)
+            results["dh_carried_on_tensor_cores"] = errors()
+            with carried_on_tensor_cores(_triton_products):
+                results["all_carried_on_tensor_cores"] = errors()
     return results
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from unittest import mock
 
 import pytest
 import torch
@@ -109,7 +108,7 @@ def _tensor_core_errors() -> dict[str, float]:
     """The worst error of the tf32x3 head over L*B = 3200 rows (100 tiles) on emulated tensor cores
     (tests/models/tensor_cores.py), with the weight gradients carried across tiles added on CUDA
     cores as the kernel does, and through the tensor cores' accumulator instead."""
-    from tensor_cores import emulated_tensor_cores
+    from tensor_cores import carried_on_tensor_cores, emulated_tensor_cores
 
     from mlc.models import _triton_products
 
@@ -118,10 +117,7 @@ def _tensor_core_errors() -> dict[str, float]:
 
     with emulated_tensor_cores():
         results = {"tf32x3": errors()}
-        with (
-            mock.patch.object(_triton_products, "_start", lambda carry, precision: carry),
-            mock.patch.object(_triton_products, "_finish", lambda out, carry, precision: out),
-        ):
+        with carried_on_tensor_cores(_triton_products):
             results["tf32x3_carried_on_tensor_cores"] = errors()
     return results
 

@@ -7,6 +7,7 @@ implementation that trains M networks in one process.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 import torch
 
@@ -105,7 +106,7 @@ def population_for(
     if not native_available():
         reason = (native_unavailable_reason() or "").splitlines()[0]
         return population(name, kernels=f"PyTorch GRU (C kernels unavailable: {reason})")
-    return _first_that_runs(name, device, [_native_population(name, f) for f in _heads(head == "fused")], "C")
+    return _first_that_runs(name, device, (_native_population(name, f) for f in _heads(head == "fused")), "C")
 
 
 def _heads(fused: bool) -> list[bool]:
@@ -133,7 +134,7 @@ def _triton_population_for(name: str, device: torch.device, head: str, precision
         device = torch.device("cuda", torch.cuda.current_device())
     fused = head == "fused" and head_triton_available(device, config(name).fc_sizes)
     return _first_that_runs(
-        name, device, [_triton_population(name, precision, f) for f in _heads(fused)], "Triton"
+        name, device, (_triton_population(name, precision, f) for f in _heads(fused)), "Triton"
     )
 
 
@@ -147,10 +148,11 @@ def _triton_population(name: str, precision: str, fused_head: bool) -> Populatio
 
 
 def _first_that_runs(
-    name: str, device: torch.device, candidates: list[Population], family: str
+    name: str, device: torch.device, candidates: Iterable[Population], family: str
 ) -> Population:
-    """The first candidate whose first run on `device` agrees with the PyTorch path, noting a fused
-    head that failed; the PyTorch population, saying why, when none does. `family` names the kernels."""
+    """The first candidate (built as needed) whose first run on `device` agrees with the PyTorch path,
+    noting a fused head that failed; the PyTorch population, saying why, when none does. `family`
+    names the kernels."""
     failures = []
     for candidate in candidates:
         failure = _checked_first_run(name, device, candidate)

@@ -203,6 +203,3 @@ def load_data(path: Path, spec: dict[str, int], tasks: list[str]) -> SharedData:
         raise DatasetError(f"{path} is unreadable ({exc}); run mlc.dataset.verify on it") from None
     except KeyError as exc:
         raise DatasetError(f"{path} lacks the tensor {exc}; run mlc.dataset.verify on it") from None
-
-
-

@@ -63,4 +63,3 @@ def get(name: str, **params: Any) -> Task:
             raise ConfigError(f"task {name}: {exc}") from None
     known = ", ".join(sorted(_FIXED)) + ", RandomAutomaton-<k>"
     raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}")
-
