@@ -105,7 +105,7 @@ def _population(layer: str, dev, head: str):
 def measure_population(device: str, steps: int, m: int, layer: str, head: str) -> dict:
     import torch
 
-    from mlc.train import PopulationState, PopulationTrainer, TrainConfig
+    from mlc.train import PopulationState, PopulationTrainer, TrainConfig, bytes_per_network
 
     names, data = _data(steps, device)
     dev = torch.device(device)
@@ -114,7 +114,8 @@ def measure_population(device: str, steps: int, m: int, layer: str, head: str) -
     build_s = time.perf_counter() - built
     seeds = list(range(m))
     state = PopulationState.fresh(population.init(seeds)).to(dev)
-    trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))
+    config = TrainConfig(max_epochs=100)
+    trainer = PopulationTrainer(population, config)
     tasks_of = [names[i % len(names)] for i in seeds]
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -132,6 +133,10 @@ def measure_population(device: str, steps: int, m: int, layer: str, head: str) -
         "models": m,
         "model_steps_s": rate,
         "peak_bytes_per_model": (_peak_bytes(device) - base) / m,
+        # what `mlc run` sizes populations by, for this path
+        "estimated_bytes_per_model": bytes_per_network(
+            population, config.batch_size, data.train_x.shape[1], data.n_train
+        ),
         "startup_s": build_s + epoch_times[0],  # building (and checking) the kernels and a first epoch
         "kernels": population.kernels,
     }
@@ -199,17 +204,18 @@ def main() -> None:
         rows.append(_child(command, args.threads))
         print(json.dumps(rows[-1]), flush=True)
     naive = rows[0].get("model_steps_s")
-    header = ("method", "models", "model-steps/s", "GFLOP/s", "MiB/model", "start-up s")
-    print("\n{:36} {:>7} {:>14} {:>9} {:>10} {:>10}".format(*header))
+    header = ("method", "models", "model-steps/s", "GFLOP/s", "MiB/model", "(estimate)", "start-up s")
+    print("\n{:36} {:>7} {:>14} {:>9} {:>10} {:>10} {:>10}".format(*header))
     for r in rows:
         if "error" in r:
             print(f"{'failed ' + ' '.join(r['args'][3:]):36} {r['error']}")
             continue
         gflops = r["model_steps_s"] * FLOP_PER_MODEL_STEP / 1e9
         mib = r["peak_bytes_per_model"] / 2**20
+        estimate = f"{r['estimated_bytes_per_model'] / 2**20:.2f}" if "estimated_bytes_per_model" in r else ""
         print(
             f"{r['method']:36} {r['models']:>7} {r['model_steps_s']:>14.1f} {gflops:>9.1f} {mib:>10.2f} "
-            f"{r['startup_s']:>10.2f}"
+            f"{estimate:>10} {r['startup_s']:>10.2f}"
         )
     best = max((r for r in rows[1:] if "error" not in r), key=lambda r: r["model_steps_s"], default=None)
     if best:

@@ -58,9 +58,9 @@ def test_population_agrees_with_one_network_reference_loop(arrays, population):
 
 def test_evaluation_does_not_depend_on_its_chunk_size(arrays, population):
     params = models.population("mlds-gru").init([4, 5, 6])
-    val_y = arrays.val_y[arrays.task_rows(TASKS)]
-    whole = evaluate(population, params, arrays.val_x, val_y, chunk=arrays.val_x.shape[0])
-    chunked = evaluate(population, params, arrays.val_x, val_y, chunk=5)  # 24 = 4 x 5 + 4
+    rows = arrays.task_rows(TASKS)
+    whole = evaluate(population, params, arrays.val_x, arrays.val_y, rows, chunk=arrays.val_x.shape[0])
+    chunked = evaluate(population, params, arrays.val_x, arrays.val_y, rows, chunk=5)  # 24 = 4 x 5 + 4
     for a, b in zip(whole, chunked, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
 

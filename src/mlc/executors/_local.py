@@ -117,7 +117,11 @@ class LocalExecutor:
         )
 
     def _auto_size(self, config: ExperimentConfig) -> int:
-        per = bytes_per_network(models.config(config.model), config.train.batch_size, config.data.length)
+        """From the memory of the kernels that will train (the first-run check is cached, so
+        `run_work_units` gets the same population without checking again)."""
+        population = models.population_for(config.model, self.device)
+        data, batch = config.data, config.train.batch_size
+        per = bytes_per_network(population, min(batch, data.n_train), data.length, data.n_train)
         return choose_population_size(self.device, per)
 
     def _drain(self, engine: Engine, server: ServerData, writer: DatasetWriter) -> None:

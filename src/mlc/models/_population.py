@@ -88,6 +88,33 @@ class Population:
     def n_params(self) -> int:
         return self.layout.n_params
 
+    def step_floats_per_row(self) -> int:
+        """Floats one network's training step (`loss_and_grad` on gathered inputs and targets) holds at
+        its peak per row of its mini-batch (one sequence at one time step): what decides how many
+        networks fit on a device, as the weights and Adam state are small beside it.
+
+        Counted from what each path keeps, and checked against the bytes it allocates (tests/train/
+        test_sizing.py; mlds-gru with fused heads: 97, measured 90 on the C kernels and 97 on Triton):
+        - the gathered inputs and targets;
+        - the PyTorch recurrence saves five H-wide tensors per step and layer (hidden state, r, z, n
+          and n's recurrent pre-activation) beside its output, and its backward 3H of gate gradients;
+          fused kernels (C, Triton) save only each layer's output (the next one's input) and
+          recompute the gates; beside them one copy of the first input (C: into its lane layout) or
+          of a gradient (Triton), and at the top of the backward the gradient it returns;
+        - the PyTorch head keeps every Linear layer's output, and the logits' loss and its gradient;
+          a fused head only the gradient it returns.
+        """
+        c = self.config
+        data = c.input_size + c.output_size
+        if self.gru_layer is gru_layer_manual:
+            recurrence = 6 * c.hidden_size * c.num_layers + 3 * c.hidden_size
+        else:
+            recurrence = max(c.input_size, c.hidden_size) + (c.num_layers + 1) * c.hidden_size
+        head = c.hidden_size  # the gradient it returns
+        if self.head_loss is None:
+            head += sum(c.mlp) + 3 * c.output_size
+        return data + recurrence + head
+
     def init(self, seeds: Sequence[int]) -> torch.Tensor:
         """Initial weights `[M, n_params]` float32, row m = the reference module for `seeds[m]`."""
         return torch.stack([flatten(reference_module(self.config, int(s))) for s in seeds])

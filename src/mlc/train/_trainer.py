@@ -32,13 +32,21 @@ class EpochReport:
 
 @torch.no_grad()
 def evaluate(
-    population: Population, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor, chunk: int
+    population: Population,
+    params: torch.Tensor,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    target_rows: torch.Tensor,
+    chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean BCE loss and bit accuracy (logit > 0) per network, `chunk` sequences per forward pass:
     the training batch size, so that evaluating never needs more memory than a training step (which
     is what the population size was chosen for; a 200-sequence pass needs ~2.5x a step's memory).
+    Each network's targets are gathered a chunk at a time for the same reason: all 200 sequences'
+    targets would be 640 KB per network at L = 100, a third of what a training step holds.
 
-    params [M, P]; x [N, L, 5] shared by all; y [M, N, L, 8] -> (loss [M], accuracy [M]) float32.
+    params [M, P]; x [N, L, 5] shared by all; targets [T, N, L, 8] per task; target_rows [M], each
+    network's row of `targets` -> (loss [M], accuracy [M]) float32.
     """
     m, n = params.shape[0], x.shape[0]
     views = population.views(params)
@@ -46,12 +54,12 @@ def evaluate(
     correct = torch.zeros(m, dtype=torch.float64, device=params.device)
     for start in range(0, n, chunk):
         xs = x[start : start + chunk].transpose(0, 1)  # [L, n, 5]
-        ys = y[:, start : start + chunk].transpose(1, 2)  # [M, L, n, 8]
+        ys = targets[target_rows, start : start + chunk].transpose(1, 2)  # [M, L, n, 8]
         logits = population.forward_views(views, xs.unsqueeze(0).expand(m, *xs.shape).contiguous())
         bce = F.binary_cross_entropy_with_logits(logits, ys, reduction="none")
         loss_sum += bce.sum(dim=(1, 2, 3)).double()
         correct += ((logits > 0) == (ys > 0.5)).sum(dim=(1, 2, 3)).double()
-    count = float(n * y.shape[2] * y.shape[3])
+    count = float(n * targets.shape[2] * targets.shape[3])
     return (loss_sum / count).float(), (correct / count).float()
 
 
@@ -124,8 +132,9 @@ class PopulationTrainer:
             loss, grad = self.population.loss_and_grad(params, x, y)
             adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
             loss_sum += loss.double() * idx.shape[2]
-        val_y = data.val_y[task_rows[active]]
-        val_loss, val_acc = evaluate(self.population, params, data.val_x, val_y, self.config.batch_size)
+        val_loss, val_acc = evaluate(
+            self.population, params, data.val_x, data.val_y, task_rows[active], self.config.batch_size
+        )
         state.params[active] = params
         state.exp_avg[active], state.exp_avg_sq[active] = exp_avg, exp_avg_sq
         state.step[active] = step

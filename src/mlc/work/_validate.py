@@ -162,7 +162,7 @@ def _check_reevaluation(
 ) -> None:
     params = result.state.params.to(data.val_x.device)
     rows = data.task_rows([m.task for m in spec.members])
-    loss, acc = evaluate(population, params, data.val_x, data.val_y[rows], spec.train.batch_size)
+    loss, acc = evaluate(population, params, data.val_x, data.val_y, rows, spec.train.batch_size)
     for m, member in enumerate(spec.members):
         last = int(result.history.n_epochs[m]) - 1
         claimed_loss = float(result.history.val_loss[m, last])
