@@ -11,6 +11,7 @@ interpreter (see tests/conftest.py); their wrappers allocate what they would on 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 
 import pytest
@@ -129,6 +130,18 @@ def test_fused_paths_need_a_fraction_of_the_pytorch_paths_memory():
     }
     assert per["triton"] < 0.3 * per["pytorch"], per
     assert 16384 * per["triton"] < 40 * 1024, per  # the GPU bound, with the estimate's margin
+
+
+def test_memory_bounds_the_population_by_what_its_kernels_hold(monkeypatch):
+    pages = {"SC_AVPHYS_PAGES": 25600, "SC_PAGE_SIZE": 4096}  # 100 MiB available
+    monkeypatch.setattr(os, "sysconf", pages.__getitem__)
+    sizes = {
+        path: choose_population_size(
+            torch.device("cpu"), bytes_per_network(PATHS[path](models.MLDS_GRU), 32, 100, 1000)
+        )
+        for path in ("pytorch", "c")
+    }
+    assert sizes == {"pytorch": 10, "c": 40}  # 60% of 100 MiB: 5.8 and 1.5 MiB per network
 
 
 def test_population_size_is_capped_on_the_cpu_and_at_least_one():
