@@ -81,6 +81,17 @@ def test_wrong_c_kernels_fall_back_head_first_then_recurrence():
     assert population.kernels.startswith("C kernels (PyTorch head), ")
     assert "; C head failed its first run: a first step disagreed with the PyTorch path" in population.kernels
     _FIRST_RUNS.clear()
+    evaluate = _head_native.head_eval_native
+
+    def miscounting(*args):
+        loss, correct = evaluate(*args)
+        return loss, correct + 3
+
+    with mock.patch.object(_head_native, "head_eval_native", miscounting):
+        population = models.population_for("mlds-gru", cpu)
+    assert population.head_eval is None and population.head_loss is None
+    assert "; C head failed its first run: a first evaluation disagreed" in population.kernels
+    _FIRST_RUNS.clear()
     with mock.patch.object(_gru_native, "gru_layer_native", side_effect=RuntimeError("illegal instruction")):
         population = models.population_for("mlds-gru", cpu)
     assert population.kernels == (

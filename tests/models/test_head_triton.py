@@ -29,19 +29,33 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
-def _reference(h, y, fcs):
+def _logits(h, fcs):
     a = h.reshape(h.shape[0], -1, h.shape[-1])
     for i, (w, b) in enumerate(fcs):
         a = torch.baddbmm(b.unsqueeze(1), a, w.transpose(1, 2))
         if i < len(fcs) - 1:
             a = torch.relu(a)
+    return a
+
+
+def _reference(h, y, fcs):
+    a = _logits(h, fcs)
     return F.binary_cross_entropy_with_logits(a, y.reshape(a.shape), reduction="none").mean(dim=(1, 2))
+
+
+def _miscounted(correct: torch.Tensor, h, y, fcs) -> float:
+    """Models whose count of correct outputs the float64 head contradicts, leaving out logits within
+    1e-5 of 0, which float32 may put on either side."""
+    z = _logits(h.double(), [(w.double(), b.double()) for w, b in fcs])
+    right, sure = (z > 0) == (y.reshape(z.shape) > 0.5), z.abs() > 1e-5
+    low, high = (right & sure).sum(dim=(1, 2)), (right | ~sure).sum(dim=(1, 2))
+    return float(((correct < low) | (correct > high)).sum())
 
 
 def _head_errors(
     m: int, length: int, b: int, block_r: int, num_warps: int, precision: str
 ) -> dict[str, float]:
-    from mlc.models._head_triton import head_loss_triton
+    from mlc.models._head_triton import head_eval_triton, head_loss_triton
 
     widths = [12, 12, 24, 12, 8]
     h = torch.randn(m, b, length, 12).transpose(1, 2)  # the strided view the Triton GRU returns
@@ -63,15 +77,19 @@ def _head_errors(
         errors[f"grad{i}"] = math.inf if p.grad is None else _rel(p.grad, q.grad)
     with torch.no_grad():
         errors["no_grad_path"] = _rel(head_loss_triton(h, y, fcs, **tile), loss.detach())
+    eval_loss, correct = head_eval_triton(h, y, fcs, **tile)
+    errors["eval_loss"] = _rel(eval_loss, loss.detach())
+    errors["eval_miscounted"] = _miscounted(correct, h, y, fcs)
     return errors
 
 
 def _population_errors() -> dict[str, float]:
     from mlc.models import MLDS_GRU, Population, from_batch_major
     from mlc.models._gru_triton import gru_layer_triton
-    from mlc.models._head_triton import head_loss_triton
+    from mlc.models._head_triton import head_eval_triton, head_loss_triton
 
-    fused = Population(MLDS_GRU, from_batch_major(gru_layer_triton), head_loss_triton)
+    gru = from_batch_major(gru_layer_triton)
+    fused = Population(MLDS_GRU, gru, head_loss_triton, head_eval=head_eval_triton)
     plain = Population(MLDS_GRU)
     flat = fused.init([3, 11])
     x = torch.rand(2, 6, 3, MLDS_GRU.input_size).round()  # time-major [M, L, B, I]
@@ -80,7 +98,13 @@ def _population_errors() -> dict[str, float]:
     loss, loss_plain = fused.loss_views(fused.views(w1), x, y), plain.loss_views(plain.views(w2), x, y)
     loss.sum().backward()
     loss_plain.sum().backward()
-    return {"loss": _rel(loss, loss_plain), "grad": _rel(w1.grad, w2.grad)}
+    seen, seen_plain = (p.loss_and_correct_views(p.views(flat), x, y) for p in (fused, plain))
+    return {
+        "loss": _rel(loss, loss_plain),
+        "grad": _rel(w1.grad, w2.grad),
+        "eval_loss": _rel(seen[0], seen_plain[0]),
+        "eval_correct": _rel(seen[1], seen_plain[1]),
+    }
 
 
 def _validation() -> dict[str, float]:
@@ -139,7 +163,7 @@ def interpreted(run_interpreted) -> dict[str, dict[str, float]]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_head_loss_matches_float64_reference(interpreted, case):
     errors = interpreted[case]
-    assert len(errors) == 11  # loss, nine gradients, the no-grad path
+    assert len(errors) == 13  # loss, nine gradients, the no-grad path, evaluation's loss and count
     assert all(e < TOLERANCE for e in errors.values()), errors  # inf (NaN output) fails too
 
 

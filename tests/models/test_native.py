@@ -81,13 +81,18 @@ def test_gru_layer_matches_float64_reference(m, length, b, n_in, hidden, x_grad)
             assert a.grad is None
 
 
-def _head_reference(h, y, fcs):
+def _head_logits(h, fcs):
     a = h.reshape(h.shape[0], -1, h.shape[-1])
-    y = y.reshape(*a.shape[:2], -1)
     for i, (w, b) in enumerate(fcs):
         a = torch.baddbmm(b.unsqueeze(1), a, w.transpose(1, 2))
         if i < len(fcs) - 1:
             a = torch.relu(a)
+    return a
+
+
+def _head_reference(h, y, fcs):
+    a = _head_logits(h, fcs)
+    y = y.reshape(*a.shape[:2], -1)
     return F.binary_cross_entropy_with_logits(a, y, reduction="none").mean(dim=(1, 2))
 
 
@@ -116,6 +121,31 @@ def test_head_loss_matches_float64_reference(rows, widths):
         assert _rel(a.grad, r.grad) < TOLERANCE, i
     with torch.no_grad():  # the loss-only path gives the same numbers
         assert torch.equal(_head_rows(h, y, fcs), loss.detach())
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [32, 37, 5])  # whole lane vectors, a partial last one, under one
+def test_head_eval_counts_the_outputs_the_reference_gets_right(rows):
+    from mlc.models._gru_native import LANE_LAYOUT
+    from mlc.models._head_native import head_eval_native
+
+    torch.manual_seed(2)
+    m, widths = 3, (12, 12, 24, 12, 8)
+    h = torch.randn(m, 4, rows, widths[0])
+    y = (torch.rand(m, 4, rows, widths[-1]) > 0.5).float()
+    fcs = [
+        (torch.randn(m, o, i) * 0.5, torch.randn(m, o) * 0.2)
+        for i, o in zip(widths[:-1], widths[1:], strict=True)
+    ]
+    loss, correct = head_eval_native(LANE_LAYOUT.enter(h), y, fcs)
+    assert torch.equal(loss, _head_rows(h, y, fcs))  # the same pass as the training loss
+    z = _head_logits(h.double(), [(w.double(), b.double()) for w, b in fcs])
+    right = (z > 0) == (y.reshape(z.shape) > 0.5)
+    sure = z.abs() > 1e-5  # a float32 logit this close to 0 may take either sign
+    assert correct.dtype == torch.float32
+    low, high = (right & sure).sum(dim=(1, 2)), (right | ~sure).sum(dim=(1, 2))
+    assert ((low <= correct) & (correct <= high)).all(), (correct, low, high)
+    assert correct.min() > 0 and correct.max() < z[0].numel()  # counts, neither none nor all
 
 
 @needs_native
@@ -249,7 +279,7 @@ import torch
 from mlc import models
 from mlc.models._gru_manual import gru_layer_manual
 from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
-from mlc.models._head_native import head_loss_native
+from mlc.models._head_native import head_eval_native, head_loss_native
 assert models.native_available(), models.native_unavailable_reason()
 torch.manual_seed(0)
 x = torch.randn(3, 5, 21, 5)
@@ -261,12 +291,14 @@ ref = gru_layer_manual(*(t.double() for t in (x, wi, wh, bi, bh)))
 fc = [(torch.randn(3, 8, 12), torch.randn(3, 8))]
 y = (torch.rand(3, 5, 21, 8) > 0.5).float()
 loss = head_loss_native(lanes, y, fc)
-loss_ref = torch.nn.functional.binary_cross_entropy_with_logits(
-    torch.einsum("mlbh,moh->mlbo", ref, fc[0][0].double()) + fc[0][1].double()[:, None, None], y.double(),
-    reduction="none").mean(dim=(1, 2, 3))
+z = torch.einsum("mlbh,moh->mlbo", ref, fc[0][0].double()) + fc[0][1].double()[:, None, None]
+bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y.double(), reduction="none")
+loss_ref = bce.mean(dim=(1, 2, 3))
+eval_loss, correct = head_eval_native(lanes, y, fc)
+flips = (correct.double() - ((z > 0) == (y > 0.5)).sum(dim=(1, 2, 3))).abs().max().item()
 def rel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
-print(max(rel(h, ref), rel(loss, loss_ref)))
+print(max(rel(h, ref), rel(loss, loss_ref), rel(eval_loss, loss_ref), flips))
 """
 
 

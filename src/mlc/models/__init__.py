@@ -19,6 +19,7 @@ from mlc.models._native_kernels import native_available, native_threads, native_
 from mlc.models._native_kernels import set_threads as set_native_threads
 from mlc.models._population import (
     GRULayerFn,
+    HeadEvalFn,
     HeadLossFn,
     LayerLayout,
     Population,
@@ -29,6 +30,7 @@ from mlc.models._population import (
 __all__ = [
     "MLDS_GRU",
     "GRULayerFn",
+    "HeadEvalFn",
     "HeadLossFn",
     "LayerLayout",
     "GRUNet",
@@ -116,12 +118,15 @@ def _heads(fused: bool) -> list[bool]:
 
 def _native_population(name: str, fused_head: bool) -> Population:
     from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
-    from mlc.models._head_native import head_loss_native
+    from mlc.models._head_native import head_eval_native, head_loss_native
 
     threads = native_threads()
     kernels = f"C kernels{'' if fused_head else ' (PyTorch head)'}, {threads} thread" + "s" * (threads > 1)
-    head_loss = head_loss_native if fused_head else None
-    return population(name, gru_layer_native, head_loss, LANE_LAYOUT, kernels=kernels)
+    if not fused_head:
+        return population(name, gru_layer_native, None, LANE_LAYOUT, kernels=kernels)
+    return population(
+        name, gru_layer_native, head_loss_native, LANE_LAYOUT, kernels=kernels, head_eval=head_eval_native
+    )
 
 
 def _triton_population_for(name: str, device: torch.device, head: str, precision: str) -> Population:
@@ -140,11 +145,13 @@ def _triton_population_for(name: str, device: torch.device, head: str, precision
 
 def _triton_population(name: str, precision: str, fused_head: bool) -> Population:
     from mlc.models._gru_triton import gru_layer_triton
-    from mlc.models._head_triton import head_loss_triton
+    from mlc.models._head_triton import head_eval_triton, head_loss_triton
 
     gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
     kernels = f"fused Triton GRU ({precision}){' and head (ieee)' if fused_head else ''}"
-    return population(name, gru, head_loss_triton if fused_head else None, kernels=kernels)
+    if not fused_head:
+        return population(name, gru, kernels=kernels)
+    return population(name, gru, head_loss_triton, kernels=kernels, head_eval=head_eval_triton)
 
 
 def _first_that_runs(
@@ -196,7 +203,10 @@ def population(
     layer_layout: LayerLayout | None = None,
     *,
     kernels: str = "PyTorch GRU",
+    head_eval: HeadEvalFn | None = None,
 ) -> Population:
-    """The batched implementation of `name`; `gru_layer` and `head_loss` swap in fused kernels, which
-    exchange activations in `layer_layout` (rows when None); `kernels` says which, in words."""
-    return Population(config(name), gru_layer or gru_layer_manual, head_loss, layer_layout, kernels)
+    """The batched implementation of `name`; `gru_layer`, `head_loss` and `head_eval` swap in fused
+    kernels, which exchange activations in `layer_layout` (rows when None); `kernels` says which, in
+    words."""
+    gru_layer = gru_layer or gru_layer_manual
+    return Population(config(name), gru_layer, head_loss, layer_layout, kernels, head_eval)

@@ -2,7 +2,8 @@
 
 A kernel runs the MLP head and the BCE loss over every row and, in the same pass, the gradients of
 each model's loss for an upstream gradient of 1: a loss ends the graph, so backward only has to
-scale them by each model's upstream gradient. Outside autograd the kernel computes the loss alone.
+scale them by each model's upstream gradient. Outside autograd the kernel computes the loss alone,
+and for evaluation the loss and the count of correct outputs, so no logits tensor is ever written.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["HeadKernel", "check_head", "fused_head_loss"]
+__all__ = ["HeadKernel", "check_head", "fused_head_eval", "fused_head_loss"]
 
-# (h, y, [w, b per Linear], with_grads) -> (loss [M], dh or None, [dw, db per Linear] or [])
+# (h, y, [w, b per Linear], with_grads, with_correct) -> (loss [M], correct outputs [M] or None,
+# dh or None, [dw, db per Linear] or [])
 HeadKernel = Callable[
-    [torch.Tensor, torch.Tensor, list[torch.Tensor], bool],
-    tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]],
+    [torch.Tensor, torch.Tensor, list[torch.Tensor], bool, bool],
+    tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, list[torch.Tensor]],
 ]
 
 
@@ -26,7 +28,7 @@ class _FusedHeadLoss(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, kernel: HeadKernel, h: torch.Tensor, y: torch.Tensor, *params: torch.Tensor
     ) -> torch.Tensor:
-        loss, dh, grads = kernel(h, y, list(params), True)
+        loss, _, dh, grads = kernel(h, y, list(params), True, False)
         ctx.save_for_backward(dh, *grads)
         return loss
 
@@ -46,7 +48,17 @@ def fused_head_loss(
     """Loss [M] from `kernel`, differentiable in h and params (targets y are constants)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (h, *params)):
         return _FusedHeadLoss.apply(kernel, h, y, *params)
-    return kernel(h, y, list(params), False)[0]
+    return kernel(h, y, list(params), False, False)[0]
+
+
+def fused_head_eval(
+    kernel: HeadKernel, h: torch.Tensor, y: torch.Tensor, params: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss [M] and the number of outputs whose sign agrees with the target [M] (float), from `kernel`;
+    not differentiable."""
+    loss, correct, _, _ = kernel(h, y, list(params), False, True)
+    assert correct is not None
+    return loss, correct
 
 
 def check_head(m: int, width: int, fcs: Sequence[tuple[torch.Tensor, torch.Tensor]], y: torch.Tensor) -> None:

@@ -11,9 +11,10 @@ layers (widths padded to powers of two >= 16 with zero weights, so padded column
 and straight back: g = (sigmoid(z) - y) / (L*B*O), dW_l += g_l^T a_{l-1} into register accumulators,
 g_{l-1} = (g_l W_l) * [a_{l-1} > 0], and dh = g_1 W_1 is stored. The model's loss and weight
 gradients are written once at the end, so there are no atomics and results are deterministic;
-`fused_head_loss` does the autograd. float32 throughout: `precision` "ieee" computes the products as
-float32 FMAs, "tf32x3" on tensor cores at float32 accuracy, with the weight gradients carried across
-row tiles added on CUDA cores (`_triton_products`).
+`fused_head_loss` does the autograd. For evaluation (`head_eval_triton`) the same kernel counts the
+outputs whose sign agrees with the target instead of forming gradients. float32 throughout:
+`precision` "ieee" computes the products as float32 FMAs, "tf32x3" on tensor cores at float32
+accuracy, with the weight gradients carried across row tiles added on CUDA cores (`_triton_products`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mlc.models._fused_head import check_head, fused_head_loss
+from mlc.models._fused_head import check_head, fused_head_eval, fused_head_loss
 from mlc.models._gru_triton import _inner_rowmajor, triton_available
 from mlc.models._triton_products import check_precision
 
@@ -37,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover - exercised on installs without the gpu extra
     triton = None
 
-__all__ = ["head_loss_triton", "head_triton_available"]
+__all__ = ["head_eval_triton", "head_loss_triton", "head_triton_available"]
 
 _N_LAYERS = 4  # the kernel's structure; other heads use the PyTorch path
 _MAX_WIDTH = 32  # padded; wider layers spill registers heavily (sm_90a build: 77 KB per thread at 64)
@@ -63,6 +64,7 @@ def _run(
     y: torch.Tensor,
     params: list[torch.Tensor],
     with_grads: bool,
+    with_correct: bool,
     tile: tuple[int, int],
     precision: str,
 ) -> tuple[Any, ...]:
@@ -71,8 +73,9 @@ def _run(
     biases = [_inner_rowmajor(v) for v in params[1::2]]
     widths = [h.shape[3], *(w.shape[1] for w in weights)]
     loss = torch.empty(m, device=h.device, dtype=torch.float32)
+    correct = torch.empty_like(loss) if with_correct else loss
     dh = torch.empty_like(h) if with_grads else h  # same strides as h
-    # without gradients the kernel never touches its gradient pointers; the inputs stand in for them
+    # the kernel never touches the pointers of what it is not asked for; other tensors stand in
     dense = torch.contiguous_format
     dws = [torch.empty_like(w, memory_format=dense) for w in weights] if with_grads else weights
     dbs = [torch.empty_like(v, memory_format=dense) for v in biases] if with_grads else biases
@@ -83,14 +86,19 @@ def _run(
         block_r, num_warps = tile
         with torch.cuda.device(h.device) if h.is_cuda else contextlib.nullcontext():
             _head_loss_kernel[(m,)](
-                h, y, *interleaved, *strides, loss, dh, *grads,
+                h, y, *interleaved, *strides, loss, correct, dh, *grads,
                 length, b, *h.stride()[:3], *y.stride()[:3], *dh.stride()[:3], 1 / (length * b * widths[-1]),
                 *widths, *(_pad(w) for w in widths),
-                BLOCK_R=block_r, WITH_GRADS=with_grads, PRECISION=precision,
+                BLOCK_R=block_r, WITH_GRADS=with_grads, WITH_CORRECT=with_correct, PRECISION=precision,
                 num_warps=num_warps, num_stages=1,
                 enable_fp_fusion=True,  # named: Triton 3.9 warns when it is left to the default
             )  # fmt: skip
-    return loss, (dh if with_grads else None), (grads if with_grads else [])
+    return (
+        loss,
+        (correct if with_correct else None),
+        (dh if with_grads else None),
+        (grads if with_grads else []),
+    )
 
 
 def head_loss_triton(
@@ -108,6 +116,32 @@ def head_loss_triton(
     float32 tensors on one CUDA device (or any device under TRITON_INTERPRET=1). `precision` is the
     products' ("ieee" or "tf32x3"; "tf32", ~1e-3, for measurement only); `block_r` (rows per tile, a
     power of two >= 16) and `num_warps` are tuning knobs."""
+    return fused_head_loss(*_checked(h, y, fcs, precision, block_r, num_warps))
+
+
+def head_eval_triton(
+    h: torch.Tensor,
+    y: torch.Tensor,
+    fcs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    precision: str = "ieee",
+    block_r: int = _BLOCK_R,
+    num_warps: int = _NUM_WARPS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`head_loss_triton`'s loss [M], and per model the number of outputs whose sign agrees with the
+    target ((logit > 0) == (y > 0.5)) as floats [M]; no gradients."""
+    return fused_head_eval(*_checked(h, y, fcs, precision, block_r, num_warps))
+
+
+def _checked(
+    h: torch.Tensor,
+    y: torch.Tensor,
+    fcs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    precision: str,
+    block_r: int,
+    num_warps: int,
+) -> tuple[Any, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """The kernel for these settings and its arguments, after the checks it relies on."""
     if triton is None:
         raise RuntimeError("head_loss_triton needs Triton: install mlc[gpu]")
     sizes = [(w.shape[2], w.shape[1]) for w, _ in fcs]
@@ -133,7 +167,7 @@ def head_loss_triton(
         raise ValueError(f"targets {tuple(y.shape)} do not match the rows of h {tuple(h.shape)}")
     check_head(h.shape[0], h.shape[3], fcs, y)
     kernel = functools.partial(_run, tile=(block_r, num_warps), precision=precision)
-    return fused_head_loss(kernel, h, y, params)
+    return kernel, h, y, params
 
 
 if triton is not None:
@@ -178,11 +212,12 @@ if triton is not None:
     @triton.jit
     def _head_loss_kernel(
         h, y, w1, b1, w2, b2, w3, b3, w4, b4, sw1, sb1, sw2, sb2, sw3, sb3, sw4, sb4,
-        loss, dh, dw1, db1, dw2, db2, dw3, db3, dw4, db4,
+        loss, correct, dh, dw1, db1, dw2, db2, dw3, db3, dw4, db4,
         L, B, shm, shl, shb, sym, syl, syb, sdm, sdl, sdb, scale,
         D0, D1, D2, D3, D4,
         P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr, P3: tl.constexpr, P4: tl.constexpr,
-        BLOCK_R: tl.constexpr, WITH_GRADS: tl.constexpr, PRECISION: tl.constexpr,
+        BLOCK_R: tl.constexpr, WITH_GRADS: tl.constexpr, WITH_CORRECT: tl.constexpr,
+        PRECISION: tl.constexpr,
     ):  # fmt: skip
         m = tl.program_id(0).to(tl.int64)
         # forward operands W_l^T [P_{l-1}, P_l]; their transposes serve the backward (g_l W_l)
@@ -206,6 +241,7 @@ if triton is not None:
         gb3 = tl.zeros([P3], dtype=tl.float32)
         gb4 = tl.zeros([P4], dtype=tl.float32)
         loss_acc = tl.zeros([BLOCK_R], dtype=tl.float32)
+        correct_acc = tl.zeros([BLOCK_R], dtype=tl.float32)  # whole numbers: exact below 2^24
         for r0 in range(0, L * B, BLOCK_R):
             rows = r0 + tl.arange(0, BLOCK_R)
             valid_row = (rows < L * B)[:, None]
@@ -222,6 +258,8 @@ if triton is not None:
             e = tl.exp(-tl.abs(z))
             bce = tl.maximum(z, 0.0) - z * target + tl.log(1.0 + e)
             loss_acc += tl.sum(tl.where(valid, bce, 0.0), axis=1)
+            if WITH_CORRECT:
+                correct_acc += tl.sum(tl.where(valid & ((z > 0) == (target > 0.5)), 1.0, 0.0), axis=1)
             if WITH_GRADS:
                 sig = tl.where(z > 0, 1.0 / (1.0 + e), e / (1.0 + e))
                 g4 = tl.where(valid, sig - target, 0.0) * scale
@@ -233,6 +271,8 @@ if triton is not None:
                 gw1, gb1, gx = _backprop(x, x_, tl.where(a1 > 0, g1, 0.0), wt1, wt1_, gw1, gb1, PRECISION)
                 tl.store(dh + m * sdm + t * sdl + s * sdb + c0, gx, mask=valid_row & (c0 < D0))
         tl.store(loss + m, tl.sum(loss_acc, axis=0) * scale)
+        if WITH_CORRECT:
+            tl.store(correct + m, tl.sum(correct_acc, axis=0))
         if WITH_GRADS:
             _store_grad(dw1, db1, m, gw1, gb1, D0, D1, P0, P1)
             _store_grad(dw2, db2, m, gw2, gb2, D1, D2, P1, P2)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mlc.models import Population
 from mlc.train._adam import adam_step
@@ -20,6 +19,7 @@ from mlc.train._data import TrainingArrays, batch_order
 from mlc.train._state import EpochHistory, PopulationState
 
 __all__ = ["EpochReport", "PopulationTrainer", "evaluate"]
+
 
 @dataclass(frozen=True)
 class EpochReport:
@@ -39,9 +39,10 @@ def evaluate(
     target_rows: torch.Tensor,
     chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean BCE loss and bit accuracy (logit > 0) per network, `chunk` sequences per forward pass:
-    the training batch size, so that evaluating never needs more memory than a training step (which
-    is what the population size was chosen for; a 200-sequence pass needs ~2.5x a step's memory).
+    """Mean BCE loss and bit accuracy (logit > 0) per network, through the fused head where the
+    population has one, `chunk` sequences per pass: the training batch size, so that evaluating never
+    needs more memory than a training step (which is what the population size was chosen for; a
+    200-sequence pass needs ~2.5x a step's memory).
     Each network's targets are gathered a chunk at a time for the same reason: all 200 sequences'
     targets would be 640 KB per network at L = 100, a third of what a training step holds.
 
@@ -55,10 +56,10 @@ def evaluate(
     for start in range(0, n, chunk):
         xs = x[start : start + chunk].transpose(0, 1)  # [L, n, 5]
         ys = targets[target_rows, start : start + chunk].transpose(1, 2)  # [M, L, n, 8]
-        logits = population.forward_views(views, xs.unsqueeze(0).expand(m, *xs.shape).contiguous())
-        bce = F.binary_cross_entropy_with_logits(logits, ys, reduction="none")
-        loss_sum += bce.sum(dim=(1, 2, 3)).double()
-        correct += ((logits > 0) == (ys > 0.5)).sum(dim=(1, 2, 3)).double()
+        inputs = xs.unsqueeze(0).expand(m, *xs.shape).contiguous()  # [M, L, n, 5]
+        loss, n_correct = population.loss_and_correct_views(views, inputs, ys)
+        loss_sum += loss.double() * ys[0].numel()
+        correct += n_correct.double()
     count = float(n * targets.shape[2] * targets.shape[3])
     return (loss_sum / count).float(), (correct / count).float()
 

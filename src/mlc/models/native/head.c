@@ -11,11 +11,13 @@
  *
  * One call gives each model's loss and, when dw is not NULL, the gradients of that loss (upstream
  * gradient 1) for the head's weights and its input: the loss is the end of the graph, so autograd's
- * backward only has to scale them.
+ * backward only has to scale them. When correct is not NULL it also counts, per model, the outputs
+ * whose sign agrees with the target ((z > 0) == (y > 0.5)), so evaluation needs no logits tensor.
  *
  * Layouts (float32, C-contiguous, models m in [m_begin, m_end)): x and dx in the lane layout of
  * gru.c, [M, L, widths[0], NB * LANES] with NB = ceil(B / LANES); targets as rows, y [M, L, B,
- * widths[n]]; w[l] [M, widths[l+1], widths[l]]; b[l] [M, widths[l+1]]; dw, db like w, b; loss [M].
+ * widths[n]]; w[l] [M, widths[l+1], widths[l]]; b[l] [M, widths[l+1]]; dw, db like w, b; loss and
+ * correct [M].
  * Lanes past B are left out of the loss and get zero gradient.
  */
 #include "vec.h"
@@ -25,7 +27,8 @@
 int mlc_head_max_layers(void) { return MAX_LAYERS; }
 
 int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const float *const *w,
-                  const float *const *b, const float *y, float *loss, float *dx, float *const *dw,
+                  const float *const *b, const float *y, float *loss, float *correct, float *dx,
+                  float *const *dw,
                   float *const *db, i64 m_begin, i64 m_end) {
     if (n < 1 || n > MAX_LAYERS) return 2;
     i64 act_off[MAX_LAYERS + 2], gw_off[MAX_LAYERS], gb_off[MAX_LAYERS];
@@ -57,7 +60,7 @@ int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const 
             bm[l] = b[l] + m * widths[l + 1];
         }
         memset(acc, 0, sizeof(vf) * (size_t)n_grad);
-        vf loss_acc = {0};
+        vf loss_acc = {0}, correct_acc = {0}; /* per lane: exact below 2^24 outputs */
         for (i64 step = 0; step < L * nb; step++) {
             const i64 t = step / nb, c = step % nb;
             const i64 count = B - c * LANES < LANES ? B - c * LANES : LANES;
@@ -84,6 +87,8 @@ int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const 
                 const vf e = exp_vf(neg_abs);
                 const vf bce = select_vf(zo > 0.0f, zo, splat(0.0f)) - zo * yt[o] + log1p_unit_vf(e);
                 loss_acc += select_vf(valid, bce, splat(0.0f));
+                if (correct)
+                    correct_acc += select_vf(valid & ((zo > 0.0f) == (yt[o] > 0.5f)), splat(1.0f), splat(0.0f));
                 /* sigmoid(z) from e = exp(-|z|) without a second exp */
                 const vf sig = select_vf(zo > 0.0f, 1.0f / (1.0f + e), e / (1.0f + e));
                 g[o] = select_vf(valid, sig - yt[o], splat(0.0f));
@@ -113,6 +118,7 @@ int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const 
                 for (i64 i = 0; i < w0; i++) dxs[((m * L + t) * w0 + i) * nb + c] = g[i];
         }
         loss[m] = hsum(loss_acc) * scale;
+        if (correct) correct[m] = hsum(correct_acc);
         if (!dw) continue;
         for (i64 l = 0; l < n; l++) {
             const i64 n_w = widths[l + 1] * widths[l];
