@@ -81,8 +81,6 @@ def measure_naive(device: str, steps: int) -> dict:
 
 
 def _population(layer: str, dev, head: str):
-    from functools import partial
-
     import torch
 
     from mlc import models
@@ -95,11 +93,10 @@ def _population(layer: str, dev, head: str):
         if not models.native_available():
             raise RuntimeError(f"C kernels unavailable: {models.native_unavailable_reason()}")
         return models.population_for("mlds-gru", torch.device("cpu"), head)
-    from mlc.models._gru_triton import gru_layer_triton
-    from mlc.models._head_triton import head_loss_triton
-
-    gru = models.from_batch_major(partial(gru_layer_triton, precision=layer))
-    return models.population("mlds-gru", gru, head_loss_triton if head == "fused" else None)
+    if dev.type != "cuda":
+        raise RuntimeError(f"--layer {layer} is the Triton recurrence's precision: it needs --device cuda")
+    # what the trainer builds for that precision, first-run check included (`kernels` says if it fell back)
+    return models.population_for("mlds-gru", dev, head, precision=layer)
 
 
 def measure_population(device: str, steps: int, m: int, layer: str, head: str) -> dict:

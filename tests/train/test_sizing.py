@@ -3,9 +3,11 @@
 Each path trains one epoch of 1 and of 3 networks under a meter of live tensor bytes; the slope is
 one network's share, to which the weights and Adam moments made before the epoch are added. The
 estimate must hold it (an estimate too low runs a GPU out of memory) without wasting much (one too
-high trains fewer networks at once than fit). Two shapes: mlds-gru, and a smaller net of other
-widths so that no coefficient is fitted to one architecture. The Triton paths run in Triton's CPU
-interpreter (see tests/conftest.py); their wrappers allocate what they would on a GPU.
+high trains fewer networks at once than fit). The PyTorch and C paths run on mlds-gru, at a batch of
+whole lane vectors and at one the C kernels pad, and on a smaller net of other widths, so that no
+coefficient is fitted to one architecture; the Triton paths, in Triton's CPU interpreter (see
+tests/conftest.py; their wrappers allocate what they would on a GPU), on the smaller net only, as
+the interpreter is slow (mlds-gru measured 97 floats per row there, as estimated).
 """
 
 from __future__ import annotations
@@ -40,23 +42,27 @@ def _n_params(c: GRUNetConfig) -> int:
 
 _SMALL = GRUNetConfig("small", 5, 7, 2, (9, 16, 6), 8, 0)
 SMALL = GRUNetConfig(**{**_SMALL.__dict__, "n_params": _n_params(_SMALL)})
-SHAPES = {"mlds": (models.MLDS_GRU, 32, 20), "small": (SMALL, 32, 20)}  # config, batch, length
+SHAPES = {  # config, batch, length
+    "mlds": (models.MLDS_GRU, 32, 20),
+    "mlds_padded_batch": (models.MLDS_GRU, 20, 20),  # C: 20 sequences in 32 lanes (16-wide vectors)
+    "small": (SMALL, 32, 20),
+}
 
 
 def _native(config: GRUNetConfig, fused_head: bool) -> Population:
     from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
     from mlc.models._head_native import head_loss_native
 
-    return Population(config, gru_layer_native, head_loss_native if fused_head else None, LANE_LAYOUT)
+    head = head_loss_native if fused_head else None
+    return Population(config, gru_layer_native, head, LANE_LAYOUT, keeps_gates=False)
 
 
 def _triton(config: GRUNetConfig, fused_head: bool) -> Population:
     from mlc.models._gru_triton import gru_layer_triton
     from mlc.models._head_triton import head_loss_triton
 
-    return Population(
-        config, models.from_batch_major(gru_layer_triton), head_loss_triton if fused_head else None
-    )
+    head = head_loss_triton if fused_head else None
+    return Population(config, models.from_batch_major(gru_layer_triton), head, keeps_gates=False)
 
 
 PATHS: dict[str, Callable[[GRUNetConfig], Population]] = {
@@ -141,7 +147,7 @@ def test_memory_bounds_the_population_by_what_its_kernels_hold(monkeypatch):
         )
         for path in ("pytorch", "c")
     }
-    assert sizes == {"pytorch": 10, "c": 40}  # 60% of 100 MiB: 5.8 and 1.5 MiB per network
+    assert 8 <= sizes["pytorch"] <= 12 and sizes["c"] >= 3.5 * sizes["pytorch"], sizes  # 5.8, 1.5 MiB
 
 
 def test_population_size_is_capped_on_the_cpu_and_at_least_one():

@@ -59,12 +59,16 @@ def test_population_agrees_with_one_network_reference_loop(arrays, population):
 
 
 def test_evaluation_does_not_depend_on_its_chunk_size(arrays, population):
-    params = models.population("mlds-gru").init([4, 5, 6])
-    rows = arrays.task_rows(TASKS)
+    params = models.population("mlds-gru").init([4, 5, 6, 7])
+    rows = torch.tensor([2, 0, 2, 1])  # each network's task: out of order, one twice
     whole = evaluate(population, params, arrays.val_x, arrays.val_y, rows, chunk=arrays.val_x.shape[0])
     chunked = evaluate(population, params, arrays.val_x, arrays.val_y, rows, chunk=5)  # 24 = 4 x 5 + 4
     for a, b in zip(whole, chunked, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    # the targets of each network's own task: as if each had its own row
+    own = evaluate(population, params, arrays.val_x, arrays.val_y[rows], torch.arange(4), chunk=5)
+    for a, b in zip(own, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_k_plus_k_through_serialised_state_equals_2k(arrays, population):

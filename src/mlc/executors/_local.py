@@ -120,8 +120,8 @@ class LocalExecutor:
         """From the memory of the kernels that will train (the first-run check is cached, so
         `run_work_units` gets the same population without checking again)."""
         population = models.population_for(config.model, self.device)
-        data, batch = config.data, config.train.batch_size
-        per = bytes_per_network(population, min(batch, data.n_train), data.length, data.n_train)
+        data = config.data  # evaluation passes are a whole batch even when training's are smaller
+        per = bytes_per_network(population, config.train.batch_size, data.length, data.n_train)
         return choose_population_size(self.device, per)
 
     def _drain(self, engine: Engine, server: ServerData, writer: DatasetWriter) -> None:

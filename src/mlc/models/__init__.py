@@ -123,9 +123,15 @@ def _native_population(name: str, fused_head: bool) -> Population:
     threads = native_threads()
     kernels = f"C kernels{'' if fused_head else ' (PyTorch head)'}, {threads} thread" + "s" * (threads > 1)
     if not fused_head:
-        return population(name, gru_layer_native, None, LANE_LAYOUT, kernels=kernels)
+        return population(name, gru_layer_native, None, LANE_LAYOUT, kernels=kernels, keeps_gates=False)
     return population(
-        name, gru_layer_native, head_loss_native, LANE_LAYOUT, kernels=kernels, head_eval=head_eval_native
+        name,
+        gru_layer_native,
+        head_loss_native,
+        LANE_LAYOUT,
+        kernels=kernels,
+        head_eval=head_eval_native,
+        keeps_gates=False,
     )
 
 
@@ -150,8 +156,10 @@ def _triton_population(name: str, precision: str, fused_head: bool) -> Populatio
     gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
     kernels = f"fused Triton GRU ({precision}){' and head (ieee)' if fused_head else ''}"
     if not fused_head:
-        return population(name, gru, kernels=kernels)
-    return population(name, gru, head_loss_triton, kernels=kernels, head_eval=head_eval_triton)
+        return population(name, gru, kernels=kernels, keeps_gates=False)
+    return population(
+        name, gru, head_loss_triton, kernels=kernels, head_eval=head_eval_triton, keeps_gates=False
+    )
 
 
 def _first_that_runs(
@@ -204,9 +212,12 @@ def population(
     *,
     kernels: str = "PyTorch GRU",
     head_eval: HeadEvalFn | None = None,
+    keeps_gates: bool = True,
 ) -> Population:
     """The batched implementation of `name`; `gru_layer`, `head_loss` and `head_eval` swap in fused
     kernels, which exchange activations in `layer_layout` (rows when None); `kernels` says which, in
-    words."""
+    words; `keeps_gates` False says the recurrence recomputes its gates in the backward."""
     gru_layer = gru_layer or gru_layer_manual
-    return Population(config(name), gru_layer, head_loss, layer_layout, kernels, head_eval)
+    return Population(
+        config(name), gru_layer, head_loss, layer_layout, kernels, head_eval, keeps_gates=keeps_gates
+    )

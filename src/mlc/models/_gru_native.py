@@ -29,6 +29,9 @@ class LaneLayout:
     def leave(self, h: torch.Tensor, batch: int) -> torch.Tensor:
         return h[..., :batch].transpose(2, 3)
 
+    def padded(self, batch: int) -> int:
+        return batch + -batch % lanes()
+
 
 LANE_LAYOUT = LaneLayout()
 

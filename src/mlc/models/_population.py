@@ -53,6 +53,10 @@ class LayerLayout(Protocol):
         """The layout -> rows [M, L, batch, C] (a view where possible)."""
         ...
 
+    def padded(self, batch: int) -> int:
+        """How many sequences the layout holds for a batch of `batch` (what memory is sized by)."""
+        ...
+
 
 def from_batch_major(layer: GRULayerFn) -> GRULayerFn:
     """Adapt a layer written for x [M, B, L, I] -> h [M, B, L, H] to the time-major contract (views only)."""
@@ -84,6 +88,8 @@ class Population:
         layer_layout: LayerLayout | None = None,
         kernels: str = "PyTorch GRU",
         head_eval: HeadEvalFn | None = None,
+        *,
+        keeps_gates: bool = True,
     ) -> None:
         self.config = config
         self.layout: Layout = layout_of(GRUNet(config), config.name)
@@ -92,37 +98,44 @@ class Population:
         self.head_eval = head_eval
         self.layer_layout = layer_layout
         self.kernels = kernels  # what trains, in words, for people (`mlc run` prints it)
+        # whether the recurrence keeps its gates for the backward (PyTorch) or only each layer's
+        # output (fused kernels recompute them): what its memory is estimated by
+        self.keeps_gates = keeps_gates
 
     @property
     def n_params(self) -> int:
         return self.layout.n_params
 
-    def step_floats_per_row(self) -> int:
+    def step_floats(self, batch: int, length: int) -> int:
         """Floats one network's training step (`loss_and_grad` on gathered inputs and targets) holds at
-        its peak per row of its mini-batch (one sequence at one time step): what decides how many
+        its peak for a mini-batch of `batch` sequences of `length` steps: what decides how many
         networks fit on a device, as the weights and Adam state are small beside it.
 
-        Counted from what each path keeps, and checked against the bytes it allocates (tests/train/
-        test_sizing.py; mlds-gru with fused heads: 97, measured 90 on the C kernels and 97 on Triton):
+        Counted per row (one sequence at one time step) from what each path keeps, and checked
+        against the bytes it allocates (tests/train/test_sizing.py; mlds-gru with fused heads: 97 per
+        row, measured 90 on the C kernels and 97 on Triton):
         - the gathered inputs and targets;
         - the PyTorch recurrence saves five H-wide tensors per step and layer (hidden state, r, z, n
           and n's recurrent pre-activation) beside its output, and its backward 3H of gate gradients;
           fused kernels (C, Triton) save only each layer's output (the next one's input) and
           recompute the gates; beside them one copy of the first input (C: into its lane layout) or
           of a gradient (Triton), and at the top of the backward the gradient it returns;
-        - the PyTorch head keeps every Linear layer's output, and the logits' loss and its gradient;
-          a fused head only the gradient it returns.
+        - the head returns a gradient as wide as h; the PyTorch head also keeps every Linear layer's
+          output, and the logits' loss and its gradient.
+        What the layers hold is in their layout, whose batch the C kernels pad to whole vectors; the
+        data and the PyTorch head's activations are rows.
         """
         c = self.config
-        data = c.input_size + c.output_size
-        if self.gru_layer is gru_layer_manual:
-            recurrence = 6 * c.hidden_size * c.num_layers + 3 * c.hidden_size
+        if self.keeps_gates:
+            layers = 6 * c.hidden_size * c.num_layers + 3 * c.hidden_size
         else:
-            recurrence = max(c.input_size, c.hidden_size) + (c.num_layers + 1) * c.hidden_size
-        head = c.hidden_size  # the gradient it returns
+            layers = max(c.input_size, c.hidden_size) + (c.num_layers + 1) * c.hidden_size
+        layers += c.hidden_size  # the gradient the head returns
+        rows = c.input_size + c.output_size
         if self.head_loss is None:
-            head += sum(c.mlp) + 3 * c.output_size
-        return data + recurrence + head
+            rows += sum(c.mlp) + 3 * c.output_size
+        padded = batch if self.layer_layout is None else self.layer_layout.padded(batch)
+        return length * (padded * layers + batch * rows)
 
     def init(self, seeds: Sequence[int]) -> torch.Tensor:
         """Initial weights `[M, n_params]` float32, row m = the reference module for `seeds[m]`."""

@@ -2,7 +2,7 @@
 
 The estimate is per network for one training epoch on the kernels that will train it (weights, Adam
 state and the epoch's working copies of them, the batch order, and what a step of `batch x length`
-holds at its peak, from `Population.step_floats_per_row`); a fraction of the free memory is left for
+holds at its peak, from `Population.step_floats`); a fraction of the free memory is left for
 the allocator's rounding and the CUDA context. On the CPU throughput stops growing long before memory
 runs out, so the CPU size is capped.
 """
@@ -30,11 +30,10 @@ _MARGIN = 1.1  # what the linear model leaves out: measured within 1% on every k
 
 def bytes_per_network(population: Population, batch: int, length: int, n_train: int) -> int:
     """Upper estimate of the memory one network needs while `population` trains it: mini-batches of
-    `batch` sequences of `length` steps, drawn in an order over `n_train` sequences (int64)."""
+    `batch` sequences of `length` steps, drawn in an order over `n_train` sequences (int64), and
+    evaluation in passes of `batch` sequences, which hold less than a training step."""
     floats = (
-        _STATE_FLOATS_PER_PARAM * population.n_params
-        + 2 * n_train
-        + batch * length * population.step_floats_per_row()
+        _STATE_FLOATS_PER_PARAM * population.n_params + 2 * n_train + population.step_floats(batch, length)
     )
     return int(floats * _FLOAT * _MARGIN)
 
