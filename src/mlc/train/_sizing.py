@@ -25,7 +25,7 @@ _FLOAT = 4
 # Floats per parameter: weights and two Adam moments kept, the epoch's compact copies of the three,
 # the gradient (per layer, then concatenated) and Adam's temporaries; 8.4-9.5 measured
 _STATE_FLOATS_PER_PARAM = 10
-_MARGIN = 1.1  # what the linear model leaves out: measured within 1% on every kernel path
+_MARGIN = 1.1  # allocator rounding, and what the per-row counts leave out (with it: 1.1-1.3x measured)
 
 
 def bytes_per_network(population: Population, batch: int, length: int, n_train: int) -> int:

@@ -28,8 +28,7 @@ int mlc_head_max_layers(void) { return MAX_LAYERS; }
 
 int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const float *const *w,
                   const float *const *b, const float *y, float *loss, float *correct, float *dx,
-                  float *const *dw,
-                  float *const *db, i64 m_begin, i64 m_end) {
+                  float *const *dw, float *const *db, i64 m_begin, i64 m_end) {
     if (n < 1 || n > MAX_LAYERS) return 2;
     i64 act_off[MAX_LAYERS + 2], gw_off[MAX_LAYERS], gb_off[MAX_LAYERS];
     i64 widest = 0, n_act = 0, n_grad = 0;
@@ -87,8 +86,10 @@ int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const 
                 const vf e = exp_vf(neg_abs);
                 const vf bce = select_vf(zo > 0.0f, zo, splat(0.0f)) - zo * yt[o] + log1p_unit_vf(e);
                 loss_acc += select_vf(valid, bce, splat(0.0f));
-                if (correct)
-                    correct_acc += select_vf(valid & ((zo > 0.0f) == (yt[o] > 0.5f)), splat(1.0f), splat(0.0f));
+                if (correct) {
+                    const vi agrees = valid & ((zo > 0.0f) == (yt[o] > 0.5f));
+                    correct_acc += select_vf(agrees, splat(1.0f), splat(0.0f));
+                }
                 /* sigmoid(z) from e = exp(-|z|) without a second exp */
                 const vf sig = select_vf(zo > 0.0f, 1.0f / (1.0f + e), e / (1.0f + e));
                 g[o] = select_vf(valid, sig - yt[o], splat(0.0f));
