@@ -122,15 +122,13 @@ def _native_population(name: str, fused_head: bool) -> Population:
 
     threads = native_threads()
     kernels = f"C kernels{'' if fused_head else ' (PyTorch head)'}, {threads} thread" + "s" * (threads > 1)
-    if not fused_head:
-        return population(name, gru_layer_native, None, LANE_LAYOUT, kernels=kernels, keeps_gates=False)
     return population(
         name,
         gru_layer_native,
-        head_loss_native,
+        head_loss_native if fused_head else None,
         LANE_LAYOUT,
         kernels=kernels,
-        head_eval=head_eval_native,
+        head_eval=head_eval_native if fused_head else None,
         keeps_gates=False,
     )
 
@@ -155,10 +153,13 @@ def _triton_population(name: str, precision: str, fused_head: bool) -> Populatio
 
     gru = from_batch_major(functools.partial(gru_layer_triton, precision=precision))
     kernels = f"fused Triton GRU ({precision}){' and head (ieee)' if fused_head else ''}"
-    if not fused_head:
-        return population(name, gru, kernels=kernels, keeps_gates=False)
     return population(
-        name, gru, head_loss_triton, kernels=kernels, head_eval=head_eval_triton, keeps_gates=False
+        name,
+        gru,
+        head_loss_triton if fused_head else None,
+        kernels=kernels,
+        head_eval=head_eval_triton if fused_head else None,
+        keeps_gates=False,
     )
 
 

@@ -172,8 +172,7 @@ class Population:
         `y` `[M, L, B, output]` (float 0/1): what training minimises, through `head_loss` when set."""
         if self.head_loss is not None:
             return self.head_loss(self._recurrence(v, x), y, self._fcs(v))
-        logits = self.forward_views(v, x)
-        return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
+        return _mean_bce(self.forward_views(v, x), y)
 
     @torch.no_grad()
     def loss_and_correct_views(
@@ -185,8 +184,7 @@ class Population:
         if self.head_eval is not None:
             return self.head_eval(self._recurrence(v, x), y, self._fcs(v))
         logits = self.forward_views(v, x)
-        loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
-        return loss, ((logits > 0) == (y > 0.5)).sum(dim=(1, 2, 3)).float()
+        return _mean_bce(logits, y), ((logits > 0) == (y > 0.5)).sum(dim=(1, 2, 3)).float()
 
     def loss_and_grad(
         self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
@@ -214,3 +212,8 @@ class Population:
 
     def _fcs(self, v: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(v[f"fc{i}.weight"], v[f"fc{i}.bias"]) for i in range(1, len(self.config.fc_sizes) + 1)]
+
+
+def _mean_bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean BCE-with-logits per network of logits against targets, both `[M, L, B, output]`."""
+    return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3))
