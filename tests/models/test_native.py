@@ -54,7 +54,8 @@ def _head_rows(h: torch.Tensor, y: torch.Tensor, fcs) -> torch.Tensor:
         (3, 7, 5, 5, 12, False),  # fewer sequences than one 8- or 16-lane vector
         (2, 9, 32, 12, 12, True),  # the training shape's batch: whole lane vectors
         (2, 5, 37, 12, 12, True),  # a partial last lane vector
-        (2, 6, 17, 3, 4, True),  # hidden size not a multiple of the 4-wide gradient blocks
+        (2, 6, 17, 3, 4, True),  # hidden size under one register block
+        (2, 6, 17, 5, 7, True),  # sizes that leave a partial register block (units, inputs, gate rows)
     ],
 )
 def test_gru_layer_matches_float64_reference(m, length, b, n_in, hidden, x_grad):
@@ -240,6 +241,20 @@ def test_head_loss_keeps_nan_like_torch():
 
 
 @needs_native
+def test_gru_layer_keeps_nan_and_saturates_like_torch():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 20, 5) * 50  # pre-activations far past the exp clamps, both signs
+    x[0, 2, 3, 1] = float("nan")  # a diverged input stays NaN from its step on, in its own sequence only
+    weights = [torch.randn(2, 36, 5), torch.randn(2, 36, 12), torch.randn(2, 36), torch.randn(2, 36)]
+    h = _gru_rows(x, *weights)
+    ref = gru_layer_manual(*(t.double() for t in (x, *weights)))
+    assert torch.isnan(h[0, 2:, 3]).all() and torch.isnan(ref[0, 2:, 3]).all()
+    finite = ~torch.isnan(ref)
+    assert torch.isfinite(h[finite]).all()
+    assert (h[finite] - ref[finite]).abs().max() < 1e-5
+
+
+@needs_native
 def test_head_loss_rejects_calls_it_cannot_compute():
     from mlc.models._gru_native import LANE_LAYOUT
     from mlc.models._head_native import head_loss_native
@@ -283,13 +298,19 @@ from mlc.models._head_native import head_eval_native, head_loss_native
 assert models.native_available(), models.native_unavailable_reason()
 torch.manual_seed(0)
 x = torch.randn(3, 5, 21, 5)
-wi, wh = (torch.randn(3, 36, k) * 0.4 for k in (5, 12))
-bi, bh = torch.randn(2, 3, 36)
-lanes = gru_layer_native(LANE_LAYOUT.enter(x), wi, wh, bi, bh)
+wi, wh = (torch.randn(3, 21, k) * 0.4 for k in (5, 7))  # H = 7: whole and partial register blocks
+bi, bh = torch.randn(2, 3, 21)
+inputs = [t.requires_grad_() for t in (x, wi, wh, bi, bh)]
+lanes = gru_layer_native(LANE_LAYOUT.enter(x), *inputs[1:])
 h = LANE_LAYOUT.leave(lanes, 21)
-ref = gru_layer_manual(*(t.double() for t in (x, wi, wh, bi, bh)))
-fc = [(torch.randn(3, 8, 12), torch.randn(3, 8))]
+refs = [t.detach().double().requires_grad_() for t in inputs]
+ref = gru_layer_manual(*refs)
+g = torch.randn_like(ref)
+torch.autograd.backward([h, ref], [g.float(), g])
+fc = [(torch.randn(3, 8, 7), torch.randn(3, 8))]
 y = (torch.rand(3, 5, 21, 8) > 0.5).float()
+lanes = lanes.detach()
+ref = ref.detach()
 loss = head_loss_native(lanes, y, fc)
 z = torch.einsum("mlbh,moh->mlbo", ref, fc[0][0].double()) + fc[0][1].double()[:, None, None]
 bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y.double(), reduction="none")
@@ -298,7 +319,8 @@ eval_loss, correct = head_eval_native(lanes, y, fc)
 flips = (correct.double() - ((z > 0) == (y > 0.5)).sum(dim=(1, 2, 3))).abs().max().item()
 def rel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
-print(max(rel(h, ref), rel(loss, loss_ref), rel(eval_loss, loss_ref), flips))
+grads = max(rel(a.grad, r.grad) for a, r in zip(inputs, refs))
+print(max(rel(h, ref), grads, rel(loss, loss_ref), rel(eval_loss, loss_ref), flips))
 """
 
 

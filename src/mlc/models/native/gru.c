@@ -18,47 +18,97 @@
  * never mix with real lanes; their gradients must come in as zero, and then stay zero.
  * The backward pass recomputes each step's gates from x and h_out instead of the forward pass
  * keeping them: keeping them would write (and page-fault in) 20 floats per model, sequence, step
- * and layer, which on a CPU costs more than the arithmetic it saves.
+ * and layer, which on a CPU costs more than the arithmetic it saves. It turns them into gate
+ * gradients while they are still in registers.
  * Models are independent, so callers split [0, M) across threads, and a model's result does not
  * depend on the split or on which other models share the call.
  */
 #include "vec.h"
 
-enum { R = 0, Z = 1, N = 2, GHN = 3 }; /* the gate blocks of a step */
+/* Register blocking. Each output of a step is a chain of dependent FMAs (4 cycles apart), and one
+ * chain at a time left the FMA units mostly idle: a pass handles UNITS hidden units (or inputs of
+ * the transposed product) at once, and the weight gradients ROWS gate rows by four inputs, so that
+ * every load feeds several independent accumulators and the sigmoids and tanhs of several units
+ * interleave. Sized for the register file (32 vector registers with AVX-512, 16 otherwise) by
+ * measurement (benchmarks/NOTES.md); results do not depend on them, since every sum still runs in
+ * the same order. */
+#if LANES == 16
+#define UNITS 6
+#else
+#define UNITS 4
+#endif
+#define ROWS 4
 
-/* One time step on lane vectors: from x_t (xt [I][NB]) and h_{t-1} (h [H][NB]) write h_t to h_new
- * and, where gates is not NULL, r, z, n and W_hn h + b_hn to gates [4][H][NB]. The backward pass
- * calls it again to recompute the gates bit for bit instead of keeping them from the forward pass. */
-static void gru_step(i64 nb, i64 I, i64 H, const float *wi, const float *wh, const float *bi, const float *bh,
-                     const vf *xt, const vf *h, vf *h_new, vf *gates) {
-    for (i64 j = 0; j < H; j++) {
-        const float *wir = wi + j * I, *wiz = wi + (H + j) * I, *win = wi + (2 * H + j) * I;
-        const float *whr = wh + j * H, *whz = wh + (H + j) * H, *whn = wh + (2 * H + j) * H;
-        for (i64 c = 0; c < nb; c++) {
-            vf ar = splat(bi[j] + bh[j]), az = splat(bi[H + j] + bh[H + j]);
-            vf an = splat(bi[2 * H + j]), ahn = splat(bh[2 * H + j]);
-            for (i64 i = 0; i < I; i++) {
-                const vf v = xt[i * nb + c];
-                ar += wir[i] * v;
-                az += wiz[i] * v;
-                an += win[i] * v;
-            }
-            for (i64 k = 0; k < H; k++) {
-                const vf v = h[k * nb + c];
-                ar += whr[k] * v;
-                az += whz[k] * v;
-                ahn += whn[k] * v;
-            }
-            const vf r = sigmoid_vf(ar), z = sigmoid_vf(az);
-            const vf n = tanh_vf(an + r * ahn);
-            const i64 o = j * nb + c;
+enum { R = 0, Z = 1, N = 2, GHN = 3 }; /* the gate-gradient blocks of a step */
+
+/* Hidden units j0 .. j0 + count - 1 of one time step, lane vector c, from x_t (xt [I][NB]) and
+ * h_{t-1} (h [H][NB]). Forward (dh == NULL): write h_t to h_new. Backward: the same gates, then,
+ * with g = dh + go (dL/dh_t from step t + 1 and from the layer above), the step's gate gradients dt
+ * [4][H][NB] (d r and d z before their sigmoids, d n before its tanh on the input side and on the
+ * hidden side W_hn h + b_hn) and the part g z of dL/dh_{t-1} that needs no weights, in h_new.
+ * `count` and whether dh is NULL are constants after inlining, so the unit loops unroll and the
+ * accumulators stay in registers. */
+static inline __attribute__((always_inline)) void gru_units(int count, i64 j0, i64 c, i64 nb, i64 I, i64 H,
+                                                            const float *wi, const float *wh, const float *bi,
+                                                            const float *bh, const vf *xt, const vf *h,
+                                                            vf *h_new, const vf *dh, const vf *go, vf *dt) {
+    vf ar[UNITS], az[UNITS], an[UNITS], ahn[UNITS];
+    for (int q = 0; q < count; q++) {
+        const i64 j = j0 + q;
+        ar[q] = splat(bi[j] + bh[j]);
+        az[q] = splat(bi[H + j] + bh[H + j]);
+        an[q] = splat(bi[2 * H + j]);
+        ahn[q] = splat(bh[2 * H + j]);
+    }
+    for (i64 i = 0; i < I; i++) {
+        const vf v = xt[i * nb + c];
+        for (int q = 0; q < count; q++) {
+            const i64 j = j0 + q;
+            ar[q] += wi[j * I + i] * v;
+            az[q] += wi[(H + j) * I + i] * v;
+            an[q] += wi[(2 * H + j) * I + i] * v;
+        }
+    }
+    for (i64 k = 0; k < H; k++) {
+        const vf v = h[k * nb + c];
+        for (int q = 0; q < count; q++) {
+            const i64 j = j0 + q;
+            ar[q] += wh[j * H + k] * v;
+            az[q] += wh[(H + j) * H + k] * v;
+            ahn[q] += wh[(2 * H + j) * H + k] * v;
+        }
+    }
+    for (int q = 0; q < count; q++) {
+        const vf r = sigmoid_vf(ar[q]), z = sigmoid_vf(az[q]);
+        const vf n = tanh_vf(an[q] + r * ahn[q]);
+        const i64 o = (j0 + q) * nb + c;
+        if (!dh) {
             h_new[o] = n + z * (h[o] - n);
-            if (gates) {
-                gates[R * H * nb + o] = r;
-                gates[Z * H * nb + o] = z;
-                gates[N * H * nb + o] = n;
-                gates[GHN * H * nb + o] = ahn;
-            }
+            continue;
+        }
+        const vf g = dh[o] + go[o];
+        const vf dpre_n = g * (1.0f - z) * (1.0f - n * n);
+        dt[R * H * nb + o] = dpre_n * ahn[q] * r * (1.0f - r);
+        dt[Z * H * nb + o] = g * (h[o] - n) * z * (1.0f - z);
+        dt[N * H * nb + o] = dpre_n;
+        dt[GHN * H * nb + o] = dpre_n * r;
+        h_new[o] = g * z;
+    }
+}
+
+/* One time step on lane vectors, all units (see gru_units): the forward pass, or (dh not NULL) the
+ * backward pass's recomputation of the same gates, bit for bit, and their gradients. */
+static void gru_step(i64 nb, i64 I, i64 H, const float *wi, const float *wh, const float *bi, const float *bh,
+                     const vf *xt, const vf *h, vf *h_new, const vf *dh, const vf *go, vf *dt) {
+    const i64 whole = H - H % UNITS;
+    for (i64 c = 0; c < nb; c++) {
+        if (dh) {
+            for (i64 j = 0; j < whole; j += UNITS) gru_units(UNITS, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, dh, go, dt);
+            for (i64 j = whole; j < H; j++) gru_units(1, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, dh, go, dt);
+        } else {
+            for (i64 j = 0; j < whole; j += UNITS)
+                gru_units(UNITS, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, NULL, NULL, NULL);
+            for (i64 j = whole; j < H; j++) gru_units(1, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, NULL, NULL, NULL);
         }
     }
 }
@@ -78,7 +128,7 @@ int mlc_gru_forward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_i
         for (i64 t = 0; t < L; t++) {
             const vf *h_prev = t ? hs + (m * L + t - 1) * H * nb : zero;
             gru_step(nb, I, H, wi, wh, b_ih + m * 3 * H, b_hh + m * 3 * H, xs + (m * L + t) * I * nb, h_prev,
-                     hs + (m * L + t) * H * nb, NULL);
+                     hs + (m * L + t) * H * nb, NULL, NULL, NULL);
         }
     }
     free(zero);
@@ -96,71 +146,79 @@ static inline const vf *hh_row(const vf *d, i64 t, i64 g, i64 H, i64 nb) {
     return d + ((t * 4 + (g < 2 * H ? g / H : 3)) * H + g % H) * nb;
 }
 
-/* dw[g][k] = sum_t dg_t . in_t[k] and db[g] = sum_t dg_t (over lanes), in blocks of four k so four
- * independent accumulators hide the FMA latency. in_t[k] is at in + t * in_step + k * nb. */
-/* out[k] (+)= sum_j W_r[j][k] d_r[j] + W_z[j][k] d_z[j] + W_n[j][k] d_n[j] for k < C, where W [3H][C]
- * holds the r, z, n blocks and d_r, d_z are the first two [H][NB] blocks of d, d_n the one given:
- * the backpropagation of a step's gate gradients into h_{t-1} (W_hh) or x_t (W_ih). One
- * accumulator chain per gate, for latency. */
-static void transposed_product(i64 nb, i64 H, i64 C, const float *w, const vf *d, const vf *d_n, vf *out,
-                               int accumulate) {
-    for (i64 k = 0; k < C; k++)
-        for (i64 c = 0; c < nb; c++) {
-            vf ar = {0}, az = {0}, an = {0};
-            for (i64 j = 0; j < H; j++) {
-                ar += w[j * C + k] * d[j * nb + c];
-                az += w[(H + j) * C + k] * d[(H + j) * nb + c];
-                an += w[(2 * H + j) * C + k] * d_n[j * nb + c];
-            }
-            out[k * nb + c] = accumulate ? out[k * nb + c] + (ar + az + an) : ar + az + an;
+/* Outputs k0 .. k0 + count - 1 of transposed_product, lane vector c, one accumulator chain per gate
+ * and output (as gru_units). */
+static inline __attribute__((always_inline)) void transposed_outputs(int count, i64 k0, i64 c, i64 nb, i64 H,
+                                                                     i64 C, const float *w, const vf *d,
+                                                                     const vf *d_n, vf *out, int accumulate) {
+    vf ar[UNITS], az[UNITS], an[UNITS];
+    for (int q = 0; q < count; q++) ar[q] = az[q] = an[q] = splat(0.0f);
+    for (i64 j = 0; j < H; j++) {
+        const vf dr = d[j * nb + c], dz = d[(H + j) * nb + c], dn = d_n[j * nb + c];
+        for (int q = 0; q < count; q++) {
+            ar[q] += w[j * C + k0 + q] * dr;
+            az[q] += w[(H + j) * C + k0 + q] * dz;
+            an[q] += w[(2 * H + j) * C + k0 + q] * dn;
         }
+    }
+    for (int q = 0; q < count; q++) {
+        vf *o = out + (k0 + q) * nb + c;
+        *o = accumulate ? *o + (ar[q] + az[q] + an[q]) : ar[q] + az[q] + an[q];
+    }
 }
 
-static void weight_grads(i64 L, i64 nb, i64 H, i64 C, const vf *d, int hidden_side, const vf *in,
-                         i64 in_step, float *dw, float *db) {
-    for (i64 g = 0; g < 3 * H; g += 2) {
-        const int two = g + 1 < 3 * H; /* rows g and g + 1 share every load of `in` */
-        vf bias0 = {0}, bias1 = {0};
-        for (i64 k0 = 0; k0 < C; k0 += 4) {
-            const i64 kb = C - k0 < 4 ? C - k0 : 4;
-            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
-            for (i64 t = 0; t < L; t++) {
-                const vf *d0 = hidden_side ? hh_row(d, t, g, H, nb) : ih_row(d, t, g, H, nb);
-                const vf *d1 = two ? (hidden_side ? hh_row(d, t, g + 1, H, nb) : ih_row(d, t, g + 1, H, nb)) : d0;
-                const vf *s = in + t * in_step + k0 * nb;
-                for (i64 c = 0; c < nb; c++) {
-                    const vf v = d0[c], w = d1[c], s0 = s[c];
-                    a0 += v * s0;
-                    b0 += w * s0;
-                    if (kb > 1) {
-                        const vf s1 = s[nb + c];
-                        a1 += v * s1;
-                        b1 += w * s1;
-                    }
-                    if (kb > 2) {
-                        const vf s2 = s[2 * nb + c];
-                        a2 += v * s2;
-                        b2 += w * s2;
-                    }
-                    if (kb > 3) {
-                        const vf s3 = s[3 * nb + c];
-                        a3 += v * s3;
-                        b3 += w * s3;
-                    }
-                    if (k0 == 0) {
-                        bias0 += v;
-                        bias1 += w;
-                    }
-                }
-            }
-            const vf acc0[4] = {a0, a1, a2, a3}, acc1[4] = {b0, b1, b2, b3};
-            for (i64 q = 0; q < kb; q++) {
-                dw[g * C + k0 + q] = hsum(acc0[q]);
-                if (two) dw[(g + 1) * C + k0 + q] = hsum(acc1[q]);
+/* out[k] (+)= sum_j W_r[j][k] d_r[j] + W_z[j][k] d_z[j] + W_n[j][k] d_n[j] for k < C, where W [3H][C]
+ * holds the r, z, n blocks and d_r, d_z are the first two [H][NB] blocks of d, d_n the one given:
+ * the backpropagation of a step's gate gradients into h_{t-1} (W_hh) or x_t (W_ih). */
+static void transposed_product(i64 nb, i64 H, i64 C, const float *w, const vf *d, const vf *d_n, vf *out,
+                               int accumulate) {
+    const i64 whole = C - C % UNITS;
+    for (i64 c = 0; c < nb; c++) {
+        for (i64 k = 0; k < whole; k += UNITS) transposed_outputs(UNITS, k, c, nb, H, C, w, d, d_n, out, accumulate);
+        for (i64 k = whole; k < C; k++) transposed_outputs(1, k, c, nb, H, C, w, d, d_n, out, accumulate);
+    }
+}
+
+/* Gate rows g0 .. g0 + count - 1 and inputs k0 .. k0 + kb - 1 (kb <= 4) of weight_grads. */
+static inline __attribute__((always_inline)) void weight_block(int count, i64 g0, i64 k0, i64 kb, i64 L, i64 nb,
+                                                               i64 H, const vf *d, int hidden_side, const vf *in,
+                                                               i64 in_step, i64 C, float *dw, float *db) {
+    vf acc[ROWS][4], bias[ROWS];
+    for (int q = 0; q < count; q++) {
+        bias[q] = splat(0.0f);
+        for (int p = 0; p < 4; p++) acc[q][p] = splat(0.0f);
+    }
+    for (i64 t = 0; t < L; t++) {
+        const vf *rows[ROWS];
+        for (int q = 0; q < count; q++)
+            rows[q] = hidden_side ? hh_row(d, t, g0 + q, H, nb) : ih_row(d, t, g0 + q, H, nb);
+        const vf *s = in + t * in_step + k0 * nb;
+        for (i64 c = 0; c < nb; c++) {
+            vf sv[4];
+            for (int p = 0; p < 4; p++) sv[p] = p < kb ? s[p * nb + c] : splat(0.0f);
+            for (int q = 0; q < count; q++) {
+                const vf v = rows[q][c];
+                for (int p = 0; p < 4; p++) acc[q][p] += v * sv[p];
+                if (k0 == 0) bias[q] += v;
             }
         }
-        db[g] = hsum(bias0);
-        if (two) db[g + 1] = hsum(bias1);
+    }
+    for (int q = 0; q < count; q++) {
+        for (i64 p = 0; p < kb; p++) dw[(g0 + q) * C + k0 + p] = hsum(acc[q][p]);
+        if (k0 == 0) db[g0 + q] = hsum(bias[q]);
+    }
+}
+
+/* dw[g][k] = sum_t dg_t . in_t[k] and db[g] = sum_t dg_t (over lanes), where dg_t is gate-gradient
+ * row g of step t and in_t[k] is at in + t * in_step + k * nb, in blocks of ROWS rows by four k. */
+static void weight_grads(i64 L, i64 nb, i64 H, i64 C, const vf *d, int hidden_side, const vf *in,
+                         i64 in_step, float *dw, float *db) {
+    const i64 whole = 3 * H - 3 * H % ROWS;
+    for (i64 k0 = 0; k0 < C; k0 += 4) {
+        const i64 kb = C - k0 < 4 ? C - k0 : 4;
+        for (i64 g = 0; g < whole; g += ROWS)
+            weight_block(ROWS, g, k0, kb, L, nb, H, d, hidden_side, in, in_step, C, dw, db);
+        for (i64 g = whole; g < 3 * H; g++) weight_block(1, g, k0, kb, L, nb, H, d, hidden_side, in, in_step, C, dw, db);
     }
 }
 
@@ -168,14 +226,12 @@ int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_
                      const float *b_ih, const float *b_hh, const float *h_out, const float *grad_out, float *dx,
                      float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, i64 m_begin, i64 m_end) {
     const i64 nb = (B + LANES - 1) / LANES;
-    /* per model: gate gradients of every step [L][4][H][NB], the hidden states h_{-1} = 0 .. h_{L-1}
-     * [L+1][H][NB] (one block for the weight gradients); per step: gates [4][H][NB], dh of this and
-     * the previous step, and the recomputed h_t (unused) */
-    const size_t n_scratch = (size_t)((L * 4 * H + (L + 1) * H + 4 * H + 3 * H) * nb);
+    /* per model: gate gradients of every step [L][4][H][NB] and the hidden states h_{-1} = 0 ..
+     * h_{L-1} [L+1][H][NB] (one block for the weight gradients); dL/dh of this and the previous step */
+    const size_t n_scratch = (size_t)((L * 4 * H + (L + 1) * H + 2 * H) * nb);
     vf *scratch = aligned_alloc(sizeof(vf), sizeof(vf) * (n_scratch + 1));
     if (!scratch) return 1;
-    vf *d = scratch, *hs = d + L * 4 * H * nb, *gates = hs + (L + 1) * H * nb;
-    vf *dh = gates + 4 * H * nb, *dh_prev = dh + H * nb, *h_unused = dh_prev + H * nb;
+    vf *d = scratch, *hs = d + L * 4 * H * nb, *dh = hs + (L + 1) * H * nb, *dh_prev = dh + H * nb;
     const vf *xs = (const vf *)x, *gos = (const vf *)grad_out;
     vf *dxs = (vf *)dx;
     for (i64 m = m_begin; m < m_end; m++) {
@@ -186,25 +242,15 @@ int mlc_gru_backward(i64 L, i64 B, i64 I, i64 H, const float *x, const float *w_
         memset(hs, 0, sizeof(vf) * (size_t)(H * nb));
         memcpy(hs + H * nb, (const vf *)h_out + m * L * H * nb, sizeof(vf) * (size_t)(L * H * nb));
         for (i64 t = L - 1; t >= 0; t--) {
-            const vf *hp = hs + t * H * nb, *go = gos + (m * L + t) * H * nb;
-            gru_step(nb, I, H, wi, wh, bi, bh, xm + t * I * nb, hp, h_unused, gates);
             vf *dt = d + t * 4 * H * nb;
-            for (i64 o = 0; o < H * nb; o++) {
-                const vf r = gates[R * H * nb + o], z = gates[Z * H * nb + o], n = gates[N * H * nb + o];
-                const vf g = dh[o] + go[o];
-                const vf dpre_n = g * (1.0f - z) * (1.0f - n * n);
-                dt[o] = dpre_n * gates[GHN * H * nb + o] * r * (1.0f - r);
-                dt[H * nb + o] = g * (hp[o] - n) * z * (1.0f - z);
-                dt[2 * H * nb + o] = dpre_n;
-                dt[3 * H * nb + o] = dpre_n * r;
-                dh_prev[o] = g * z;
-            }
-            transposed_product(nb, H, H, wh, dt, dt + 3 * H * nb, dh_prev, 1); /* hidden side of n */
+            gru_step(nb, I, H, wi, wh, bi, bh, xm + t * I * nb, hs + t * H * nb, dh_prev, dh,
+                     gos + (m * L + t) * H * nb, dt);
+            transposed_product(nb, H, H, wh, dt, dt + GHN * H * nb, dh_prev, 1); /* hidden side of n */
             vf *swap = dh;
             dh = dh_prev;
             dh_prev = swap;
             if (dxs) /* input side of n */
-                transposed_product(nb, H, I, wi, dt, dt + 2 * H * nb, dxs + (m * L + t) * I * nb, 0);
+                transposed_product(nb, H, I, wi, dt, dt + N * H * nb, dxs + (m * L + t) * I * nb, 0);
         }
         weight_grads(L, nb, H, I, d, 0, xm, I * nb, dw_ih + m * 3 * H * I, db_ih + m * 3 * H);
         weight_grads(L, nb, H, H, d, 1, hs, H * nb, dw_hh + m * 3 * H * H, db_hh + m * 3 * H);

@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
+
 typedef int64_t i64;
 
 /* One lane vector per hardware register: 16 floats with AVX-512, 8 with AVX/AVX2, 4 with SSE2 or NEON.
@@ -30,11 +34,36 @@ static inline vf splat(float v) { return (vf){0} + v; }
 /* lanes of a where mask (a vector comparison) is set, else of b: C has no vector `?:` */
 static inline vf select_vf(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
 
-/* exp by Cody-Waite range reduction and a degree-6 polynomial (Cephes' expf coefficients, < 2 ulp
- * on the clamped range), in vector arithmetic only. */
-static inline vf exp_vf(vf x) {
-    x = select_vf(x < -87.0f, splat(-87.0f), x);
-    x = select_vf(x > 88.0f, splat(88.0f), x);
+/* max(c, x) lane by lane, one instruction where the instruction set has one. A NaN in x comes
+ * out as NaN (the instructions return their second operand when either is NaN), so a diverged
+ * network's NaN reaches its loss instead of being clamped into a finite number. */
+static inline vf max_vf(vf c, vf x) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_max_ps((__m512)c, (__m512)x);
+#elif defined(__AVX__)
+    return (vf)_mm256_max_ps((__m256)c, (__m256)x);
+#elif defined(__SSE__)
+    return (vf)_mm_max_ps((__m128)c, (__m128)x);
+#else
+    return select_vf(x < c, c, x);
+#endif
+}
+
+static inline vf min_vf(vf c, vf x) {
+#if defined(__AVX512F__)
+    return (vf)_mm512_min_ps((__m512)c, (__m512)x);
+#elif defined(__AVX__)
+    return (vf)_mm256_min_ps((__m256)c, (__m256)x);
+#elif defined(__SSE__)
+    return (vf)_mm_min_ps((__m128)c, (__m128)x);
+#else
+    return select_vf(x > c, c, x);
+#endif
+}
+
+/* exp of x in [-87, 88] by Cody-Waite range reduction and a degree-6 polynomial (Cephes' expf
+ * coefficients, < 2 ulp), in vector arithmetic only. */
+static inline vf exp_in_range_vf(vf x) {
     /* k = round(x / ln 2) by the 1.5 * 2^23 trick: the integer also sits in the low mantissa bits
      * of `shifted`, read as bits so that no float -> int conversion (undefined for NaN) happens */
     const vf shifted = x * 1.44269504088896341f + 12582912.0f;
@@ -48,18 +77,21 @@ static inline vf exp_vf(vf x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    const vu biased = (vu)shifted - 0x4B400000u + 127u; /* k + 127, in 1..254 on the clamped range */
+    const vu biased = (vu)shifted - 0x4B400000u + 127u; /* k + 127, in 1..254 on the range */
     return p * (vf)(biased << 23);                       /* times 2^k, assembled in the exponent */
 }
 
+static inline vf exp_vf(vf x) { return exp_in_range_vf(min_vf(splat(88.0f), max_vf(splat(-87.0f), x))); }
+
 static inline vf sigmoid_vf(vf x) { return 1.0f / (1.0f + exp_vf(-x)); }
 
-/* tanh from exp(-2|x|): odd, exact to about 1e-7 absolute. */
+/* tanh from exp(-2|x|) <= 1, so only the lower clamp is needed; odd by copying x's sign bit onto
+ * tanh(|x|) (NaN stays NaN), exact to about 1e-7 absolute. */
 static inline vf tanh_vf(vf x) {
-    const vi negative = x < 0.0f;
-    const vf e = exp_vf(-2.0f * select_vf(negative, -x, x));
+    const vu sign = (vu)x & 0x80000000u;
+    const vf e = exp_in_range_vf(max_vf(splat(-87.0f), -2.0f * (vf)((vu)x ^ sign)));
     const vf t = (1.0f - e) / (1.0f + e);
-    return select_vf(negative, -t, t);
+    return (vf)((vu)t | sign);
 }
 
 /* log(1 + e) for e in [0, 1] (the softplus tail of BCE): 1 + e = 2^k m with m in [0.71, 1.41] and
