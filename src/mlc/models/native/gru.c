@@ -102,13 +102,16 @@ static void gru_step(i64 nb, i64 I, i64 H, const float *wi, const float *wh, con
                      const vf *xt, const vf *h, vf *h_new, const vf *dh, const vf *go, vf *dt) {
     const i64 whole = H - H % UNITS;
     for (i64 c = 0; c < nb; c++) {
-        if (dh) {
-            for (i64 j = 0; j < whole; j += UNITS) gru_units(UNITS, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, dh, go, dt);
-            for (i64 j = whole; j < H; j++) gru_units(1, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, dh, go, dt);
+        if (dh) { /* two copies, so that each is specialised for its pass */
+            for (i64 j = 0; j < whole; j += UNITS)
+                gru_units(UNITS, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, dh, go, dt);
+            for (i64 j = whole; j < H; j++)
+                gru_units(1, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, dh, go, dt);
         } else {
             for (i64 j = 0; j < whole; j += UNITS)
                 gru_units(UNITS, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, NULL, NULL, NULL);
-            for (i64 j = whole; j < H; j++) gru_units(1, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, NULL, NULL, NULL);
+            for (i64 j = whole; j < H; j++)
+                gru_units(1, j, c, nb, I, H, wi, wh, bi, bh, xt, h, h_new, NULL, NULL, NULL);
         }
     }
 }
@@ -174,15 +177,17 @@ static void transposed_product(i64 nb, i64 H, i64 C, const float *w, const vf *d
                                int accumulate) {
     const i64 whole = C - C % UNITS;
     for (i64 c = 0; c < nb; c++) {
-        for (i64 k = 0; k < whole; k += UNITS) transposed_outputs(UNITS, k, c, nb, H, C, w, d, d_n, out, accumulate);
+        for (i64 k = 0; k < whole; k += UNITS)
+            transposed_outputs(UNITS, k, c, nb, H, C, w, d, d_n, out, accumulate);
         for (i64 k = whole; k < C; k++) transposed_outputs(1, k, c, nb, H, C, w, d, d_n, out, accumulate);
     }
 }
 
 /* Gate rows g0 .. g0 + count - 1 and inputs k0 .. k0 + kb - 1 (kb <= 4) of weight_grads. */
-static inline __attribute__((always_inline)) void weight_block(int count, i64 g0, i64 k0, i64 kb, i64 L, i64 nb,
-                                                               i64 H, const vf *d, int hidden_side, const vf *in,
-                                                               i64 in_step, i64 C, float *dw, float *db) {
+static inline __attribute__((always_inline)) void weight_block(int count, i64 g0, i64 k0, i64 kb, i64 L,
+                                                               i64 nb, i64 H, const vf *d, int hidden_side,
+                                                               const vf *in, i64 in_step, i64 C, float *dw,
+                                                               float *db) {
     vf acc[ROWS][4], bias[ROWS];
     for (int q = 0; q < count; q++) {
         bias[q] = splat(0.0f);
@@ -218,7 +223,8 @@ static void weight_grads(i64 L, i64 nb, i64 H, i64 C, const vf *d, int hidden_si
         const i64 kb = C - k0 < 4 ? C - k0 : 4;
         for (i64 g = 0; g < whole; g += ROWS)
             weight_block(ROWS, g, k0, kb, L, nb, H, d, hidden_side, in, in_step, C, dw, db);
-        for (i64 g = whole; g < 3 * H; g++) weight_block(1, g, k0, kb, L, nb, H, d, hidden_side, in, in_step, C, dw, db);
+        for (i64 g = whole; g < 3 * H; g++)
+            weight_block(1, g, k0, kb, L, nb, H, d, hidden_side, in, in_step, C, dw, db);
     }
 }
 

@@ -31,7 +31,7 @@
 
 /* What every pass over one model needs. */
 struct head_model {
-    i64 L, B, n, nb, n_act;
+    i64 B, n, nb, n_act;
     const i64 *widths, *act_off, *gw_off, *gb_off;
     const float *wm[MAX_LAYERS], *bm[MAX_LAYERS];
     const vf *x;    /* this model's input, lane layout */
@@ -77,7 +77,8 @@ static inline __attribute__((always_inline)) void head_pass(int count, i64 first
             for (i64 i = 0; i < n_in; i++)
                 for (int r = 0; r < count; r++) a[r] += wo[i] * in[r * n_act + i];
             /* relu that keeps NaN, as torch.relu does */
-            for (int r = 0; r < count; r++) out[r * n_act + o] = l < n - 1 ? select_vf(a[r] <= 0.0f, splat(0.0f), a[r]) : a[r];
+            for (int r = 0; r < count; r++)
+                out[r * n_act + o] = l < n - 1 ? select_vf(a[r] <= 0.0f, splat(0.0f), a[r]) : a[r];
         }
     }
     const vf *z = sc->act + mo->act_off[n];
@@ -123,7 +124,8 @@ static inline __attribute__((always_inline)) void head_pass(int count, i64 first
             }
             /* a_l = relu(.) > 0 exactly where relu passes the gradient */
             for (int r = 0; r < count; r++)
-                g_prev[r * gs + i] = l > 0 ? select_vf(in[r * n_act + i] > 0.0f, s[r], splat(0.0f)) : s[r] * mo->scale;
+                g_prev[r * gs + i] =
+                    l > 0 ? select_vf(in[r * n_act + i] > 0.0f, s[r], splat(0.0f)) : s[r] * mo->scale;
         }
         vf *swap = g;
         g = g_prev;
@@ -166,7 +168,7 @@ int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const 
     sc.acc = sc.g_prev + GROUP * widest;
     const i64 nb = (B + LANES - 1) / LANES, w0 = widths[0], vectors = L * nb;
     struct head_model mo = {
-        .L = L, .B = B, .n = n, .nb = nb, .n_act = n_act, .widths = widths, .act_off = act_off,
+        .B = B, .n = n, .nb = nb, .n_act = n_act, .widths = widths, .act_off = act_off,
         .gw_off = gw_off, .gb_off = gb_off, .grads = dw != NULL, .scale = 1.0f / (float)(L * B * n_out),
     };
     for (i64 m = m_begin; m < m_end; m++) {
