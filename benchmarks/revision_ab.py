@@ -17,48 +17,37 @@ line reads `ratio vs <revision>: <x>x` (above 1: the working tree is faster).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from train_throughput import run_child  # this folder is on sys.path when run as a script
 
-_CHILD = """
-import json, sys
-sys.path.insert(0, {benchmarks!r})
-import torch
-from mlc import models
-models.set_training_threads({threads})
-torch.set_num_threads(1)
-import train_throughput
-print(json.dumps(train_throughput.measure_population({device!r}, {steps}, {models}, "auto", "fused")))
-"""
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _export(revision: str, into: Path) -> Path:
     """The package sources of `revision`, unpacked under `into`; returns its src directory."""
     archive = into / "baseline.tar"
-    subprocess.run(["git", "archive", "--output", str(archive), revision, "src"], cwd=ROOT, check=True)
+    command = ["git", "archive", "--output", str(archive), revision, "src"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"cannot export {revision!r}: {out.stderr.strip()}")
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
     return into / "src"
 
 
 def _measure(src: Path, args: argparse.Namespace) -> dict:
-    code = _CHILD.format(
-        benchmarks=str(ROOT / "benchmarks"), threads=args.threads, device=args.device, steps=args.steps,
-        models=args.models,
-    )  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(f"a child run from {src} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """train_throughput's measurement of the trainer, in a process that imports the package from `src`."""
+    command = ["population", args.device, str(args.steps), str(args.models), "auto", "fused"]
+    result = run_child(command, args.threads, {**os.environ, "PYTHONPATH": str(src)})
+    if "error" in result:
+        raise SystemExit(f"a child run from {src} failed: {result['error']}")
+    return result
 
 
 def main() -> None:

@@ -142,9 +142,11 @@ def measure_population(device: str, steps: int, m: int, layer: str, head: str) -
     }
 
 
-def _child(args: list[str], threads: int) -> dict:
+def run_child(args: list[str], threads: int, env: dict[str, str] | None = None) -> dict:
+    """One measurement (`--child` arguments) in a fresh process, with `env` as its environment when
+    given (revision_ab.py points PYTHONPATH at another revision's package)."""
     command = [sys.executable, __file__, "--threads", str(threads), "--child", *args]
-    out = subprocess.run(command, capture_output=True, text=True)
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1], "args": args}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -198,10 +200,10 @@ def main() -> None:
     cuda = args.device == "cuda"
     sizes = [int(s) for s in (args.sizes or ("1024,4096,16384" if cuda else "16,64,128")).split(",")]
     steps = args.steps or (32 if cuda else 4)
-    rows = [_child(["naive", args.device, str(steps)], args.threads)]
+    rows = [run_child(["naive", args.device, str(steps)], args.threads)]
     for m in sizes:
         command = ["population", args.device, str(steps), str(m), args.layer, args.head]
-        rows.append(_child(command, args.threads))
+        rows.append(run_child(command, args.threads))
         print(json.dumps(rows[-1]), flush=True)
     naive = rows[0].get("model_steps_s")
     header = ("method", "models", "model-steps/s", "GFLOP/s", "MiB/model", "(estimate)", "start-up s")

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from head_reference import head_loss, miscounted
 
 pytest.importorskip("triton")
 
@@ -29,29 +29,6 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
-def _logits(h, fcs):
-    a = h.reshape(h.shape[0], -1, h.shape[-1])
-    for i, (w, b) in enumerate(fcs):
-        a = torch.baddbmm(b.unsqueeze(1), a, w.transpose(1, 2))
-        if i < len(fcs) - 1:
-            a = torch.relu(a)
-    return a
-
-
-def _reference(h, y, fcs):
-    a = _logits(h, fcs)
-    return F.binary_cross_entropy_with_logits(a, y.reshape(a.shape), reduction="none").mean(dim=(1, 2))
-
-
-def _miscounted(correct: torch.Tensor, h, y, fcs) -> float:
-    """Models whose count of correct outputs the float64 head contradicts, leaving out logits within
-    1e-5 of 0, which float32 may put on either side."""
-    z = _logits(h.double(), [(w.double(), b.double()) for w, b in fcs])
-    right, sure = (z > 0) == (y.reshape(z.shape) > 0.5), z.abs() > 1e-5
-    low, high = (right & sure).sum(dim=(1, 2)), (right | ~sure).sum(dim=(1, 2))
-    return float(((correct < low) | (correct > high)).sum())
-
-
 def _head_errors(
     m: int, length: int, b: int, block_r: int, num_warps: int, precision: str
 ) -> dict[str, float]:
@@ -69,7 +46,7 @@ def _head_errors(
     ref = [t.detach().double().requires_grad_() for t in fused]
     tile = {"block_r": block_r, "num_warps": num_warps, "precision": precision}
     loss = head_loss_triton(fused[0], y, list(zip(fused[1::2], fused[2::2], strict=True)), **tile)
-    loss_ref = _reference(ref[0], y.double(), list(zip(ref[1::2], ref[2::2], strict=True)))
+    loss_ref = head_loss(ref[0], y.double(), list(zip(ref[1::2], ref[2::2], strict=True)))
     (loss * upstream).sum().backward()
     (loss_ref * upstream.double()).sum().backward()
     errors = {"loss": _rel(loss, loss_ref)}
@@ -79,7 +56,7 @@ def _head_errors(
         errors["no_grad_path"] = _rel(head_loss_triton(h, y, fcs, **tile), loss.detach())
     eval_loss, correct = head_eval_triton(h, y, fcs, **tile)
     errors["eval_loss"] = _rel(eval_loss, loss.detach())
-    errors["eval_miscounted"] = _miscounted(correct, h, y, fcs)
+    errors["eval_miscounted"] = miscounted(correct, h, y, fcs)
     return errors
 
 

@@ -34,32 +34,34 @@ static inline vf splat(float v) { return (vf){0} + v; }
 /* lanes of a where mask (a vector comparison) is set, else of b: C has no vector `?:` */
 static inline vf select_vf(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
 
-/* max(c, x) lane by lane, one instruction where the instruction set has one. A NaN in x comes
- * out as NaN (the instructions return their second operand when either is NaN), so a diverged
- * network's NaN reaches its loss instead of being clamped into a finite number. */
-static inline vf max_vf(vf c, vf x) {
+/* max(c, x) and min(c, x) lane by lane, one instruction where the instruction set has one
+ * (LANE_OP: that instruction for the register type the lanes fill). A NaN in x comes out as NaN
+ * (the instructions return their second operand when either is NaN), so a diverged network's NaN
+ * reaches its loss instead of being clamped into a finite number. */
 #if defined(__AVX512F__)
-    return (vf)_mm512_max_ps((__m512)c, (__m512)x);
+#define LANE_OP(name, c, x) (vf) _mm512_##name##_ps((__m512)(c), (__m512)(x))
 #elif defined(__AVX__)
-    return (vf)_mm256_max_ps((__m256)c, (__m256)x);
+#define LANE_OP(name, c, x) (vf) _mm256_##name##_ps((__m256)(c), (__m256)(x))
 #elif defined(__SSE__)
-    return (vf)_mm_max_ps((__m128)c, (__m128)x);
+#define LANE_OP(name, c, x) (vf) _mm_##name##_ps((__m128)(c), (__m128)(x))
+#endif
+
+static inline vf max_vf(vf c, vf x) {
+#ifdef LANE_OP
+    return LANE_OP(max, c, x);
 #else
     return select_vf(x < c, c, x);
 #endif
 }
 
 static inline vf min_vf(vf c, vf x) {
-#if defined(__AVX512F__)
-    return (vf)_mm512_min_ps((__m512)c, (__m512)x);
-#elif defined(__AVX__)
-    return (vf)_mm256_min_ps((__m256)c, (__m256)x);
-#elif defined(__SSE__)
-    return (vf)_mm_min_ps((__m128)c, (__m128)x);
+#ifdef LANE_OP
+    return LANE_OP(min, c, x);
 #else
     return select_vf(x > c, c, x);
 #endif
 }
+#undef LANE_OP
 
 /* exp of x in [-87, 88] by Cody-Waite range reduction and a degree-6 polynomial (Cephes' expf
  * coefficients, < 2 ulp), in vector arithmetic only. */
