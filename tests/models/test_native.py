@@ -132,6 +132,32 @@ def test_head_eval_counts_the_outputs_the_reference_gets_right(rows):
 
 
 @needs_native
+def test_head_reads_targets_through_their_strides():
+    """The trainer hands the head a time-major view of whole gathered sequences [M, B, L, O]; the
+    kernel reads it in place, with the results of C-ordered targets, bit for bit."""
+    from mlc.models._gru_native import LANE_LAYOUT
+    from mlc.models._head_native import head_eval_native, head_loss_native
+
+    torch.manual_seed(4)
+    m, length, rows, widths = 3, 4, 37, (12, 12, 24, 12, 8)
+    h = LANE_LAYOUT.enter(torch.randn(m, length, rows, widths[0]))
+    batch_major = (torch.rand(m, rows, length, widths[-1]) > 0.5).float()
+    y = batch_major.transpose(1, 2)
+    assert not y.is_contiguous()
+    fcs = [
+        (torch.randn(m, o, i, requires_grad=True), torch.randn(m, o, requires_grad=True))
+        for i, o in zip(widths[:-1], widths[1:], strict=True)
+    ]
+    weights = [t for pair in fcs for t in pair]
+    strided, dense = (head_loss_native(h, targets, fcs) for targets in (y, y.contiguous()))
+    assert torch.equal(strided, dense)
+    grads = [torch.autograd.grad(loss.sum(), weights) for loss in (strided, dense)]
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    for a, b in zip(head_eval_native(h, y, fcs), head_eval_native(h, y.contiguous(), fcs), strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_native
 def test_head_loss_rejects_shapes_that_do_not_chain():
     from mlc.models._gru_native import LANE_LAYOUT
     from mlc.models._head_native import head_loss_native
@@ -260,15 +286,25 @@ def test_head_loss_rejects_calls_it_cannot_compute():
 
 
 @needs_native
-def test_head_gradient_is_not_the_saved_tensor():
-    h = torch.randn(2, 10, 12, requires_grad=True)
-    fc = (torch.randn(2, 8, 12), torch.randn(2, 8))
-    loss = _head_rows(h.view(2, 5, 2, 12), torch.zeros(2, 5, 2, 8), [fc]).sum()
+def test_head_gradients_are_not_the_saved_tensors():
+    """Backward hands the kernel's own gradients on when the upstream gradient is all ones (as
+    `loss.sum()` gives); autograd must still keep what the graph holds apart from the leaves' .grad."""
+    from mlc.models._gru_native import LANE_LAYOUT
+    from mlc.models._head_native import head_loss_native
+
+    torch.manual_seed(3)
+    h = LANE_LAYOUT.enter(torch.randn(2, 5, 2, 12)).requires_grad_()  # the head's own input as a leaf
+    fc = (torch.randn(2, 8, 12, requires_grad=True), torch.randn(2, 8, requires_grad=True))
+    loss = head_loss_native(h, torch.zeros(2, 5, 2, 8), [fc]).sum()
+    leaves = (h, *fc)
     loss.backward(retain_graph=True)
-    first = h.grad.clone()
-    h.grad.zero_()  # changing the gradient in place must not touch what backward keeps
-    loss.backward()
-    assert torch.equal(h.grad, first)
+    first = [t.grad.clone() for t in leaves]
+    for t in leaves:
+        t.grad.zero_()  # changing a gradient in place must not touch what backward keeps
+    loss.backward(retain_graph=True)
+    assert all(torch.equal(t.grad, f) for t, f in zip(leaves, first, strict=True))
+    loss.backward()  # accumulates into .grad
+    assert all(torch.equal(t.grad, 2 * f) for t, f in zip(leaves, first, strict=True))
 
 
 _CHILD_CHECK = """

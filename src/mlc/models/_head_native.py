@@ -26,6 +26,7 @@ def _run(
     m, length, b, _ = y.shape
     weights, biases = params[0::2], params[1::2]
     widths = torch.tensor([h.shape[2], *(w.shape[1] for w in weights)], dtype=torch.int64)
+    y_strides = torch.tensor(y.stride()[:3], dtype=torch.int64)
     loss = h.new_empty(m)
     correct = h.new_empty(m) if with_correct else None
     dh = torch.empty_like(h) if with_grads else None
@@ -33,8 +34,8 @@ def _run(
     dbs = [torch.empty_like(b) for b in biases] if with_grads else []
     run_split(
         library().mlc_head_loss, m, length, b, len(weights), ptr(widths), ptr(h), pointers(weights),
-        pointers(biases), ptr(y), ptr(loss), ptr(correct), ptr(dh), pointers(dws) if with_grads else None,
-        pointers(dbs) if with_grads else None,
+        pointers(biases), ptr(y), ptr(y_strides), ptr(loss), ptr(correct), ptr(dh),
+        pointers(dws) if with_grads else None, pointers(dbs) if with_grads else None,
     )  # fmt: skip
     grads = [g for pair in zip(dws, dbs, strict=True) for g in pair]
     return loss, correct, dh, grads
@@ -45,7 +46,8 @@ def head_loss_native(
 ) -> torch.Tensor:
     """Mean BCE-with-logits per model of the MLP head on `h`.
 
-    h [M, L, H, B'] (the last C GRU layer's output, lane layout), y [M, L, B, O] float targets,
+    h [M, L, H, B'] (the last C GRU layer's output, lane layout), y [M, L, B, O] float targets (any
+    strides with a dense last dimension, such as the trainer's view of whole gathered sequences),
     fcs [(w [M, out, in], b [M, out]), ...] -> loss [M]. float32 CPU tensors only.
     """
     return fused_head_loss(_run, *_checked(h, y, fcs))
@@ -81,4 +83,4 @@ def _checked(
     if padded % lanes() or not padded - lanes() < b <= padded or y.shape[:2] != (m, length):
         raise ValueError(f"h {tuple(h.shape)} is not the lane layout of targets {tuple(y.shape)}")
     check_head(m, width, fcs, y)
-    return lane_ready(h), y.contiguous(), params
+    return lane_ready(h), y if y.stride(-1) == 1 else y.contiguous(), params

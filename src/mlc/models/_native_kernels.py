@@ -43,7 +43,7 @@ def library() -> ctypes.CDLL:
     pp = ctypes.POINTER(ctypes.c_void_p)
     lib.mlc_gru_forward.argtypes = [i64] * 4 + [p] * 6 + [i64, i64]
     lib.mlc_gru_backward.argtypes = [i64] * 4 + [p] * 12 + [i64, i64]
-    lib.mlc_head_loss.argtypes = [i64, i64, i64, p, p, pp, pp, p, p, p, p, pp, pp, i64, i64]
+    lib.mlc_head_loss.argtypes = [i64, i64, i64, p, p, pp, pp, p, p, p, p, p, pp, pp, i64, i64]
     for fn in (lib.mlc_gru_forward, lib.mlc_gru_backward, lib.mlc_head_loss):
         fn.restype = ctypes.c_int
     for fn in (lib.mlc_head_max_layers, lib.mlc_lanes):

@@ -55,6 +55,23 @@ class TrainingArrays:
     def n_train(self) -> int:
         return int(self.train_x.shape[0])
 
+    def batch(self, sequences: torch.Tensor, task_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One mini-batch per member, time-major: inputs [M, L, B, 5] and targets [M, L, B, 8] of the
+        training sequences `sequences` [M, B], each member's targets from its row `task_rows` [M].
+
+        Both are transposed views of batch-major copies: a whole sequence is one contiguous row, so
+        gathering it is a row copy, where gathering time-major picked every element through three
+        broadcast indices (4-5x slower on the CPU: 29 against 6.9 ms for 128 MLDS members, y made
+        contiguous). The kernels copy the inputs into their own layout anyway; the GPU head reads the
+        targets through their strides."""
+        m, b = sequences.shape
+        n, length = self.train_x.shape[:2]
+        flat = sequences.reshape(-1)
+        x = self.train_x.index_select(0, flat).view(m, b, length, -1)
+        target_rows = (task_rows[:, None] * n + sequences).reshape(-1)
+        y = self.train_y.view(-1, *self.train_y.shape[2:]).index_select(0, target_rows).view(m, b, length, -1)
+        return x.transpose(1, 2), y.transpose(1, 2)
+
     def task_rows(self, tasks: Sequence[str]) -> torch.Tensor:
         """Target-row index [M] for each member's task name."""
         lookup = {t: i for i, t in enumerate(self.tasks)}

@@ -55,7 +55,8 @@ def evaluate(
     correct = torch.zeros(m, dtype=torch.float64, device=params.device)
     for start in range(0, n, chunk):
         xs = x[start : start + chunk].transpose(0, 1)  # [L, n, 5]
-        ys = targets[target_rows, start : start + chunk].transpose(1, 2)  # [M, L, n, 8]
+        # [M, L, n, 8]; index_select copies whole rows (3-4x faster than indexing with a tensor)
+        ys = targets[:, start : start + chunk].index_select(0, target_rows).transpose(1, 2)
         inputs = xs.unsqueeze(0).expand(m, *xs.shape).contiguous()  # [M, L, n, 5]
         loss, n_correct = population.loss_and_correct_views(views, inputs, ys)
         loss_sum += loss.double() * ys[0].numel()
@@ -123,16 +124,14 @@ class PopulationTrainer:
         n = data.n_train
         order = np.stack([batch_order(seeds[r], e, n) for r, e in zip(rows, epochs, strict=True)])
         order_t = torch.from_numpy(order).to(device)  # [Ma, N]
-        member_tasks = task_rows[active][:, None, None]  # [Ma, 1, 1]
-        steps = torch.arange(data.train_x.shape[1], device=device)[None, :, None]  # [1, L, 1]
+        member_tasks = task_rows[active]
         loss_sum = torch.zeros(len(rows), dtype=torch.float64, device=device)
         for start in range(0, n, self.config.batch_size):
-            idx = order_t[:, None, start : start + self.config.batch_size]  # [Ma, 1, B]
-            x = data.train_x[idx, steps]  # [Ma, L, B, 5], gathered time-major
-            y = data.train_y[member_tasks, idx, steps]  # [Ma, L, B, 8]
+            idx = order_t[:, start : start + self.config.batch_size]  # [Ma, B]
+            x, y = data.batch(idx, member_tasks)  # [Ma, L, B, 5], [Ma, L, B, 8]
             loss, grad = self.population.loss_and_grad(params, x, y)
             adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
-            loss_sum += loss.double() * idx.shape[2]
+            loss_sum += loss.double() * idx.shape[1]
         val_loss, val_acc = evaluate(
             self.population, params, data.val_x, data.val_y, task_rows[active], self.config.batch_size
         )

@@ -13,10 +13,12 @@
  * backward only has to scale them. When correct is not NULL it also counts, per model, the outputs
  * whose sign agrees with the target ((z > 0) == (y > 0.5)), so evaluation needs no logits tensor.
  *
- * Layouts (float32, C-contiguous, models m in [m_begin, m_end)): x and dx in the lane layout of
- * gru.c, [M, L, widths[0], NB * LANES] with NB = ceil(B / LANES); targets as rows, y [M, L, B,
- * widths[n]]; w[l] [M, widths[l+1], widths[l]]; b[l] [M, widths[l+1]]; dw, db like w, b; loss and
- * correct [M].
+ * Layouts (float32, models m in [m_begin, m_end)): x and dx in the lane layout of gru.c, [M, L,
+ * widths[0], NB * LANES] with NB = ceil(B / LANES), C-contiguous; targets as rows, y [M, L, B,
+ * widths[n]] with element (m, t, b, o) at y + m * y_strides[0] + t * y_strides[1] + b * y_strides[2]
+ * + o (the trainer gathers whole sequences and hands on their time-major view, so copying it into
+ * C order would be a pass over the targets outside the threads); w[l] [M, widths[l+1], widths[l]];
+ * b[l] [M, widths[l+1]]; dw, db like w, b, all C-contiguous; loss and correct [M].
  * Lanes past B are left out of the loss and get zero gradient.
  */
 #include "vec.h"
@@ -31,7 +33,7 @@
 
 /* What every pass over one model needs. */
 struct head_model {
-    i64 B, n, nb, n_act;
+    i64 B, n, nb, n_act, y_step, y_seq; /* y_*: strides of the targets */
     const i64 *widths, *act_off, *gw_off, *gb_off;
     const float *wm[MAX_LAYERS], *bm[MAX_LAYERS];
     const vf *x;    /* this model's input, lane layout */
@@ -64,7 +66,8 @@ static inline __attribute__((always_inline)) void head_pass(int count, i64 first
         for (int lane = 0; lane < rows; lane++) valid[r][lane] = -1;
         const vf *xt = mo->x + t * w0 * nb + c;
         for (i64 i = 0; i < w0; i++) sc->act[r * n_act + i] = xt[i * nb];
-        to_lanes(rows, 1, n_out, mo->y + (t * mo->B + c * LANES) * n_out, sc->yt + r * n_out);
+        to_lanes(rows, 1, n_out, mo->y + t * mo->y_step + c * LANES * mo->y_seq, mo->y_seq,
+                 sc->yt + r * n_out);
     }
     for (i64 l = 0; l < n; l++) {
         const i64 n_in = mo->widths[l];
@@ -141,8 +144,8 @@ static inline __attribute__((always_inline)) void head_pass(int count, i64 first
 int mlc_head_max_layers(void) { return MAX_LAYERS; }
 
 int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const float *const *w,
-                  const float *const *b, const float *y, float *loss, float *correct, float *dx,
-                  float *const *dw, float *const *db, i64 m_begin, i64 m_end) {
+                  const float *const *b, const float *y, const i64 *y_strides, float *loss, float *correct,
+                  float *dx, float *const *dw, float *const *db, i64 m_begin, i64 m_end) {
     if (n < 1 || n > MAX_LAYERS) return 2;
     i64 act_off[MAX_LAYERS + 2], gw_off[MAX_LAYERS], gb_off[MAX_LAYERS];
     i64 widest = 0, n_act = 0, n_grad = 0;
@@ -168,7 +171,8 @@ int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const 
     sc.acc = sc.g_prev + GROUP * widest;
     const i64 nb = (B + LANES - 1) / LANES, w0 = widths[0], vectors = L * nb;
     struct head_model mo = {
-        .B = B, .n = n, .nb = nb, .n_act = n_act, .widths = widths, .act_off = act_off,
+        .B = B, .n = n, .nb = nb, .n_act = n_act, .y_step = y_strides[1], .y_seq = y_strides[2],
+        .widths = widths, .act_off = act_off,
         .gw_off = gw_off, .gb_off = gb_off, .grads = dw != NULL, .scale = 1.0f / (float)(L * B * n_out),
     };
     for (i64 m = m_begin; m < m_end; m++) {
@@ -177,7 +181,7 @@ int mlc_head_loss(i64 L, i64 B, i64 n, const i64 *widths, const float *x, const 
             mo.bm[l] = b[l] + m * widths[l + 1];
         }
         mo.x = (const vf *)x + m * L * w0 * nb;
-        mo.y = y + m * L * B * n_out;
+        mo.y = y + m * y_strides[0];
         mo.dx = dx ? (vf *)dx + m * L * w0 * nb : NULL;
         memset(sc.acc, 0, sizeof(vf) * (size_t)n_grad);
         vf loss_acc = {0}, correct_acc = {0}; /* per lane: exact below 2^24 outputs */

@@ -122,12 +122,14 @@ static inline float hsum(vf v) {
     return s;
 }
 
-/* rows [B][cols] -> block [cols][NB] lane vectors, zero past B (for the head's targets). */
-static inline void to_lanes(i64 batch, i64 nb, i64 cols, const float *restrict rows, vf *restrict block) {
+/* rows [B][cols], row b at rows + b * row_stride -> block [cols][NB] lane vectors, zero past B (for
+ * the head's targets). */
+static inline void to_lanes(i64 batch, i64 nb, i64 cols, const float *restrict rows, i64 row_stride,
+                            vf *restrict block) {
     float *restrict f = (float *)block;
     const i64 padded = nb * LANES;
     for (i64 c = 0; c < cols; c++) {
-        for (i64 b = 0; b < batch; b++) f[c * padded + b] = rows[b * cols + c];
+        for (i64 b = 0; b < batch; b++) f[c * padded + b] = rows[b * row_stride + c];
         for (i64 b = batch; b < padded; b++) f[c * padded + b] = 0.0f;
     }
 }
