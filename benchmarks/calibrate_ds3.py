@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mlc import models, tasks
-from mlc.train import LearnabilitySettings, TrainConfig, check_learnability
+from mlc.train import LearnabilitySettings, TrainConfig, check_learnability, keep_freed_memory
 
 
 def _args() -> argparse.Namespace:
@@ -105,6 +105,7 @@ def _budget(count: int, rate: float) -> int:
 def main() -> None:
     args = _args()
     models.set_training_threads(args.threads)
+    keep_freed_memory()  # as `mlc run` does
     n_states = [int(s) for s in args.n_states.split(",")]
     names, data = _data(args, n_states)
     steps_per_epoch = math.ceil(args.n_train / 32)

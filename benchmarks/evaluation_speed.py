@@ -17,7 +17,7 @@ import time
 import torch
 
 from mlc import models, tasks
-from mlc.train import TrainingArrays, evaluate
+from mlc.train import TrainingArrays, evaluate, keep_freed_memory
 
 TASKS = ["SingleDirectMachine", "ParityMachine"]
 
@@ -33,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     models.set_training_threads(1)
+    keep_freed_memory()  # as `mlc run` does
     fused = models.population_for("mlds-gru", device)
     if fused.head_eval is None:
         raise SystemExit(f"no fused head on {device}: {fused.kernels}")

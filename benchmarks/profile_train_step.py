@@ -15,7 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mlc import models, tasks
-from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays
+from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays, keep_freed_memory
 
 
 def main() -> None:
@@ -33,6 +33,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     models.set_training_threads(args.threads)
+    keep_freed_memory()  # as `mlc run` does
     dev = torch.device(args.device)
     names = list(tasks.names())
     spec = tasks.DataSpec(seed=1, n_train=32 * args.steps, n_val=32, length=100)

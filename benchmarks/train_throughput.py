@@ -184,12 +184,16 @@ def main() -> None:
     if args.child:
         import torch
 
-        from mlc import models
+        from mlc import models, train
 
         kind, device, steps, *rest = args.child
         native = kind == "population" and device == "cpu" and rest[1] in ("auto", "native")
         torch.set_num_threads(1 if native and models.native_available() else args.threads)
         models.set_native_threads(args.threads)
+        # as `mlc run` does, on both sides (a revision from before it has none: revision_ab.py)
+        keep_freed_memory = getattr(train, "keep_freed_memory", None)
+        if keep_freed_memory is not None:
+            keep_freed_memory()
         result = (
             measure_naive(device, int(steps))
             if kind == "naive"

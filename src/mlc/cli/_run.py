@@ -42,7 +42,7 @@ def run(
 
     from mlc import models
     from mlc.executors import LocalExecutor
-    from mlc.train import SelectionProgress
+    from mlc.train import SelectionProgress, keep_freed_memory
     from mlc.work import load_preset, resolve_device
 
     overrides: dict[str, object] = {}
@@ -52,6 +52,7 @@ def run(
         overrides["train.max_epochs"] = max_epochs
     dev = resolve_device(device)
     models.set_training_threads(threads)  # the DS3 learnability check trains while resolving
+    keep_freed_memory()
     with console.status("resolving the preset") as status:
 
         def selection(p: SelectionProgress) -> None:  # only DS3 presets train while resolving

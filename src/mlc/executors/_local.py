@@ -32,7 +32,7 @@ from mlc.coordinator import (
     validate_pending,
 )
 from mlc.store import DatasetWriter
-from mlc.train import EpochReport, bytes_per_network, choose_population_size
+from mlc.train import EpochReport, bytes_per_network, choose_population_size, keep_freed_memory
 from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
 
 __all__ = ["LocalExecutor", "ProgressSink", "RunSummary"]
@@ -89,6 +89,7 @@ class LocalExecutor:
 
     def run(self, config: ExperimentConfig) -> RunSummary:
         models.set_training_threads(self.threads)
+        keep_freed_memory()
         started = time.perf_counter()
         engine = self.open_engine()
         try:

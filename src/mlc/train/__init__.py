@@ -1,6 +1,7 @@
 """Training: the population trainer, its resumable state, the stop rule and the reference loop."""
 
 from mlc.train._adam import adam_step
+from mlc.train._allocator import keep_freed_memory
 from mlc.train._config import TrainConfig
 from mlc.train._data import TrainingArrays, batch_order
 from mlc.train._learnability import (
@@ -35,6 +36,7 @@ __all__ = [
     "check_learnability",
     "choose_population_size",
     "evaluate",
+    "keep_freed_memory",
     "select_automata",
     "train_reference",
 ]
