@@ -150,9 +150,21 @@ def test_memory_bounds_the_population_by_what_its_kernels_hold(monkeypatch):
     assert 8 <= sizes["pytorch"] <= 12 and sizes["c"] >= 3.5 * sizes["pytorch"], sizes  # 5.8, 1.5 MiB
 
 
-def test_population_size_is_capped_on_the_cpu_and_at_least_one():
-    assert choose_population_size(torch.device("cpu"), 1) == 128
-    assert choose_population_size(torch.device("cpu"), 1 << 60) == 1
+def test_population_size_is_capped_per_cpu_thread_and_at_least_one():
+    cpu = torch.device("cpu")
+    assert choose_population_size(cpu, 1) == 64
+    assert choose_population_size(cpu, 1, cpu_threads=16) == 1024
+    assert choose_population_size(cpu, 1 << 60, cpu_threads=16) == 1
+
+
+@pytest.mark.skipif(not models.native_available(), reason="C kernels unavailable")
+def test_a_population_says_how_many_threads_split_it():
+    models.set_native_threads(3)
+    try:
+        assert models.population_for("mlds-gru", torch.device("cpu")).threads == 3
+    finally:
+        models.set_native_threads(None)
+    assert models.population("mlds-gru").threads == 1
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ class LocalExecutor:
         population = models.population_for(config.model, self.device)
         data = config.data  # evaluation passes are a whole batch even when training's are smaller
         per = bytes_per_network(population, config.train.batch_size, data.length, data.n_train)
-        return choose_population_size(self.device, per)
+        return choose_population_size(self.device, per, cpu_threads=population.threads)
 
     def _drain(self, engine: Engine, server: ServerData, writer: DatasetWriter) -> None:
         validate_pending(engine, server)

@@ -130,6 +130,7 @@ def _native_population(name: str, fused_head: bool) -> Population:
         kernels=kernels,
         head_eval=head_eval_native if fused_head else None,
         keeps_gates=False,
+        threads=threads,
     )
 
 
@@ -214,11 +215,20 @@ def population(
     kernels: str = "PyTorch GRU",
     head_eval: HeadEvalFn | None = None,
     keeps_gates: bool = True,
+    threads: int = 1,
 ) -> Population:
     """The batched implementation of `name`; `gru_layer`, `head_loss` and `head_eval` swap in fused
     kernels, which exchange activations in `layer_layout` (rows when None); `kernels` says which, in
-    words; `keeps_gates` False says the recurrence recomputes its gates in the backward."""
+    words; `keeps_gates` False says the recurrence recomputes its gates in the backward; `threads`
+    is how many CPU threads the kernels split the networks across."""
     gru_layer = gru_layer or gru_layer_manual
     return Population(
-        config(name), gru_layer, head_loss, layer_layout, kernels, head_eval, keeps_gates=keeps_gates
+        config(name),
+        gru_layer,
+        head_loss,
+        layer_layout,
+        kernels,
+        head_eval,
+        keeps_gates=keeps_gates,
+        threads=threads,
     )

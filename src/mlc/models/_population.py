@@ -90,6 +90,7 @@ class Population:
         head_eval: HeadEvalFn | None = None,
         *,
         keeps_gates: bool = True,
+        threads: int = 1,
     ) -> None:
         self.config = config
         self.layout: Layout = layout_of(GRUNet(config), config.name)
@@ -101,6 +102,8 @@ class Population:
         # whether the recurrence keeps its gates for the backward (PyTorch) or only each layer's
         # output (fused kernels recompute them): what its memory is estimated by
         self.keeps_gates = keeps_gates
+        # CPU threads its kernels split the networks across (a CPU population is sized per thread)
+        self.threads = threads
 
     @property
     def n_params(self) -> int:

@@ -4,7 +4,7 @@ The estimate is per network for one training epoch on the kernels that will trai
 state and the epoch's working copies of them, the batch order, and what a step of `batch x length`
 holds at its peak, from `Population.step_floats`); a fraction of the free memory is left for
 the allocator's rounding and the CUDA context. On the CPU throughput stops growing long before memory
-runs out, so the CPU size is capped.
+runs out, so the CPU size is capped per thread of the kernels.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from mlc.models import Population
 
 __all__ = ["bytes_per_network", "choose_population_size"]
 
-# CPU throughput per network peaks near here: measured with the C kernels on 2 cores (one thread),
-# 64: 425, 128: 410, 256: 347 model-steps/s (the PyTorch gathers and Adam outgrow the caches)
-_CPU_CAP = 128
+# CPU throughput per network peaks near this many networks per kernel thread: each thread's share
+# should amortise a step's fixed cost (~4 ms of Python and dispatch) and stay near its core's caches.
+# Measured with the C kernels (train_throughput.py, AVX2, 2026-11-26): one thread, 16: 213, 64: 216,
+# 128: 196, 256: 171 model-steps/s; two threads, 64: 325, 128: 356, 256: 303. (AVX-512, one thread,
+# an earlier day: 64: 425, 128: 410, 256: 347.)
+_CPU_NETWORKS_PER_THREAD = 64
 _GPU_CAP = 16384
 _FLOAT = 4
 # Floats per parameter: weights and two Adam moments kept, the epoch's compact copies of the three,
@@ -38,7 +41,11 @@ def bytes_per_network(population: Population, batch: int, length: int, n_train: 
     return int(floats * _FLOAT * _MARGIN)
 
 
-def choose_population_size(device: torch.device, per_network: int, memory_fraction: float = 0.6) -> int:
+def choose_population_size(
+    device: torch.device, per_network: int, memory_fraction: float = 0.6, cpu_threads: int = 1
+) -> int:
+    """How many networks of `per_network` bytes to train at once: what `memory_fraction` of the free
+    memory holds, at most 16,384 on a GPU and 64 per kernel thread (`cpu_threads`) on the CPU."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return max(1, min(_GPU_CAP, int(free * memory_fraction) // per_network))
@@ -46,4 +53,5 @@ def choose_population_size(device: torch.device, per_network: int, memory_fracti
         pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         pages = 8 << 30
-    return max(1, min(_CPU_CAP, int(pages * memory_fraction) // per_network))
+    cap = _CPU_NETWORKS_PER_THREAD * max(1, cpu_threads)
+    return max(1, min(cap, int(pages * memory_fraction) // per_network))
