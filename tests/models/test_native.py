@@ -288,7 +288,7 @@ def test_head_loss_rejects_calls_it_cannot_compute():
 @needs_native
 def test_head_gradients_are_not_the_saved_tensors():
     """Backward hands the kernel's own gradients on when the upstream gradient is all ones (as
-    `loss.sum()` gives); autograd must still keep what the graph holds apart from the leaves' .grad."""
+    `loss.sum()` gives); nothing the graph keeps for a later backward may alias what a caller gets."""
     from mlc.models._gru_native import LANE_LAYOUT
     from mlc.models._head_native import head_loss_native
 
@@ -303,8 +303,15 @@ def test_head_gradients_are_not_the_saved_tensors():
         t.grad.zero_()  # changing a gradient in place must not touch what backward keeps
     loss.backward(retain_graph=True)
     assert all(torch.equal(t.grad, f) for t, f in zip(leaves, first, strict=True))
-    loss.backward()  # accumulates into .grad
+    loss.backward(retain_graph=True)  # accumulates into .grad
     assert all(torch.equal(t.grad, 2 * f) for t, f in zip(leaves, first, strict=True))
+    # autograd.grad returns what backward returned, uncopied
+    given = torch.autograd.grad(loss, leaves, retain_graph=True)
+    again = torch.autograd.grad(loss, leaves, retain_graph=True)
+    for g in given:
+        g.zero_()
+    assert all(torch.equal(g, f) for g, f in zip(again, first, strict=True))
+    assert all(torch.equal(g, f) for g, f in zip(torch.autograd.grad(loss, leaves), first, strict=True))
 
 
 _CHILD_CHECK = """

@@ -24,28 +24,39 @@ HeadKernel = Callable[
 
 
 class _FusedHeadLoss(torch.autograd.Function):
+    """The kernel's gradients are kept on ctx rather than saved: when the upstream gradient is all
+    ones (`loss.sum()`), backward hands them on as they are, where scaling them by it was 3-4% of a
+    CPU step (a pass over an activation-sized tensor, outside the kernels' threads). Whoever receives
+    them then owns them, so backward drops its own reference, and a second backward through a
+    retained graph recomputes them from the saved inputs. On a GPU the test for ones would cost a
+    sync, so there the scaling always runs."""
+
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, kernel: HeadKernel, h: torch.Tensor, y: torch.Tensor, *params: torch.Tensor
     ) -> torch.Tensor:
         loss, _, dh, grads = kernel(h, y, list(params), True, False)
-        ctx.save_for_backward(dh, *grads)
+        ctx.kernel = kernel
+        ctx.save_for_backward(h, y, *params)  # held anyway (h by the layer that made it)
+        ctx.grads = [dh, *grads]
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        saved = ctx.saved_tensors
-        # `loss.sum()`'s upstream gradient is all ones, and scaling dh by it was 3-4% of a CPU step
-        # (a pass over an activation-sized tensor, outside the kernels' threads). Returning the saved
-        # tensors themselves is safe: autograd copies a gradient before a leaf's .grad or an in-place
-        # sum may keep it while the graph still holds it (retain_graph). On a GPU the test would
-        # cost a sync, so there the scaling always runs.
+        grads = ctx.grads
+        if grads is None:  # an earlier backward through this (retained) graph handed them on
+            h, y, *params = ctx.saved_tensors
+            _, _, dh, rest = ctx.kernel(h, y, params, True, False)
+            grads = [dh, *rest]
         if grad_loss.device.type == "cpu" and bool((grad_loss == 1).all()):
-            return None, saved[0], None, *saved[1:]
-        m = grad_loss.shape[0]
-        dh, *grads = (g * grad_loss.view(m, *([1] * (g.dim() - 1))) for g in saved)
-        return None, dh, None, *grads
+            ctx.grads = None
+            dh, *rest = grads
+        else:
+            ctx.grads = grads
+            m = grad_loss.shape[0]
+            dh, *rest = (g * grad_loss.view(m, *([1] * (g.dim() - 1))) for g in grads)
+        return None, dh, None, *rest
 
 
 def fused_head_loss(

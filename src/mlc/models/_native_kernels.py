@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from mlc._host import usable_cpus
 from mlc.models._native_build import NativeUnavailable, load
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "set_threads",
 ]
 
-_threads: int | None = None  # None: every core this process may run on
+_threads: int | None = None  # None: every CPU this process may use (affinity, container quota)
 
 
 @functools.cache
@@ -75,12 +76,7 @@ def set_threads(n: int | None) -> None:
 
 
 def native_threads() -> int:
-    if _threads is not None:
-        return _threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return _threads if _threads is not None else usable_cpus()
 
 
 @functools.cache

@@ -69,7 +69,8 @@ class TrainingArrays:
         flat = sequences.reshape(-1)
         x = self.train_x.index_select(0, flat).view(m, b, length, -1)
         target_rows = (task_rows[:, None] * n + sequences).reshape(-1)
-        y = self.train_y.view(-1, *self.train_y.shape[2:]).index_select(0, target_rows).view(m, b, length, -1)
+        rows = self.train_y.reshape(-1, *self.train_y.shape[2:])  # [T * N, L, 8]
+        y = rows.index_select(0, target_rows).view(m, b, length, -1)
         return x.transpose(1, 2), y.transpose(1, 2)
 
     def task_rows(self, tasks: Sequence[str]) -> torch.Tensor:

@@ -9,10 +9,9 @@ runs out, so the CPU size is capped per thread of the kernels.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
+from mlc._host import available_memory
 from mlc.models import Population
 
 __all__ = ["bytes_per_network", "choose_population_size"]
@@ -45,13 +44,10 @@ def choose_population_size(
     device: torch.device, per_network: int, memory_fraction: float = 0.6, cpu_threads: int = 1
 ) -> int:
     """How many networks of `per_network` bytes to train at once: what `memory_fraction` of the free
-    memory holds, at most 16,384 on a GPU and 64 per kernel thread (`cpu_threads`) on the CPU."""
+    memory holds (on the CPU, within the container's limit), at most 16,384 on a GPU and 64 per
+    kernel thread (`cpu_threads`) on the CPU."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return max(1, min(_GPU_CAP, int(free * memory_fraction) // per_network))
-    try:
-        pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        pages = 8 << 30
     cap = _CPU_NETWORKS_PER_THREAD * max(1, cpu_threads)
-    return max(1, min(cap, int(pages * memory_fraction) // per_network))
+    return max(1, min(cap, int(available_memory() * memory_fraction) // per_network))
