@@ -37,7 +37,7 @@ class _FusedHeadLoss(torch.autograd.Function):
     ) -> torch.Tensor:
         loss, _, dh, grads = kernel(h, y, list(params), True, False)
         ctx.kernel = kernel
-        ctx.save_for_backward(h, y, *params)  # held anyway (h by the layer that made it)
+        ctx.save_for_backward(h, y, *params)  # held anyway in training (h by the layer that made it)
         ctx.grads = [dh, *grads]
         return loss
 

@@ -4,7 +4,7 @@ A step allocates the same few dozen tensors every time, several MB each (each GR
 the gradients, the gathered batch), and frees them at its end. glibc serves blocks above its mmap
 threshold (128 KiB to start, raised adaptively up to 32 MiB) with fresh mappings and hands freed
 memory at the top of its heap back to the OS past a trim threshold, so every step page-faulted its
-memory back in, zero-filled: 5,000-25,000 faults per step of 64-128 mlds-gru networks, 10% of the
+memory back in, zero-filled: 5,000-29,000 faults per step of 64-128 mlds-gru networks, 10% of the
 process's time in the kernel. With blocks up to 32 MiB served from the heap and the heap never
 trimmed below 2 GiB of free top, a step faults nothing after the first, and is 7-15% faster
 (benchmarks/NOTES.md). Resident memory then stays at the step's peak between steps, which is what
