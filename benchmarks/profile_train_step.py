@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=16384)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rows", type=int, default=25)
-    parser.add_argument("--threads", type=int, default=1, help="CPU: threads of the C kernels (PyTorch: one)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU: training threads (PyTorch: one)")
     parser.add_argument("--head", choices=["fused", "torch"], default="fused", help="head and loss")
     parser.add_argument(
         "--precision", choices=["ieee", "tf32x3"], default="ieee", help="CUDA: the fused GRU's products"
@@ -46,7 +46,9 @@ def main() -> None:
     task_of = [names[i % len(names)] for i in seeds]
     trainer.train(state, seeds, task_of, data, 1)  # warm-up: compilation, allocator
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    # the trainer's CPU threads each train a range of the networks: record them all
+    every_thread = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
+    with profile(activities=activities, experimental_config=every_thread) as prof:
         trainer.train(state, seeds, task_of, data, 1)
         if dev.type == "cuda":
             torch.cuda.synchronize()

@@ -6,6 +6,7 @@ kernel build, from its own sources), and the ratio of their medians is what to r
 
     python benchmarks/revision_ab.py --baseline HEAD            # uncommitted changes against HEAD
     python benchmarks/revision_ab.py --baseline HEAD~3 --models 128 --rounds 5
+    python benchmarks/revision_ab.py --layer manual --threads 2  # the PyTorch fallback
     MLC_NATIVE_ARCH=x86-64-v3 python benchmarks/revision_ab.py  # as an AVX2 volunteer builds them
 
 The baseline is `git archive`d into a temporary directory and imported from there; both sides are
@@ -43,7 +44,7 @@ def _export(revision: str, into: Path) -> Path:
 
 def _measure(src: Path, args: argparse.Namespace) -> dict:
     """train_throughput's measurement of the trainer, in a process that imports the package from `src`."""
-    command = ["population", args.device, str(args.steps), str(args.models), "auto", "fused"]
+    command = ["population", args.device, str(args.steps), str(args.models), args.layer, "fused"]
     result = run_child(command, args.threads, {**os.environ, "PYTHONPATH": str(src)})
     if "error" in result:
         raise SystemExit(f"a child run from {src} failed: {result['error']}")
@@ -59,7 +60,13 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=64, help="population size")
     parser.add_argument("--steps", type=int, default=4, help="mini-batches per timed epoch")
     parser.add_argument("--rounds", type=int, default=5, help="alternating runs of each side")
-    parser.add_argument("--threads", type=int, default=1, help="CPU: threads of the C kernels")
+    parser.add_argument("--threads", type=int, default=1, help="CPU: training threads")
+    parser.add_argument(
+        "--layer",
+        choices=["auto", "manual"],
+        default="auto",
+        help="auto: what the trainer picks; manual: the PyTorch recurrence (the fallback without a compiler)",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.models < 1 or args.steps < 1:
         parser.error("--rounds, --models and --steps must be positive")

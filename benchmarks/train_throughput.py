@@ -88,8 +88,8 @@ def _population(layer: str, dev, head: str):
 
     from mlc import models
 
-    if layer == "manual":
-        return models.population("mlds-gru")
+    if layer == "manual":  # the CPU fallback's threads, as `population_for` gives it
+        return models.population("mlds-gru", threads=models.native_threads() if dev.type == "cpu" else 1)
     if layer == "auto":
         return models.population_for("mlds-gru", dev, head)
     if layer == "native":
@@ -177,7 +177,8 @@ def main() -> None:
         type=int,
         default=1,
         help="CPU threads on both sides: the naive loop's PyTorch intra-op threads; the population's "
-        "C-kernel threads, with PyTorch at one thread as `mlc run` runs it",
+        "training threads, each a range of its networks with PyTorch and the C kernels at one thread "
+        "inside, as `mlc run` runs it",
     )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,8 +188,8 @@ def main() -> None:
         from mlc import models, train
 
         kind, device, steps, *rest = args.child
-        native = kind == "population" and device == "cpu" and rest[1] in ("auto", "native")
-        torch.set_num_threads(1 if native and models.native_available() else args.threads)
+        population_on_cpu = kind == "population" and device == "cpu"
+        torch.set_num_threads(1 if population_on_cpu else args.threads)
         models.set_native_threads(args.threads)
         # as `mlc run` does, on both sides (a revision from before it has none: revision_ab.py)
         keep_freed_memory = getattr(train, "keep_freed_memory", None)

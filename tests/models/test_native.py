@@ -6,10 +6,13 @@ skip with the reason, and the fallback tests below still run.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -210,6 +213,46 @@ def test_results_do_not_depend_on_the_thread_split():
         models.set_native_threads(None)
     assert torch.equal(one, three)
     assert torch.equal(_gru_rows(*(t[2:3] for t in inputs)), one[2:3])  # nor on the other models
+
+
+def test_model_ranges_cover_the_models_in_near_equal_contiguous_pieces():
+    assert models.model_ranges(5, 3) == [(0, 1), (1, 3), (3, 5)]
+    assert models.model_ranges(2, 4) == [(0, 1), (1, 2)]  # no empty piece
+    assert models.model_ranges(7, 1) == [(0, 7)] and models.model_ranges(0, 3) == []
+
+
+def test_pieces_run_on_their_own_threads_with_single_threaded_kernels():
+    def piece(k: int) -> tuple[int, int, int]:
+        return k, threading.get_ident(), models.native_threads()
+
+    models.set_native_threads(3)
+    try:
+        ran = models.run_parallel([functools.partial(piece, k) for k in range(3)])
+        assert [k for k, _, _ in ran] == [0, 1, 2]  # results in order
+        assert {t for _, _, t in ran} == {1} and models.native_threads() == 3
+        assert threading.get_ident() not in {ident for _, ident, _ in ran}
+        (alone,) = models.run_parallel([functools.partial(piece, 0)])  # one piece: no thread
+        assert alone == (0, threading.get_ident(), 3)
+        (inner,) = models.run_parallel([lambda: models.run_parallel([functools.partial(piece, 1)] * 2)])
+        # a piece's own pieces run one after another on its thread
+        assert len({ident for _, ident, _ in inner}) == 1 and inner[0][1] != threading.get_ident()
+    finally:
+        models.set_native_threads(None)
+
+
+def test_a_failed_piece_is_raised_after_the_others_finish():
+    finished = []
+
+    def slow() -> None:
+        time.sleep(0.2)
+        finished.append("slow")
+
+    def fails() -> None:
+        raise ValueError("this piece failed")
+
+    with pytest.raises(ValueError, match="this piece failed"):
+        models.run_parallel([fails, slow])
+    assert finished == ["slow"]
 
 
 def _reason_in_child(env: dict[str, str]) -> str:

@@ -167,6 +167,17 @@ def test_a_population_says_how_many_threads_split_it():
     assert models.population("mlds-gru").threads == 1
 
 
+def test_the_pytorch_fallback_is_trained_by_every_thread_too(monkeypatch):
+    monkeypatch.setattr(models, "native_available", lambda: False)
+    monkeypatch.setattr(models, "native_unavailable_reason", lambda: "no C compiler")
+    models.set_native_threads(3)
+    try:
+        fallback = models.population_for("mlds-gru", torch.device("cpu"))
+    finally:
+        models.set_native_threads(None)
+    assert fallback.kernels == "PyTorch GRU (C kernels unavailable: no C compiler)" and fallback.threads == 3
+
+
 if __name__ == "__main__":
     # the Triton paths on the smaller shape at a short length: the interpreter runs each program's
     # loops in Python (mlds-gru at L = 20 takes minutes)

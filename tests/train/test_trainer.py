@@ -1,5 +1,9 @@
 """Population trainer: agreement with the reference loop, resume equivalence, stop rule (spec §7)."""
 
+import threading
+from collections import Counter
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 import torch
@@ -93,6 +97,41 @@ def test_population_composition_does_not_change_a_network(arrays, population):
     crowd = fresh([5, 7, 9])
     trainer.train(crowd, [5, 7, 9], TASKS, arrays, 2)
     assert torch.equal(alone.params[0], crowd.params[1])
+
+
+def test_training_threads_split_the_networks_and_change_no_result(arrays, population):
+    """Each thread trains a range of the active networks on its own copies (`Population.threads`)."""
+    config = TrainConfig(max_epochs=100)
+    seeds = [3, 1, 4, 1, 5, 9]
+    tasks_of = [TASKS[i % 3] for i in range(6)]
+    trainer = PopulationTrainer(population, config)
+    states, histories, calls = [], [], []
+    original = population.loss_and_grad
+
+    def recorded(params, x, y):
+        calls.append((threading.get_ident(), params.shape[0]))
+        return original(params, x, y)
+
+    for threads in (1, 3):
+        population.threads = threads
+        state = fresh(seeds)
+        state.stopped[2] = True  # the active rows are not contiguous
+        calls.clear()
+        with patch.object(population, "loss_and_grad", recorded):
+            histories.append(trainer.train(state, seeds, tasks_of, arrays, 2))
+        states.append(state)
+        sizes = Counter(m for _, m in calls)  # 2 epochs of 3 steps (80 sequences, batches of 32)
+        on_caller = {ident == threading.get_ident() for ident, _ in calls}
+        if threads == 1:
+            assert sizes == {5: 6} and on_caller == {True}
+        else:  # the 5 active networks in ranges of 1, 2 and 2, on the kernels' pool
+            assert sizes == {1: 6, 2: 12} and on_caller == {False}
+    for name, tensor in states[0].tensors().items():
+        assert torch.equal(tensor, states[1].tensors()[name]), name
+    assert not torch.equal(states[0].params[0], fresh(seeds).params[0])  # it trained
+    assert torch.equal(states[0].params[2], fresh(seeds).params[2])  # and left the stopped one be
+    for field in ("train_loss", "val_loss", "val_accuracy", "n_epochs"):
+        np.testing.assert_array_equal(getattr(histories[0], field), getattr(histories[1], field))
 
 
 def test_stop_rule_freezes_converged_and_budget_exhausted_networks(arrays):

@@ -35,7 +35,7 @@ def run(
     ] = None,
     analyze: Annotated[bool, typer.Option(help="write the weight-space analysis report at the end")] = True,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads for the training kernels [all cores]")
+        int | None, typer.Option(min=1, help="CPU threads that train, a range of networks each [all cores]")
     ] = None,
 ) -> None:
     """Train PRESET through the full pipeline on this machine; re-running resumes."""

@@ -15,7 +15,13 @@ from mlc.errors import UnknownNameError
 from mlc.models._gru_manual import gru_layer_manual
 from mlc.models._layout import Layout, LayoutEntry, flatten, layout_of, unflatten_into
 from mlc.models._mlds_gru import MLDS_GRU, GRUNet, GRUNetConfig
-from mlc.models._native_kernels import native_available, native_threads, native_unavailable_reason
+from mlc.models._native_kernels import (
+    model_ranges,
+    native_available,
+    native_threads,
+    native_unavailable_reason,
+    run_parallel,
+)
 from mlc.models._native_kernels import set_threads as set_native_threads
 from mlc.models._population import (
     GRULayerFn,
@@ -45,12 +51,14 @@ __all__ = [
     "gru_layer_manual",
     "layout",
     "layout_of",
+    "model_ranges",
     "names",
     "native_available",
     "native_threads",
     "native_unavailable_reason",
     "population",
     "population_for",
+    "run_parallel",
     "set_native_threads",
     "set_training_threads",
     "unflatten_into",
@@ -105,10 +113,12 @@ def population_for(
         return _triton_population_for(name, device, head, precision)
     if device.type != "cpu":
         return population(name)
+    threads = native_threads()
     if not native_available():
         reason = (native_unavailable_reason() or "").splitlines()[0]
-        return population(name, kernels=f"PyTorch GRU (C kernels unavailable: {reason})")
-    return _first_that_runs(name, device, (_native_population(name, f) for f in _heads(head == "fused")), "C")
+        return population(name, kernels=f"PyTorch GRU (C kernels unavailable: {reason})", threads=threads)
+    candidates = (_native_population(name, f) for f in _heads(head == "fused"))
+    return _first_that_runs(name, device, candidates, "C", threads)
 
 
 def _heads(fused: bool) -> list[bool]:
@@ -165,11 +175,11 @@ def _triton_population(name: str, precision: str, fused_head: bool) -> Populatio
 
 
 def _first_that_runs(
-    name: str, device: torch.device, candidates: Iterable[Population], family: str
+    name: str, device: torch.device, candidates: Iterable[Population], family: str, threads: int = 1
 ) -> Population:
     """The first candidate (built as needed) whose first run on `device` agrees with the PyTorch path,
-    noting a fused head that failed; the PyTorch population, saying why, when none does. `family`
-    names the kernels."""
+    noting a fused head that failed; the PyTorch population, saying why and trained by `threads` CPU
+    threads, when none does. `family` names the kernels."""
     failures = []
     for candidate in candidates:
         failure = _checked_first_run(name, device, candidate)
@@ -178,7 +188,8 @@ def _first_that_runs(
                 candidate.kernels += f"; {family} head failed its first run: {failures[0]}"
             return candidate
         failures.append(failure)
-    return population(name, kernels=f"PyTorch GRU ({family} kernels failed their first run: {failures[-1]})")
+    kernels = f"PyTorch GRU ({family} kernels failed their first run: {failures[-1]})"
+    return population(name, kernels=kernels, threads=threads)
 
 
 _FIRST_RUNS: dict[tuple[str, torch.device, str], str | None] = {}
@@ -199,9 +210,11 @@ def _checked_first_run(name: str, device: torch.device, candidate: Population) -
 
 
 def set_training_threads(n: int | None) -> None:
-    """CPU threads for training: `n` (None: all cores) split the C kernels' models; PyTorch keeps one
-    intra-op thread, as its OpenMP threads spin-wait when another process holds a core (measured on 2
-    busy cores, one epoch of 30 networks on the PyTorch path: 1.8 s with one thread, 102 s with two)."""
+    """CPU threads for training: `n` (None: all cores), each training a range of the networks (the
+    trainer's pieces, `run_parallel`), or splitting a kernel call's models when one is made outside
+    them. PyTorch keeps one intra-op thread, as its OpenMP threads spin-wait when another process
+    holds a core (measured on 2 busy cores, one epoch of 30 networks on the PyTorch path: 1.8 s with
+    one thread, 102 s with two)."""
     torch.set_num_threads(1)
     set_native_threads(n)
 
@@ -220,7 +233,7 @@ def population(
     """The batched implementation of `name`; `gru_layer`, `head_loss` and `head_eval` swap in fused
     kernels, which exchange activations in `layer_layout` (rows when None); `kernels` says which, in
     words; `keeps_gates` False says the recurrence recomputes its gates in the backward; `threads`
-    is how many CPU threads the kernels split the networks across."""
+    is how many CPU threads train the networks, each a range of them (`run_parallel`)."""
     gru_layer = gru_layer or gru_layer_manual
     return Population(
         config(name),

@@ -5,6 +5,10 @@ this process may use); ctypes drops the GIL during a call, and a thread waiting 
 instead of spinning, so a busy core slows a step instead of stalling it (OpenMP's spin-waits stalled
 the PyTorch path by 50x on this project's 2-core CI machine). PyTorch's own intra-op threads are a
 separate setting.
+
+Two grains of split: `run_split` splits one kernel call, so anything can call the kernels on a whole
+population; `run_parallel` runs whole pieces of work (the trainer's: an epoch of a range of models,
+gathers, copies and Adam included) one per thread, and inside them the kernels run single-threaded.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import ctypes
 import functools
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 import torch
 
@@ -25,16 +31,21 @@ __all__ = [
     "lane_ready",
     "lanes",
     "library",
+    "model_ranges",
     "native_available",
     "native_threads",
     "native_unavailable_reason",
     "pointers",
     "ptr",
+    "run_parallel",
     "run_split",
     "set_threads",
 ]
 
 _threads: int | None = None  # None: every CPU this process may use (affinity, container quota)
+_in_part = threading.local()  # `part` is set inside a piece of `run_parallel`: kernels there run alone
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -76,6 +87,9 @@ def set_threads(n: int | None) -> None:
 
 
 def native_threads() -> int:
+    """Threads a kernel call splits its models across: one inside a piece of `run_parallel`."""
+    if getattr(_in_part, "part", False):
+        return 1
     return _threads if _threads is not None else usable_cpus()
 
 
@@ -88,19 +102,47 @@ def _pool(n: int) -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
+def model_ranges(m: int, parts: int) -> list[tuple[int, int]]:
+    """[0, m) as `parts` contiguous (begin, end) ranges differing in length by at most one (fewer
+    when m < parts, none when m = 0)."""
+    n = max(1, min(parts, m))
+    bounds = [m * i // n for i in range(n + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi > lo]
+
+
 def run_split(fn: Any, m: int, *args: Any) -> None:
     """fn(*args, m_begin, m_end) over [0, m) in `native_threads()` contiguous ranges."""
-    n = max(1, min(native_threads(), m))
-    if n == 1:
+    ranges = model_ranges(m, native_threads())
+    if len(ranges) <= 1:
         codes = [fn(*args, 0, m)]
     else:
-        bounds = [m * i // n for i in range(n + 1)]
-        codes = [
-            f.result()
-            for f in [_pool(n).submit(fn, *args, lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
-        ]
+        pool = _pool(len(ranges))
+        codes = [f.result() for f in [pool.submit(fn, *args, lo, hi) for lo, hi in ranges]]
     if any(codes):
         raise MemoryError(f"a C kernel ({fn.__name__}) could not allocate its scratch memory")
+
+
+def _as_part(call: Callable[[], T]) -> T:
+    _in_part.part = True
+    try:
+        return call()
+    finally:
+        _in_part.part = False
+
+
+def run_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Each call on a thread of its own (the C kernels single-threaded inside it), their results in
+    order; a single call, or calls made from inside a piece, run here one after another. Every call
+    finishes before the first exception is raised: a piece that failed leaves the others' work whole.
+
+    The pieces must not share tensors they write, nor views of one tensor that autograd saves: views
+    share a version counter, and one piece's in-place update would fail another's backward."""
+    if len(calls) <= 1 or getattr(_in_part, "part", False):
+        return [call() for call in calls]
+    pool = _pool(len(calls))
+    futures = [pool.submit(_as_part, call) for call in calls]
+    wait(futures)
+    return [f.result() for f in futures]
 
 
 @functools.cache

@@ -102,7 +102,8 @@ class Population:
         # whether the recurrence keeps its gates for the backward (PyTorch) or only each layer's
         # output (fused kernels recompute them): what its memory is estimated by
         self.keeps_gates = keeps_gates
-        # CPU threads its kernels split the networks across (a CPU population is sized per thread)
+        # CPU threads that train it, each a contiguous range of its networks (the trainer's pieces,
+        # `run_parallel`); a CPU population is sized per thread
         self.threads = threads
 
     @property

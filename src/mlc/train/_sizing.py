@@ -4,7 +4,7 @@ The estimate is per network for one training epoch on the kernels that will trai
 state and the epoch's working copies of them, the batch order, and what a step of `batch x length`
 holds at its peak, from `Population.step_floats`); a fraction of the free memory is left for
 the allocator's rounding and the CUDA context. On the CPU throughput stops growing long before memory
-runs out, so the CPU size is capped per thread of the kernels.
+runs out, so the CPU size is capped per training thread.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from mlc.models import Population
 
 __all__ = ["bytes_per_network", "choose_population_size"]
 
-# CPU throughput per network peaks near this many networks per kernel thread: each thread's share
+# CPU throughput per network peaks near this many networks per training thread: each thread's range
 # should amortise a step's fixed cost (~4 ms of Python and dispatch) and stay near its core's caches.
 # Measured with the C kernels (train_throughput.py, AVX2, 2026-11-26): one thread, 16: 213, 64: 216,
 # 128: 196, 256: 171 model-steps/s; two threads, 64: 325, 128: 356, 256: 303. (AVX-512, one thread,
@@ -45,7 +45,7 @@ def choose_population_size(
 ) -> int:
     """How many networks of `per_network` bytes to train at once: what `memory_fraction` of the free
     memory holds (on the CPU, within the container's limit), at most 16,384 on a GPU and 64 per
-    kernel thread (`cpu_threads`) on the CPU."""
+    training thread (`cpu_threads`) on the CPU."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return max(1, min(_GPU_CAP, int(free * memory_fraction) // per_network))

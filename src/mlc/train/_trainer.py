@@ -6,19 +6,33 @@ frozen and cost nothing; the loss is each network's own mean, summed, so gradien
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mlc.models import Population
+from mlc.models import Population, model_ranges, run_parallel
 from mlc.train._adam import adam_step
 from mlc.train._config import TrainConfig
 from mlc.train._data import TrainingArrays, batch_order
 from mlc.train._state import EpochHistory, PopulationState
 
 __all__ = ["EpochReport", "PopulationTrainer", "evaluate"]
+
+
+@dataclass(frozen=True)
+class _EpochPart:
+    """A range of networks after an epoch: weights and Adam state to write back, and its metrics."""
+
+    params: torch.Tensor
+    exp_avg: torch.Tensor
+    exp_avg_sq: torch.Tensor
+    step: torch.Tensor
+    train_loss: torch.Tensor
+    val_loss: torch.Tensor
+    val_accuracy: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -114,8 +128,41 @@ class PopulationTrainer:
         task_rows: torch.Tensor,
         data: TrainingArrays,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One epoch for the `active` rows (`rows` on the host); writes their weights and Adam state
-        back. Indexing by a tensor copies, so the epoch works on its own compact copies."""
+        """One epoch for the `active` rows (`rows` on the host), in contiguous ranges of them: on the
+        CPU one per training thread (`Population.threads`), each a whole epoch on its own copies, so
+        a step's gathers, copies and Adam run in parallel as well as its kernels, and the threads
+        meet once an epoch instead of at every kernel call (2 threads, 128-256 MLDS networks:
+        1.07-1.2x). A network's arithmetic is its own, so the split does not change any result."""
+        parts = self.population.threads if state.params.device.type == "cpu" else 1
+        ranges = model_ranges(len(rows), parts)
+        done = run_parallel(
+            [
+                functools.partial(self._epoch_part, state, active[lo:hi], rows[lo:hi], seeds, task_rows, data)
+                for lo, hi in ranges
+            ]
+        )
+        for part, (lo, hi) in zip(done, ranges, strict=True):
+            ids = active[lo:hi]
+            state.params[ids], state.step[ids] = part.params, part.step
+            state.exp_avg[ids], state.exp_avg_sq[ids] = part.exp_avg, part.exp_avg_sq
+        state.epoch[active] += 1
+        return (
+            torch.cat([part.train_loss for part in done]),
+            torch.cat([part.val_loss for part in done]),
+            torch.cat([part.val_accuracy for part in done]),
+        )
+
+    def _epoch_part(
+        self,
+        state: PopulationState,
+        active: torch.Tensor,
+        rows: np.ndarray,
+        seeds: np.ndarray,
+        task_rows: torch.Tensor,
+        data: TrainingArrays,
+    ) -> _EpochPart:
+        """One epoch for the `active` rows on compact copies of their weights and Adam state (indexing
+        by a tensor copies), which `_epoch` writes back: ranges trained at once share no tensor."""
         device = state.params.device
         params = state.params[active]
         exp_avg, exp_avg_sq = state.exp_avg[active], state.exp_avg_sq[active]
@@ -133,13 +180,9 @@ class PopulationTrainer:
             adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
             loss_sum += loss.double() * idx.shape[1]
         val_loss, val_acc = evaluate(
-            self.population, params, data.val_x, data.val_y, task_rows[active], self.config.batch_size
+            self.population, params, data.val_x, data.val_y, member_tasks, self.config.batch_size
         )
-        state.params[active] = params
-        state.exp_avg[active], state.exp_avg_sq[active] = exp_avg, exp_avg_sq
-        state.step[active] = step
-        state.epoch[active] += 1
-        return (loss_sum / n).float(), val_loss, val_acc
+        return _EpochPart(params, exp_avg, exp_avg_sq, step, (loss_sum / n).float(), val_loss, val_acc)
 
     def _apply_stop_rule(
         self, state: PopulationState, active: torch.Tensor, metrics: tuple[torch.Tensor, ...]
