@@ -18,6 +18,16 @@ from mlc import models, tasks
 from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays, keep_freed_memory
 
 
+def _every_thread() -> torch._C._profiler._ExperimentalConfig | None:
+    """The trainer's CPU threads each train a range of the networks: record them all, where this
+    torch can (an experimental option; without it only the calling thread is recorded)."""
+    try:
+        return torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
+    except TypeError:
+        print("this torch records only the calling thread: run with --threads 1", flush=True)
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -46,9 +56,7 @@ def main() -> None:
     task_of = [names[i % len(names)] for i in seeds]
     trainer.train(state, seeds, task_of, data, 1)  # warm-up: compilation, allocator
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    # the trainer's CPU threads each train a range of the networks: record them all
-    every_thread = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
-    with profile(activities=activities, experimental_config=every_thread) as prof:
+    with profile(activities=activities, experimental_config=_every_thread()) as prof:
         trainer.train(state, seeds, task_of, data, 1)
         if dev.type == "cuda":
             torch.cuda.synchronize()

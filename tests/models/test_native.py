@@ -233,9 +233,18 @@ def test_pieces_run_on_their_own_threads_with_single_threaded_kernels():
         assert threading.get_ident() not in {ident for _, ident, _ in ran}
         (alone,) = models.run_parallel([functools.partial(piece, 0)])  # one piece: no thread
         assert alone == (0, threading.get_ident(), 3)
-        (inner,) = models.run_parallel([lambda: models.run_parallel([functools.partial(piece, 1)] * 2)])
+
+        def slow_piece(k: int) -> tuple[int, int, int]:
+            time.sleep(0.1)  # long enough that a pool would run two of them on two threads
+            return piece(k)
+
+        def outer() -> list[tuple[int, int, int]]:
+            inner = models.run_parallel([functools.partial(slow_piece, 1)] * 2)
+            return [(0, threading.get_ident(), 0), *inner]
+
         # a piece's own pieces run one after another on its thread
-        assert len({ident for _, ident, _ in inner}) == 1 and inner[0][1] != threading.get_ident()
+        for mine, *inner in models.run_parallel([outer, outer]):
+            assert {ident for _, ident, _ in inner} == {mine[1]} != {threading.get_ident()}
     finally:
         models.set_native_threads(None)
 

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from mlc import models
+
 _CHILD = """
 import ctypes
 import resource
@@ -59,39 +61,37 @@ def test_freed_tensors_are_reused_without_page_faults():
 _THREADS_CHILD = """
 import ctypes
 import resource
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from mlc.train import keep_freed_memory
+from mlc import models, tasks
+from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays, keep_freed_memory
 
 assert ctypes.CDLL(None).prctl(41, 1, 0, 0, 0) == 0
 keep_freed_memory()
-pool = ThreadPoolExecutor(2)
-
-
-def one_round():  # two threads at once, each 96 MiB: past the 64 MiB heaps of glibc's thread arenas
-    def piece(_):
-        tensors = [torch.empty(2 << 20).fill_(1.0) for _ in range(12)]
-        del tensors
-
-    list(pool.map(piece, range(2)))
-
-
-for _ in range(20):  # the heap settles once the two threads' peaks have met in every order
-    one_round()
+models.set_training_threads(2)
+names = ["ParityMachine"]
+spec = tasks.DataSpec(seed=1, n_train=64, n_val=8, length=100)
+data = TrainingArrays.from_shared(tasks.make_shared_data(spec, map(tasks.get, names)), names)
+population = models.population_for("mlds-gru", torch.device("cpu"))
+seeds = list(range(128))  # two ranges of 64 networks, ~96 MiB a step each on the C kernels
+state = PopulationState.fresh(population.init(seeds))
+trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))
+trainer.train(state, seeds, names * 128, data, 4)  # the heap settles once the threads' peaks have met
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    one_round()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+trainer.train(state, seeds, names * 128, data, 2)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4)  # per step
 ctypes.CDLL(None).malloc_stats()  # per arena, to stderr
 """
 
 
 @glibc_only
+@pytest.mark.skipif(not models.native_available(), reason="the C kernels' step")
 def test_training_threads_share_the_kept_heap():
-    """The trainer's threads each hold a range's step (~96 MiB for 64 mlds-gru networks); in arenas
-    of their own, glibc maps and unmaps their heaps, and two threads faulted ~9,700 times a step."""
-    out = subprocess.run([sys.executable, "-c", _THREADS_CHILD], capture_output=True, text=True, check=True)
-    arenas = [line for line in out.stderr.splitlines() if line.startswith("Arena ")]
-    assert arenas == ["Arena 0:"], out.stderr
-    assert float(out.stdout) < 10
+    """Each training thread holds its range's step; in arenas of their own, glibc keeps a thread's
+    memory in heaps of at most 64 MiB and unmaps a heap once it is empty. Which arena served what is
+    the reliable check: the fault count depends on how the threads' peaks met (five runs of this
+    child: 0.25-876 a step with one arena, 600-22,800 with thread arenas, 20,000-24,000 untuned)."""
+    command = [sys.executable, "-c", _THREADS_CHILD]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert [line for line in out.stderr.splitlines() if line.startswith("Arena ")] == ["Arena 0:"]
+    assert float(out.stdout) < 2000

@@ -1,6 +1,9 @@
 """Population trainer: agreement with the reference loop, resume equivalence, stop rule (spec §7)."""
 
+import os
+import signal
 import threading
+import time
 from collections import Counter
 from unittest.mock import patch
 
@@ -100,7 +103,8 @@ def test_population_composition_does_not_change_a_network(arrays, population):
 
 
 def test_training_threads_split_the_networks_and_change_no_result(arrays, population):
-    """Each thread trains a range of the active networks on its own copies (`Population.threads`)."""
+    """Each thread trains a range of the active networks on its own copies (`Population.threads`),
+    where PyTorch runs one intra-op thread; with more, ranges would multiply them, so none."""
     config = TrainConfig(max_epochs=100)
     seeds = [3, 1, 4, 1, 5, 9]
     tasks_of = [TASKS[i % 3] for i in range(6)]
@@ -112,26 +116,80 @@ def test_training_threads_split_the_networks_and_change_no_result(arrays, popula
         calls.append((threading.get_ident(), params.shape[0]))
         return original(params, x, y)
 
-    for threads in (1, 3):
-        population.threads = threads
-        state = fresh(seeds)
-        state.stopped[2] = True  # the active rows are not contiguous
-        calls.clear()
-        with patch.object(population, "loss_and_grad", recorded):
-            histories.append(trainer.train(state, seeds, tasks_of, arrays, 2))
-        states.append(state)
-        sizes = Counter(m for _, m in calls)  # 2 epochs of 3 steps (80 sequences, batches of 32)
-        on_caller = {ident == threading.get_ident() for ident, _ in calls}
-        if threads == 1:
-            assert sizes == {5: 6} and on_caller == {True}
-        else:  # the 5 active networks in ranges of 1, 2 and 2, on the kernels' pool
-            assert sizes == {1: 6, 2: 12} and on_caller == {False}
-    for name, tensor in states[0].tensors().items():
-        assert torch.equal(tensor, states[1].tensors()[name]), name
+    torch_threads = torch.get_num_threads()
+    try:
+        for threads, intra_op in ((1, 1), (3, 1), (3, 2)):
+            population.threads = threads
+            torch.set_num_threads(intra_op)
+            state = fresh(seeds)
+            state.stopped[2] = True  # the active rows are not contiguous
+            calls.clear()
+            with patch.object(population, "loss_and_grad", recorded):
+                histories.append(trainer.train(state, seeds, tasks_of, arrays, 2))
+            states.append(state)
+            sizes = Counter(m for _, m in calls)  # 2 epochs of 3 steps (80 sequences, batches of 32)
+            on_caller = {ident == threading.get_ident() for ident, _ in calls}
+            if (threads, intra_op) == (3, 1):  # the 5 active networks in ranges of 1, 2 and 2, on the pool
+                assert sizes == {1: 6, 2: 12} and on_caller == {False}
+            else:
+                assert sizes == {5: 6} and on_caller == {True}
+    finally:
+        torch.set_num_threads(torch_threads)
+    for other in states[1:]:
+        for name, tensor in states[0].tensors().items():
+            assert torch.equal(tensor, other.tensors()[name]), name
     assert not torch.equal(states[0].params[0], fresh(seeds).params[0])  # it trained
     assert torch.equal(states[0].params[2], fresh(seeds).params[2])  # and left the stopped one be
-    for field in ("train_loss", "val_loss", "val_accuracy", "n_epochs"):
-        np.testing.assert_array_equal(getattr(histories[0], field), getattr(histories[1], field))
+    for other in histories[1:]:
+        for field in ("train_loss", "val_loss", "val_accuracy", "n_epochs"):
+            np.testing.assert_array_equal(getattr(histories[0], field), getattr(other, field))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("how", ["a range fails", "the caller is interrupted"])
+def test_ranges_stop_at_their_next_step_when_one_fails_or_the_caller_is_interrupted(arrays, how):
+    population = models.population("mlds-gru", threads=3)
+    trainer = PopulationTrainer(population, TrainConfig(max_epochs=100, batch_size=8))  # 10 steps
+    seeds = [1, 2, 3, 4, 5]
+    state = fresh(seeds)
+    before = {name: t.clone() for name, t in state.tensors().items()}
+    steps_of_the_others, ended, interrupted = [], threading.Semaphore(0), threading.Event()
+
+    def step(params, x, y):
+        if params.shape[0] == 1:  # the first range, at its first step
+            if how == "a range fails":
+                raise MemoryError("out of memory in one range")
+            if not interrupted.is_set():
+                interrupted.set()
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the calling thread waits
+        steps_of_the_others.append(params.shape[0])
+        time.sleep(0.05)
+        return torch.zeros(params.shape[0]), torch.zeros_like(params)
+
+    def counted(piece):  # the caller may return before the ranges end: count them out
+        def run():
+            try:
+                return piece()
+            finally:
+                ended.release()
+
+        return run
+
+    def run_counted(pieces):
+        return models.run_parallel([counted(p) for p in pieces])
+
+    expected = (MemoryError, "out of memory") if how == "a range fails" else (KeyboardInterrupt, None)
+    with (
+        patch.object(population, "loss_and_grad", step),
+        patch("mlc.train._trainer.run_parallel", run_counted),
+    ):
+        with pytest.raises(expected[0], match=expected[1]):
+            trainer.train(state, seeds, TASKS[:1] * 5, arrays, 1)
+        for _ in range(3):
+            assert ended.acquire(timeout=30)
+    assert len(steps_of_the_others) <= 6  # a step or two of each range's 10
+    for name, tensor in state.tensors().items():  # nothing half-trained was written back
+        assert torch.equal(tensor, before[name]), name
 
 
 def test_stop_rule_freezes_converged_and_budget_exhausted_networks(arrays):

@@ -116,7 +116,7 @@ def run_split(fn: Any, m: int, *args: Any) -> None:
     if len(ranges) <= 1:
         codes = [fn(*args, 0, m)]
     else:
-        pool = _pool(len(ranges))
+        pool = _pool(native_threads())
         codes = [f.result() for f in [pool.submit(fn, *args, lo, hi) for lo, hi in ranges]]
     if any(codes):
         raise MemoryError(f"a C kernel ({fn.__name__}) could not allocate its scratch memory")
@@ -139,7 +139,7 @@ def run_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
     share a version counter, and one piece's in-place update would fail another's backward."""
     if len(calls) <= 1 or getattr(_in_part, "part", False):
         return [call() for call in calls]
-    pool = _pool(len(calls))
+    pool = _pool(max(len(calls), native_threads()))  # one pool whatever the count (networks stop)
     futures = [pool.submit(_as_part, call) for call in calls]
     wait(futures)
     return [f.result() for f in futures]

@@ -12,8 +12,10 @@ the population was sized for anyway.
 
 The trainer's threads (one range of networks each) share that one heap: in arenas of their own,
 glibc keeps each thread's memory in heaps of at most 64 MiB and unmaps a heap once it is empty, so a
-thread holding a 96 MiB step (64 networks) faulted as before: ~9,700 times a step with two threads,
-under 1 with one arena. The arena's lock is taken a few hundred times a step, by tensor allocations.
+thread holding a 96 MiB step (64 networks) faulted as before: 600-22,800 times a step with two
+threads, 0-900 with one arena (it settles once the threads' peaks have met). The arena's lock is
+taken a few hundred times a step, by tensor allocations. A thread that allocated before the call
+keeps the arena it has, so call it first, before any thread starts.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ frozen and cost nothing; the loss is each network's own mean, summed, so gradien
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -131,16 +133,26 @@ class PopulationTrainer:
         """One epoch for the `active` rows (`rows` on the host), in contiguous ranges of them: on the
         CPU one per training thread (`Population.threads`), each a whole epoch on its own copies, so
         a step's gathers, copies and Adam run in parallel as well as its kernels, and the threads
-        meet once an epoch instead of at every kernel call (2 threads, 128-256 MLDS networks:
-        1.07-1.2x). A network's arithmetic is its own, so the split does not change any result."""
-        parts = self.population.threads if state.params.device.type == "cpu" else 1
+        meet once an epoch instead of at every kernel call (2 threads, MLDS: 1.05x at 128 networks,
+        1.28x at 256). A network's arithmetic is its own, so the split does not change any result.
+        A range that fails, or an interrupt here, stops the other ranges at their next step.
+        Only where PyTorch runs one intra-op thread (`models.set_training_threads`, as `mlc run`
+        sets it): ranges each running PyTorch's threads would start threads x threads of them."""
+        on_cpu = state.params.device.type == "cpu"
+        parts = self.population.threads if on_cpu and torch.get_num_threads() == 1 else 1
         ranges = model_ranges(len(rows), parts)
-        done = run_parallel(
-            [
-                functools.partial(self._epoch_part, state, active[lo:hi], rows[lo:hi], seeds, task_rows, data)
-                for lo, hi in ranges
-            ]
-        )
+        abandon = threading.Event()
+        pieces = [
+            functools.partial(
+                self._epoch_part, state, active[lo:hi], rows[lo:hi], seeds, task_rows, data, abandon
+            )
+            for lo, hi in ranges
+        ]
+        try:
+            done = cast(list[_EpochPart], run_parallel(pieces))  # None only from a range abandoned
+        except BaseException:  # after an exception, which is raised here
+            abandon.set()
+            raise
         for part, (lo, hi) in zip(done, ranges, strict=True):
             ids = active[lo:hi]
             state.params[ids], state.step[ids] = part.params, part.step
@@ -160,28 +172,36 @@ class PopulationTrainer:
         seeds: np.ndarray,
         task_rows: torch.Tensor,
         data: TrainingArrays,
-    ) -> _EpochPart:
+        abandon: threading.Event,
+    ) -> _EpochPart | None:
         """One epoch for the `active` rows on compact copies of their weights and Adam state (indexing
-        by a tensor copies), which `_epoch` writes back: ranges trained at once share no tensor."""
-        device = state.params.device
-        params = state.params[active]
-        exp_avg, exp_avg_sq = state.exp_avg[active], state.exp_avg_sq[active]
-        step = state.step[active]
-        epochs = state.epoch[active].cpu().numpy()
-        n = data.n_train
-        order = np.stack([batch_order(seeds[r], e, n) for r, e in zip(rows, epochs, strict=True)])
-        order_t = torch.from_numpy(order).to(device)  # [Ma, N]
-        member_tasks = task_rows[active]
-        loss_sum = torch.zeros(len(rows), dtype=torch.float64, device=device)
-        for start in range(0, n, self.config.batch_size):
-            idx = order_t[:, start : start + self.config.batch_size]  # [Ma, B]
-            x, y = data.batch(idx, member_tasks)  # [Ma, L, B, 5], [Ma, L, B, 8]
-            loss, grad = self.population.loss_and_grad(params, x, y)
-            adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
-            loss_sum += loss.double() * idx.shape[1]
-        val_loss, val_acc = evaluate(
-            self.population, params, data.val_x, data.val_y, member_tasks, self.config.batch_size
-        )
+        by a tensor copies), which `_epoch` writes back: ranges trained at once share no tensor.
+        None, leaving the state as it was, once `abandon` is set; sets it when this range fails."""
+        try:
+            device = state.params.device
+            params = state.params[active]
+            exp_avg, exp_avg_sq = state.exp_avg[active], state.exp_avg_sq[active]
+            step = state.step[active]
+            epochs = state.epoch[active].cpu().numpy()
+            n = data.n_train
+            order = np.stack([batch_order(seeds[r], e, n) for r, e in zip(rows, epochs, strict=True)])
+            order_t = torch.from_numpy(order).to(device)  # [Ma, N]
+            member_tasks = task_rows[active]
+            loss_sum = torch.zeros(len(rows), dtype=torch.float64, device=device)
+            for start in range(0, n, self.config.batch_size):
+                if abandon.is_set():
+                    return None
+                idx = order_t[:, start : start + self.config.batch_size]  # [Ma, B]
+                x, y = data.batch(idx, member_tasks)  # [Ma, L, B, 5], [Ma, L, B, 8]
+                loss, grad = self.population.loss_and_grad(params, x, y)
+                adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
+                loss_sum += loss.double() * idx.shape[1]
+            val_loss, val_acc = evaluate(
+                self.population, params, data.val_x, data.val_y, member_tasks, self.config.batch_size
+            )
+        except BaseException:
+            abandon.set()
+            raise
         return _EpochPart(params, exp_avg, exp_avg_sq, step, (loss_sum / n).float(), val_loss, val_acc)
 
     def _apply_stop_rule(
