@@ -1,8 +1,10 @@
 """The `mlc` command line as a user runs it: a real process, real files."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,35 @@ def test_malformed_preset_file_is_refused(tmp_path):
     bad.write_text(bad.read_text() + "[data]\nseed = 1\n")
     result = mlc("run", str(bad), cwd=tmp_path)
     assert result.returncode == 2 and "unknown task 'Nope'" in result.stderr
+
+
+# Python's own SIGINT handler whatever the test runner's (a background job's children ignore SIGINT)
+_WITH_CTRL_C = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); import mlc.cli; mlc.cli.main()"
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_run_at_once_and_says_how_to_resume(tiny_preset, tmp_path):
+    env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="200")
+    args = ["run", str(tiny_preset), "--workdir", str(tmp_path / "w"), "--device", "cpu", "--no-analyze"]
+    args += ["--networks-per-task", "4", "--max-epochs", "100000", "--threads", "2"]
+    with subprocess.Popen(
+        [sys.executable, "-c", _WITH_CTRL_C, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as run:
+        for line in run.stdout:  # training has started once this is printed
+            if "networks at once" in line:
+                break
+        time.sleep(2.0)
+        run.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        _, stderr = run.communicate(timeout=60)
+        stopped_after = time.monotonic() - interrupted
+    assert run.returncode == 130, stderr
+    assert "interrupted: re-run the same command to resume" in stderr
+    assert stopped_after < 10  # it stops rather than training on (typically well under a second)

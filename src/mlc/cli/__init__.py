@@ -21,6 +21,10 @@ def main() -> None:
     except MLCError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a command (Typer handles those below)
         err_console.print("interrupted: re-run the same command to resume")
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer turns Ctrl-C in a command into exit status 130, silently
+            err_console.print("interrupted: re-run the same command to resume")
+        raise
