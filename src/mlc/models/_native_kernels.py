@@ -45,7 +45,7 @@ __all__ = [
 _threads: int | None = None  # None: every CPU this process may use (affinity, container quota)
 _in_part = threading.local()  # `part` is set inside a piece of `run_parallel`: kernels there run alone
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @functools.cache
@@ -122,7 +122,7 @@ def run_split(fn: Any, m: int, *args: Any) -> None:
         raise MemoryError(f"a C kernel ({fn.__name__}) could not allocate its scratch memory")
 
 
-def _as_part(call: Callable[[], T]) -> T:
+def _as_part(call: Callable[[], _T]) -> _T:
     _in_part.part = True
     try:
         return call()
@@ -130,10 +130,12 @@ def _as_part(call: Callable[[], T]) -> T:
         _in_part.part = False
 
 
-def run_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
+def run_parallel(calls: Sequence[Callable[[], _T]]) -> list[_T]:
     """Each call on a thread of its own (the C kernels single-threaded inside it), their results in
     order; a single call, or calls made from inside a piece, run here one after another. Every call
     finishes before the first exception is raised: a piece that failed leaves the others' work whole.
+    An interrupt (Ctrl-C) of the wait is raised at once while the pieces go on: a caller whose pieces
+    are long gives them a way to stop (the trainer's ranges check an event at every step).
 
     The pieces must not share tensors they write, nor views of one tensor that autograd saves: views
     share a version counter, and one piece's in-place update would fail another's backward."""
