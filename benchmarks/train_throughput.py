@@ -188,9 +188,10 @@ def main() -> None:
         from mlc import models, train
 
         kind, device, steps, *rest = args.child
-        population_on_cpu = kind == "population" and device == "cpu"
-        torch.set_num_threads(1 if population_on_cpu else args.threads)
-        models.set_native_threads(args.threads)
+        if kind == "population" and device == "cpu":
+            models.set_training_threads(args.threads)  # as `mlc run` trains
+        else:
+            torch.set_num_threads(args.threads)  # the naive loop's intra-op threads
         # as `mlc run` does, on both sides (a revision from before it has none: revision_ab.py)
         keep_freed_memory = getattr(train, "keep_freed_memory", None)
         if keep_freed_memory is not None:

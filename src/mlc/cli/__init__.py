@@ -12,6 +12,8 @@ from mlc.errors import MLCError
 
 __all__ = ["app", "main"]
 
+_INTERRUPTED = "interrupted: re-run the same command to resume"
+
 
 def main() -> None:
     """Run the CLI. Typer reports bad arguments itself (exit 2); library errors become one clear line
@@ -22,9 +24,9 @@ def main() -> None:
         err_console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:  # outside a command (Typer handles those below)
-        err_console.print("interrupted: re-run the same command to resume")
+        err_console.print(_INTERRUPTED)
         sys.exit(130)
     except SystemExit as exc:
         if exc.code == 130:  # Typer turns Ctrl-C in a command into exit status 130, silently
-            err_console.print("interrupted: re-run the same command to resume")
+            err_console.print(_INTERRUPTED)
         raise

@@ -112,11 +112,12 @@ def model_ranges(m: int, parts: int) -> list[tuple[int, int]]:
 
 def run_split(fn: Any, m: int, *args: Any) -> None:
     """fn(*args, m_begin, m_end) over [0, m) in `native_threads()` contiguous ranges."""
-    ranges = model_ranges(m, native_threads())
+    threads = native_threads()  # outside a piece it reads the cgroup's quota: once per call
+    ranges = model_ranges(m, threads)
     if len(ranges) <= 1:
         codes = [fn(*args, 0, m)]
     else:
-        pool = _pool(native_threads())
+        pool = _pool(threads)
         codes = [f.result() for f in [pool.submit(fn, *args, lo, hi) for lo, hi in ranges]]
     if any(codes):
         raise MemoryError(f"a C kernel ({fn.__name__}) could not allocate its scratch memory")

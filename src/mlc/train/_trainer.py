@@ -133,7 +133,7 @@ class PopulationTrainer:
         """One epoch for the `active` rows (`rows` on the host), in contiguous ranges of them: on the
         CPU one per training thread (`Population.threads`), each a whole epoch on its own copies, so
         a step's gathers, copies and Adam run in parallel as well as its kernels, and the threads
-        meet once an epoch instead of at every kernel call (2 threads, MLDS: 1.05x at 128 networks,
+        meet once an epoch instead of at every kernel call (2 threads, MLDS: 1.07x at 128 networks,
         1.28x at 256). A network's arithmetic is its own, so the split does not change any result.
         A range that fails, or an interrupt here, stops the other ranges at their next step.
         Only where PyTorch runs one intra-op thread (`models.set_training_threads`, as `mlc run`
@@ -144,13 +144,20 @@ class PopulationTrainer:
         abandon = threading.Event()
         pieces = [
             functools.partial(
-                self._epoch_part, state, active[lo:hi], rows[lo:hi], seeds, task_rows, data, abandon
+                self._epoch_part,
+                state,
+                active[lo:hi],
+                seeds[rows[lo:hi]],
+                task_rows[active[lo:hi]],
+                data,
+                abandon,
             )
             for lo, hi in ranges
         ]
         try:
-            done = cast(list[_EpochPart], run_parallel(pieces))  # None only from a range abandoned
-        except BaseException:  # after an exception, which is raised here
+            # a range returns None only once abandoned, which follows an exception raised here
+            done = cast(list[_EpochPart], run_parallel(pieces))
+        except BaseException:  # a failed range, or an interrupt of the wait: stop the others
             abandon.set()
             raise
         for part, (lo, hi) in zip(done, ranges, strict=True):
@@ -168,15 +175,15 @@ class PopulationTrainer:
         self,
         state: PopulationState,
         active: torch.Tensor,
-        rows: np.ndarray,
-        seeds: np.ndarray,
-        task_rows: torch.Tensor,
+        net_seeds: np.ndarray,
+        member_tasks: torch.Tensor,
         data: TrainingArrays,
         abandon: threading.Event,
     ) -> _EpochPart | None:
-        """One epoch for the `active` rows on compact copies of their weights and Adam state (indexing
-        by a tensor copies), which `_epoch` writes back: ranges trained at once share no tensor.
-        None, leaving the state as it was, once `abandon` is set; sets it when this range fails."""
+        """One epoch for the `active` rows (their `net_seeds` and target rows `member_tasks`) on
+        compact copies of their weights and Adam state (indexing by a tensor copies), which `_epoch`
+        writes back: ranges trained at once share no tensor. None, leaving the state as it was, once
+        `abandon` is set; sets it when this range fails."""
         try:
             device = state.params.device
             params = state.params[active]
@@ -184,10 +191,9 @@ class PopulationTrainer:
             step = state.step[active]
             epochs = state.epoch[active].cpu().numpy()
             n = data.n_train
-            order = np.stack([batch_order(seeds[r], e, n) for r, e in zip(rows, epochs, strict=True)])
+            order = np.stack([batch_order(s, e, n) for s, e in zip(net_seeds, epochs, strict=True)])
             order_t = torch.from_numpy(order).to(device)  # [Ma, N]
-            member_tasks = task_rows[active]
-            loss_sum = torch.zeros(len(rows), dtype=torch.float64, device=device)
+            loss_sum = torch.zeros(len(net_seeds), dtype=torch.float64, device=device)
             for start in range(0, n, self.config.batch_size):
                 if abandon.is_set():
                     return None
