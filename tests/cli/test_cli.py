@@ -158,3 +158,16 @@ def test_ctrl_c_stops_a_run_at_once_and_says_how_to_resume(tiny_preset, tmp_path
     assert run.returncode == 130, stderr
     assert "interrupted: re-run the same command to resume" in stderr
     assert stopped_after < 10  # it stops rather than training on (typically well under a second)
+
+
+def test_help_shows_computed_defaults_and_one_line_summaries(tmp_path):
+    """Defaults that are computed at run time are written in brackets ("[all cores]"), which Typer's
+    rich markup mode took for style tags and dropped; and a docstring's line breaks must not split
+    a command's summary."""
+    run_help = mlc("run", "--help", cwd=tmp_path)
+    assert run_help.returncode == 0, run_help.stderr
+    for shown in ("[runs/PRESET]", "[from memory]", "[all cores]"):
+        assert shown in run_help.stdout
+    top = mlc("--help", cwd=tmp_path)
+    summary = next(line for line in top.stdout.splitlines() if "analyze" in line)
+    assert "Writes the analysis report." in summary

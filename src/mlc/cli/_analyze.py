@@ -35,6 +35,8 @@ def analyze(
         int, typer.Option(min=2, help="networks per task (and device) used at most")
     ] = 1000,
 ) -> None:
-    """Can the weights tell which data trained a network? Trojan detection, task identification,
-    learning curve, CPU vs GPU, projections and honest baselines."""
+    """Can the weights tell which data trained a network? Writes the analysis report.
+
+    Trojan detection, task identification, learning curve, CPU vs GPU, projections and honest
+    baselines, as tables (Markdown, HTML, CSV) and PNG plots in OUT."""
     write_report(datasets, out, max_per_class)
