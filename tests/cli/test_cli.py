@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,9 +148,14 @@ def test_ctrl_c_stops_a_run_at_once_and_says_how_to_resume(tiny_preset, tmp_path
         stderr=subprocess.PIPE,
         text=True,
     ) as run:
+        watchdog = threading.Timer(120, run.kill)  # a run that never starts must fail, not hang
+        watchdog.start()
         for line in run.stdout:  # training has started once this is printed
-            if "networks at once" in line:
+            if " at once" in line:
                 break
+        else:
+            pytest.fail(f"the run ended without starting to train: {run.stderr.read()}")
+        watchdog.cancel()
         time.sleep(2.0)
         run.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
