@@ -18,7 +18,7 @@ def test_counts_eta_and_details_all_fit_80_columns():
         progress.started(status, population_size=128)
         progress.epoch(EpochReport(epochs_done=17, n_active=120, n_stopped_now=8), n_in_batch=128)
     lines = out.getvalue().splitlines()
-    assert "training 750 networks, up to 128 at once" in lines
+    assert "training 747 networks, up to 128 at once" in lines
     bar = next(line for line in lines if line.startswith("training ━"))
     assert "253128/1000000 epochs" in bar and "ETA" in bar and "…" not in bar
     details = " ".join(" ".join(line for line in lines if not line.startswith("training")).split())  # wrapped

@@ -73,8 +73,9 @@ class RichProgress:
 
     def started(self, status: ExperimentStatus, population_size: int) -> None:
         self._status = status
-        left = status.n_networks - status.n_finished
-        self._progress.console.print(f"training {left} networks, up to {population_size} at once")
+        self._progress.console.print(
+            f"training {status.n_training} networks, up to {population_size} at once"
+        )
         self._progress.details = self._fields(status)
         self._progress.reset(
             self._task,
