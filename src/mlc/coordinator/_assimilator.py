@@ -62,7 +62,7 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
         }
         past = _past_history(conn, unit.experiment_id, result.members)
     exp = server.experiment(spec.experiment)
-    share = result.provenance.wall_time_s
+    share = result.provenance.wall_time_s / len(spec.members)  # the unit's wall time, shared equally
     finished: list[FinishedNetwork] = []
     for m, member in enumerate(spec.members):
         if bool(result.state.stopped[m]):
