@@ -198,8 +198,10 @@ def test_recreating_with_other_settings_is_refused_naming_the_difference(coord: 
     assert "networks_per_task: stored 2, asked 3" in message
     assert "mlds-smoke" in message and "same settings" in message
     assert "epochs_per_wu" not in message  # only what differs is named
-    with pytest.raises(StateError, match="max_epochs"):
+    with pytest.raises(StateError) as info:
         create_experiment(coord.engine, tiny_config(**{"train.max_epochs": 4}), tmp_path / "ds3")
+    assert f"train.max_epochs: stored {MAX_EPOCHS}, asked 4)" in str(info.value)  # named as overridden
+    assert "'lr'" not in str(info.value)  # not the whole train table
     assert len(network_rows(coord.engine)) == 4  # nothing was added
 
 

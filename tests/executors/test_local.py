@@ -1,7 +1,9 @@
 """The local executor end to end: preset -> units -> training -> validation -> assimilation -> dataset,
-and an interrupted run (kill -9) resumed to the same dataset."""
+an interrupted run (kill -9) resumed to the same dataset, and a workdir that is moved, shared by two
+runs, or missing its dataset."""
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -9,12 +11,22 @@ import sys
 import time
 from pathlib import Path
 
+import filelock
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import mlc.dataset
+from mlc.coordinator import (
+    connect,
+    create_experiment,
+    get_experiment,
+    lease_work,
+    list_experiments,
+    sqlite_url,
+)
+from mlc.errors import StateError, StoreBusy
 from mlc.executors import LocalExecutor
 from mlc.work import load_preset
 
@@ -108,3 +120,92 @@ def test_run_killed_mid_way_resumes_to_the_same_dataset(tiny_preset, tmp_path):
     pd.testing.assert_frame_equal(ref.history, got.history)
     np.testing.assert_array_equal(ref.weights(), got.weights())
     assert mlc.dataset.verify(resumed.dataset_dir).ok
+
+
+# ---- a workdir is self-contained and used by one run at a time -------------------------------------
+
+
+def _units_leased_by(owner: str, preset: Path, workdir: Path) -> int:
+    """Leave the state an interrupted run leaves: the experiment created and every unit leased."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    engine = connect(sqlite_url(workdir / "mlc.db"))
+    exp, _ = create_experiment(engine, load_preset(str(preset)), (workdir / "dataset").resolve())
+    n = len(lease_work(engine, owner, 10_000, 24 * 3600.0, experiment_id=exp.id))
+    engine.dispose()
+    return n
+
+
+def _attempts(workdir: Path) -> list[int]:
+    with sqlite3.connect(workdir / "mlc.db") as conn:
+        return [a for (a,) in conn.execute("select attempts from work_units where id like '%-p000'")]
+
+
+def test_a_run_takes_over_the_leases_of_a_local_run_interrupted_under_another_host_or_path(
+    tiny_preset, tmp_path
+):
+    workdir = tmp_path / "w"
+    assert _units_leased_by("local:another-host:/where/it/was", tiny_preset, workdir) == 4
+    summary = run_local(tiny_preset, workdir)  # the leases last a day: without a takeover, nothing runs
+    assert summary.finalized and summary.status.n_finished == 4
+    assert _attempts(workdir) == [1, 1, 1, 1]  # the same attempt, continued
+    assert mlc.dataset.verify(summary.dataset_dir).ok
+
+
+def test_a_moved_workdir_keeps_using_its_own_dataset(tiny_preset, tmp_path):
+    first = run_local(tiny_preset, tmp_path / "a")
+    before = mlc.dataset.open(first.dataset_dir).networks
+    (tmp_path / "a").rename(tmp_path / "b")
+    again = run_local(tiny_preset, tmp_path / "b")
+    assert again.finalized and again.dataset_dir == tmp_path / "b" / "dataset"
+    assert not (tmp_path / "a").exists()  # nothing recreated where the workdir was
+    pd.testing.assert_frame_equal(before, mlc.dataset.open(again.dataset_dir).networks)
+    engine = connect(sqlite_url(tmp_path / "b" / "mlc.db"))
+    assert get_experiment(engine, "tiny").dataset_dir == (tmp_path / "b" / "dataset").resolve()
+    engine.dispose()
+
+
+def test_a_deleted_dataset_is_refused_rather_than_recreated_without_its_networks(tiny_preset, tmp_path):
+    first = run_local(tiny_preset, tmp_path / "w")
+    shutil.rmtree(first.dataset_dir)
+    with pytest.raises(StateError, match="lacks 4 networks .* deleted or replaced"):
+        run_local(tiny_preset, tmp_path / "w")
+    assert not first.dataset_dir.exists()
+    # an unfinished copy of the same dataset (one network's files removed) is refused the same way
+    run_local(tiny_preset, tmp_path / "v")
+    staged = sorted((tmp_path / "v" / "dataset" / "staging").iterdir())
+    for path in staged[: len(staged) // 4]:
+        path.unlink()
+    with pytest.raises(StateError, match="lacks 1 networks"):
+        run_local(tiny_preset, tmp_path / "v")
+
+
+def test_a_second_run_in_the_same_workdir_is_refused_while_the_first_runs(tiny_preset, tmp_path):
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    running = filelock.FileLock(workdir / "mlc.lock")  # as a running `mlc run` holds it
+    with running, pytest.raises(StoreBusy, match="another mlc run is using"):
+        run_local(tiny_preset, workdir)
+    assert not (workdir / "mlc.db").exists()
+    assert run_local(tiny_preset, workdir).finalized  # and once it is done
+
+
+def test_a_workdir_holds_one_experiment_and_a_refused_one_leaves_no_trace(tiny_preset, tmp_path):
+    run_local(tiny_preset, tmp_path / "w")
+    other = tmp_path / "other.toml"
+    other.write_text(tiny_preset.read_text().replace('name = "tiny"', 'name = "other"'))
+    with pytest.raises(StateError, match="holds experiment 'tiny'; run 'other' in another --workdir"):
+        run_local(other, tmp_path / "w")
+    engine = connect(sqlite_url(tmp_path / "w" / "mlc.db"))
+    assert [e.name for e in list_experiments(engine)] == ["tiny"]
+    engine.dispose()
+
+
+def test_an_unusable_workdir_or_database_is_a_clear_error(tiny_preset, tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    for workdir in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(StateError, match=f"cannot use {workdir} as the workdir"):
+            run_local(tiny_preset, workdir)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "mlc.db").write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(StateError, match="cannot read the database .*mlc.db: file is not a database"):
+        run_local(tiny_preset, tmp_path / "w")

@@ -12,6 +12,8 @@ from mlc.coordinator._experiments import (
     create_experiment,
     get_experiment,
     list_experiments,
+    move_dataset,
+    stored_network_ids,
 )
 from mlc.coordinator._scheduler import (
     DEFAULT_MAX_ATTEMPTS,
@@ -19,6 +21,7 @@ from mlc.coordinator._scheduler import (
     apply_transitions,
     lease_work,
     report_result,
+    take_over_leases,
 )
 from mlc.coordinator._schema import NetworkState, Verdict, WUState
 from mlc.coordinator._serverdata import ServerData
@@ -47,8 +50,11 @@ __all__ = [
     "get_experiment",
     "lease_work",
     "list_experiments",
+    "move_dataset",
     "report_result",
     "sqlite_url",
+    "stored_network_ids",
+    "take_over_leases",
     "transaction",
     "transition",
     "utcnow",

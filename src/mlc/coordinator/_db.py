@@ -8,7 +8,8 @@ and a concurrent writer queues on the busy timeout instead of interleaving. Any 
 for, nor blocks, a writer, so `mlc status` reads while a run is writing.
 
 Foreign database exceptions are translated here: a locked SQLite file, a PostgreSQL serialisation
-failure, deadlock or lock timeout is `StoreBusy` (retry), a schema from another version a `StateError`.
+failure, deadlock or lock timeout is `StoreBusy` (retry), a schema from another version or a file that
+is not a readable database a `StateError`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from mlc.coordinator._schema import SCHEMA_VERSION, meta, metadata
 from mlc.errors import StateError, StoreBusy
@@ -64,7 +65,16 @@ def connect(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
-    found = _stored_version(engine)
+    try:
+        found = _stored_version(engine)
+    except DatabaseError as exc:  # not a database, or a damaged one ("disk image is malformed")
+        if isinstance(exc, OperationalError) and _translated(exc) is not exc:
+            raise
+        where = engine.url.render_as_string(hide_password=True)
+        raise StateError(
+            f"cannot read the database {where}: {exc.orig}; restore it from a copy, or start again "
+            "elsewhere (for a local run, another --workdir)"
+        ) from exc
     if found is None:
         with transaction(engine) as conn:
             metadata.create_all(conn)

@@ -189,7 +189,36 @@ def _insert_networks_and_units(conn: Connection, exp: Experiment) -> None:
             group += 1
 
 
+def move_dataset(engine: Engine, experiment_id: int, dataset_dir: Path) -> None:
+    """Record that the experiment's dataset now lives at `dataset_dir` (its workdir was moved)."""
+    with transaction(engine) as conn:
+        conn.execute(
+            experiments.update().where(experiments.c.id == experiment_id).values(dataset_dir=str(dataset_dir))
+        )
+
+
+def stored_network_ids(engine: Engine, experiment_id: int) -> set[str]:
+    """The networks assimilated into the experiment's dataset (finished; failed ones are not stored)."""
+    query = select(networks.c.net_id).where(
+        networks.c.experiment_id == experiment_id, networks.c.state == NetworkState.FINISHED
+    )
+    with reading(engine) as conn:
+        return set(conn.execute(query).scalars())
+
+
+def _flat(settings: dict[str, object], prefix: str = "") -> dict[str, object]:
+    """{"train": {"max_epochs": 3}} -> {"train.max_epochs": 3}, as the CLI's overrides name them."""
+    out: dict[str, object] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _settings_differ(name: str, stored: dict[str, object], wanted: dict[str, object]) -> str:
+    stored, wanted = _flat(stored), _flat(wanted)
     diffs = [
         f"{k}: stored {stored.get(k)!r}, asked {wanted.get(k)!r}"
         for k in sorted(set(stored) | set(wanted))

@@ -93,6 +93,21 @@ def lease_work(
     return chosen
 
 
+def take_over_leases(engine: Engine, experiment_id: int, owner_prefix: str, owner: str) -> int:
+    """Make `owner` the holder of the experiment's leased units held by any owner named
+    `owner_prefix`...; returns how many. For an owner that knows the earlier holders are gone (a local
+    run, alone in its workdir, after a run it replaced was interrupted under another host name or
+    path): it then re-leases them as its own, the same attempt, instead of waiting out their leases."""
+    held = and_(
+        work_units.c.experiment_id == experiment_id,
+        work_units.c.state == WUState.LEASED,
+        work_units.c.lease_owner.startswith(owner_prefix, autoescape=True),
+        work_units.c.lease_owner != owner,
+    )
+    with transaction(engine) as conn:
+        return conn.execute(work_units.update().where(held).values(lease_owner=owner)).rowcount
+
+
 def _settle_expired(conn: Connection, now: datetime, max_attempts: int, experiment_id: int | None) -> None:
     query = select(work_units.c.id).where(
         work_units.c.state == WUState.LEASED, work_units.c.lease_expires_at <= now

@@ -3,16 +3,24 @@
 It drives the same state machine as the volunteer server (lease -> train -> report -> validate ->
 assimilate), so a local run exercises the whole pipeline, and an interrupted run resumes from the
 database: re-running it re-leases its own unfinished units and never repeats assimilated work.
+
+A workdir is self-contained and used by one run at a time (a lock file): it holds one experiment,
+its database and its dataset, so it can be moved or copied whole, and a run that finds leases of an
+earlier local run (interrupted under another path or host name) takes them over.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import filelock
 import torch
 from sqlalchemy import Engine
 
@@ -27,10 +35,15 @@ from mlc.coordinator import (
     create_experiment,
     experiment_status,
     lease_work,
+    list_experiments,
+    move_dataset,
     report_result,
     sqlite_url,
+    stored_network_ids,
+    take_over_leases,
     validate_pending,
 )
+from mlc.errors import StateError, StoreBusy
 from mlc.store import DatasetWriter
 from mlc.train import EpochReport, bytes_per_network, choose_population_size, keep_freed_memory
 from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
@@ -38,6 +51,7 @@ from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
 __all__ = ["LocalExecutor", "ProgressSink", "RunSummary"]
 
 _LEASE_SECONDS = 24 * 3600.0  # the local owner re-leases its own units on restart anyway
+_OWNER_PREFIX = "local:"  # lease owners of local runs: f"local:{host}:{workdir}"
 
 
 class ProgressSink(Protocol):
@@ -83,38 +97,96 @@ class LocalExecutor:
     def database_path(self) -> Path:
         return self.workdir / "mlc.db"
 
-    def open_engine(self) -> Engine:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        return connect(sqlite_url(self.database_path))
+    @property
+    def dataset_dir(self) -> Path:
+        return self.workdir / "dataset"
 
     def run(self, config: ExperimentConfig) -> RunSummary:
         models.set_training_threads(self.threads)
         keep_freed_memory()
         started = time.perf_counter()
-        engine = self.open_engine()
-        try:
-            exp, created = create_experiment(engine, config, self.workdir / "dataset")
-            server = ServerData(engine)
-            writer = server.dataset_writer(exp.name)
-            size = self.population_size or self._auto_size(config)
-            self._drain(engine, server, writer)  # results stored before an interruption
-            if self.progress:
-                self.progress.started(experiment_status(engine, exp.id), size)
-            self._loop(engine, exp, server, writer, size)
-            status = experiment_status(engine, exp.id)
-            if status.complete:
-                writer.finalize()
-        finally:
-            engine.dispose()
+        with self._alone_in_workdir():
+            engine = connect(sqlite_url(self.database_path))
+            try:
+                exp, created = self._experiment(engine, config)
+                owner = f"{_OWNER_PREFIX}{host_id()}:{self.workdir.resolve()}"
+                take_over_leases(engine, exp.id, _OWNER_PREFIX, owner)
+                server = ServerData(engine)
+                writer = self._dataset_writer(engine, exp, server)
+                size = self.population_size or self._auto_size(config)
+                self._drain(engine, server, writer)  # results stored before an interruption
+                if self.progress:
+                    self.progress.started(experiment_status(engine, exp.id), size)
+                self._loop(engine, exp, server, writer, size, owner)
+                status = experiment_status(engine, exp.id)
+                if status.complete:
+                    writer.finalize()
+            finally:
+                engine.dispose()
         return RunSummary(
             exp.name,
-            exp.dataset_dir,
+            self.dataset_dir,
             status,
             not created,
             time.perf_counter() - started,
             status.complete,
             size,
             str(self.device),
+        )
+
+    @contextmanager
+    def _alone_in_workdir(self) -> Iterator[None]:
+        """Make the workdir and hold its lock file for the run: a second run there would lease the same
+        units under the same owner name and train them twice."""
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission, a read-only or virtual file system
+            raise StateError(f"cannot use {self.workdir} as the workdir: {exc.strerror or exc}") from exc
+        lock = filelock.FileLock(self.workdir / "mlc.lock")
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise StoreBusy(
+                f"another mlc run is using {self.workdir}; wait for it to finish (`mlc status --workdir "
+                f"{self.workdir}` shows its progress) or stop it"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _experiment(self, engine: Engine, config: ExperimentConfig) -> tuple[Experiment, bool]:
+        """The workdir's one experiment, created if new, with its dataset where the workdir is now."""
+        others = [e.name for e in list_experiments(engine) if e.name != config.name]
+        if others:
+            raise StateError(
+                f"{self.workdir} holds experiment {others[0]!r}; run {config.name!r} in another --workdir"
+            )
+        here = self.dataset_dir.resolve()
+        exp, created = create_experiment(engine, config, here)
+        if exp.dataset_dir != here:  # the workdir was moved or copied: its own dataset is the one
+            move_dataset(engine, exp.id, here)
+            exp = dataclasses.replace(exp, dataset_dir=here)
+        return exp, created
+
+    def _dataset_writer(self, engine: Engine, exp: Experiment, server: ServerData) -> DatasetWriter:
+        """The dataset's writer, refused where the dataset lacks networks the database says it stored:
+        a deleted or replaced dataset would otherwise be recreated and finalized without them, and
+        they would never be trained again."""
+        stored = stored_network_ids(engine, exp.id)
+        if stored and not self.dataset_dir.exists():
+            raise self._lacks(stored)
+        writer = server.dataset_writer(exp.name)
+        missing = stored - writer.staged_ids()
+        if missing:
+            raise self._lacks(missing)
+        return writer
+
+    def _lacks(self, missing: set[str]) -> StateError:
+        return StateError(
+            f"{self.dataset_dir} lacks {len(missing)} networks that the database in {self.workdir} says it "
+            f"stored (e.g. {min(missing)}): was the dataset deleted or replaced? Put it back, or start "
+            "again in a new --workdir"
         )
 
     def _auto_size(self, config: ExperimentConfig) -> int:
@@ -130,9 +202,14 @@ class LocalExecutor:
         assimilate_valid(engine, server, lambda _exp: writer)
 
     def _loop(
-        self, engine: Engine, exp: Experiment, server: ServerData, writer: DatasetWriter, size: int
+        self,
+        engine: Engine,
+        exp: Experiment,
+        server: ServerData,
+        writer: DatasetWriter,
+        size: int,
+        owner: str,
     ) -> None:
-        owner = f"local:{host_id()}:{self.workdir.resolve()}"
         cache = DataCache()
         while True:
             apply_transitions(engine)
