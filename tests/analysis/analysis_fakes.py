@@ -7,6 +7,7 @@ Gaussian noise plus a task-specific shift on a few coordinates: a planted signal
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from collections.abc import Sequence
@@ -98,6 +99,7 @@ def synthetic_dataset(counts: dict[tuple[str, str], int], *, name: str = "fake",
                          "final_val_loss": float(rng.lognormal(-4, 1)),
                          "final_val_accuracy": 1.0, "device_kind": kind,
                          "device_name": "fake " + kind})
-    networks = pd.DataFrame(rows)
-    return FakeDataset(networks, np.concatenate(blocks), layout,
-                       {"name": name, "preset": "fake"})
+    weights = np.concatenate(blocks)
+    networks = pd.DataFrame(rows).assign(
+        weights_sha256=[hashlib.sha256(row.tobytes()).hexdigest() for row in weights])
+    return FakeDataset(networks, weights, layout, {"name": name, "preset": "fake"})

@@ -102,3 +102,16 @@ def test_importing_analysis_loads_neither_torch_nor_umap() -> None:
             "print(sorted(m for m in ('torch', 'umap', 'numba', 'mlc.store') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_network_in_two_datasets_is_analysed_once_and_its_copies_counted() -> None:
+    """The same dataset passed twice (or with its export) would put copies of a network on both
+    sides of every train/test split: every classifier scored 100% on a task pair at chance."""
+    ds, other = small(SingleDirectMachine=6, ParityMachine=4), small(seed=1, SingleDirectMachine=3)
+    data = merge_datasets([ds, other, ds])
+    assert len(data.networks) == 13 and data.networks["weights_sha256"].is_unique
+    assert set(data.networks["dataset"]) == {"a", "a (2)"}  # the first copy is the one kept
+    summary = data.summary.set_index(["dataset", "task"])
+    assert summary.loc[("a (3)", "SingleDirectMachine"), "n_duplicates"] == 6
+    assert summary.loc[("a (3)", "ParityMachine"), ["n_duplicates", "n_selected"]].tolist() == [4, 0]
+    assert summary["n_duplicates"].sum() == 10 and summary["n_analysed"].sum() == 13

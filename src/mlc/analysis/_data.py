@@ -32,6 +32,7 @@ __all__ = [
 
 REQUIRED_COLUMNS = (
     "net_id", "task", "index", "converged", "final_train_loss", "final_val_loss", "device_kind",
+    "weights_sha256",
 )
 
 
@@ -118,7 +119,10 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
     kind) (the first by index, as the spec's DS-N subsets do), and read only their weights.
 
     Networks whose weights are not finite are excluded and counted in `summary`, never dropped
-    silently; with `converged_only`, so are networks that did not converge.
+    silently; with `converged_only`, so are networks that did not converge. A network found in
+    more than one dataset (bit-identical weights: the same dataset twice, a dataset and its export,
+    two runs of one preset on one kind of device) is analysed once and its copies are counted as
+    `n_duplicates`: copies on both sides of a train/test split score every classifier 100%.
     """
     if not datasets:
         raise ConfigError("no dataset given; pass at least one dataset")
@@ -126,13 +130,14 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
         raise ConfigError(f"max_per_class must be at least 1, got {max_per_class}")
     layout = _common_layout(datasets)
     candidates = _candidates(datasets)
-    eligible = candidates["converged"] if converged_only else pd.Series(True, candidates.index)
+    copy = candidates["weights_sha256"].notna() & candidates.duplicated("weights_sha256", keep="first")
+    eligible = ~copy & (candidates["converged"] if converged_only else True)
     ranked = candidates[eligible].sort_values(["index", "_source"], kind="stable")
     chosen = ranked.groupby(["task", "device_kind"], sort=False).head(max_per_class)
     selected = candidates.loc[candidates.index.isin(chosen.index)]
     networks, weights = _read_weights(datasets, selected)
     finite = np.isfinite(weights).all(axis=1)
-    summary = _summary(candidates, selected, networks[~finite])
+    summary = _summary(candidates, candidates[copy], selected, networks[~finite])
     kept = networks[finite].drop(columns="_source").reset_index(drop=True)
     return MergedData(kept, weights[finite], layout, summary, max_per_class, converged_only)
 
@@ -192,11 +197,12 @@ def _read_weights(datasets: Sequence[DatasetLike],
     return pd.concat(tables), np.concatenate(blocks)
 
 
-def _summary(candidates: pd.DataFrame, selected: pd.DataFrame,
+def _summary(candidates: pd.DataFrame, copies: pd.DataFrame, selected: pd.DataFrame,
              nonfinite: pd.DataFrame) -> pd.DataFrame:
     keys = ["dataset", "task", "device_kind"]
     summary = candidates.groupby(keys, sort=True).agg(
         n_networks=("net_id", "size"), n_converged=("converged", "sum"))
+    summary["n_duplicates"] = copies.groupby(keys).size()
     summary["n_selected"] = selected.groupby(keys).size()
     summary["n_nonfinite"] = nonfinite.groupby(keys).size()
     summary = summary.fillna(0).astype(int)
