@@ -105,9 +105,15 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["run", "mlds-smoke", "--device", "tpu"], "unknown device"),
         (["dataset", "verify", "."], "not an MLC dataset"),
         (["status", "--workdir", "nowhere"], "no run in nowhere"),
+        (["run", "mlds-smoke", "--workdir", "afile"], "cannot use afile as the workdir"),
+        (["analyze", "ds", "--out", "ds"], "ds is a dataset: write the report into a folder of its own"),
+        (["analyze", "ds", "--out", "afile"], "afile is a file: write the report into a folder"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(args, message, tmp_path):
+    (tmp_path / "afile").write_text("in the way")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset.json").write_text("{}")  # enough to look like a dataset
     result = mlc(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr.replace("\n", " ")

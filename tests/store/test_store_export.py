@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlc.errors import DatasetError
+from mlc.errors import ConfigError, DatasetError
 from mlc.store import default_export_name, export_dataset, open_dataset, verify_dataset
 
 
@@ -50,6 +50,14 @@ def test_export_refuses_tasks_with_too_few_networks(finished: Path, tmp_path: Pa
     result = export_dataset(finished, tmp_path, per_task=5, name="short", allow_short=True)
     assert result.counts == {"SingleDirectMachine": 3, "ParityModified": 3}
     assert "contribute all they had" in (result.directory / "README.md").read_text()
+
+
+def test_export_into_a_file_is_refused_with_a_reason(finished: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(ConfigError, match="file is a file, where a folder should be"):
+        export_dataset(finished, tmp_path / "file", per_task=1)
+    with pytest.raises(ConfigError, match="cannot make the folder .*below: Not a directory"):
+        export_dataset(finished, tmp_path / "file" / "below", per_task=1)
 
 
 def test_default_export_names() -> None:

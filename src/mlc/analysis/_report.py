@@ -26,8 +26,9 @@ from mlc.analysis._projections import Projections
 from mlc.analysis._render import HTML_FILE, MARKDOWN_FILE, write_report
 from mlc.analysis._section import Section
 from mlc.analysis._trojan import TrojanDetection
+from mlc.errors import ConfigError
 
-__all__ = ["AnalysisReport", "analyze"]
+__all__ = ["AnalysisReport", "analyze", "make_report_folder"]
 
 _N_PARTS = 8  # features, six parts, writing
 
@@ -59,6 +60,7 @@ def analyze(datasets: Sequence[DatasetLike] | MergedData, out_dir: Path, *,
     `converged_only` leaves out networks that did not converge; `n_folds` is the cross-validation
     fold count (5 makes the validation split the original's 80/20).
     """
+    make_report_folder(Path(out_dir))  # before the analysis, which takes minutes, not after
     data = (datasets if isinstance(datasets, MergedData)
             else merge_datasets(datasets, max_per_class=max_per_class,
                                 converged_only=converged_only))
@@ -103,3 +105,13 @@ def _intro(data: MergedData, random_state: int) -> list[str]:
 
 def _tables(sections: Sequence[Section]) -> dict[str, pd.DataFrame]:
     return {table.name: table.data for section in sections for table in section.tables}
+
+
+def make_report_folder(out_dir: Path) -> None:
+    """Make the report's folder, or say why it cannot be made, before any work is done."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file: write the report into a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where the folder should be, no permission, a read-only file system
+        raise ConfigError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from exc

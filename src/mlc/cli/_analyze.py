@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mlc.cli._app import app, console
+from mlc.errors import ConfigError
 
 __all__ = ["analyze", "write_report"]
 
@@ -15,8 +16,12 @@ __all__ = ["analyze", "write_report"]
 def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> None:
     """Write the report and print the trojan table and where the files are."""
     from mlc.analysis import analyze as run_analysis
-    from mlc.analysis import open_datasets, trojan_summary
+    from mlc.analysis import make_report_folder, open_datasets, trojan_summary
+    from mlc.store import MANIFEST_FILE
 
+    if (out / MANIFEST_FILE).exists():  # the report's files would break the dataset's verification
+        raise ConfigError(f"{out} is a dataset: write the report into a folder of its own")
+    make_report_folder(out)
     report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
     console.print(trojan_summary(report.tables["trojan_detection"]))
     console.print(

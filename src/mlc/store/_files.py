@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlc.errors import DatasetError
+from mlc.errors import ConfigError, DatasetError
 
 __all__ = [
     "TMP_PREFIX",
@@ -128,7 +128,12 @@ def new_build_dir(final: Path, purpose: str) -> Path:
     Build directories that an interrupted run left behind (same `final`, same `purpose`) are removed
     first, so a crash leaves no lasting debris.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.parent.exists() and not final.parent.is_dir():
+        raise ConfigError(f"{final.parent} is a file, where a folder should be")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, no permission, a read-only file system
+        raise ConfigError(f"cannot make the folder {final.parent}: {exc.strerror or exc}") from exc
     prefix = f".{final.name}.{purpose}-"
     for stale in final.parent.glob(f"{prefix}*"):
         shutil.rmtree(stale, ignore_errors=True)
