@@ -58,3 +58,13 @@ def test_malformed_preset_files(tmp_path, text, match):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(UnknownNameError, match="mlds-smoke"):
         load_preset("nope")
+
+
+def test_a_missing_preset_file_and_a_task_listed_twice_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="no preset file .*missing.toml: no such file"):
+        load_preset(str(tmp_path / "missing.toml"))
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(ConfigError, match="folder.toml: a folder"):
+        load_preset(str(tmp_path / "folder.toml"))
+    with pytest.raises(ConfigError, match="listed twice in the preset: ParityMachine$"):
+        load_preset("mlds-smoke", {"tasks": ["ParityMachine", "SimpleXORMachine", "ParityMachine"]})

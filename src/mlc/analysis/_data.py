@@ -187,7 +187,7 @@ def _read_weights(datasets: Sequence[DatasetLike],
         block = np.asarray(datasets[int(source)].weights(net_ids=ids), dtype=np.float32)
         if block.ndim != 2 or block.shape[0] != len(ids):
             raise DatasetError(f"dataset {rows['dataset'].iloc[0]} returned weights of shape "
-                               f"{block.shape} for {len(ids)} networks; run `mlc verify` on it")
+                               f"{block.shape} for {len(ids)} networks; run `mlc dataset verify` on it")
         tables.append(rows)
         blocks.append(block)
     if not tables:

@@ -67,7 +67,7 @@ def _take_first(networks: pa.Table, tasks: list[str], per_task: int,
     if short and not allow_short:
         raise DatasetError(f"cannot export {per_task} networks per task: {'; '.join(short)}. "
                            "Wait for more networks, export fewer per task, or pass "
-                           "allow_short=True to export what there is")
+                           "--allow-short (allow_short=True in Python) to export what there is")
     return chosen
 
 
@@ -130,7 +130,7 @@ def export_dataset(src: Path | str | Dataset, out_dir: Path | str, *, per_task: 
             shutil.copyfile(ds.path / fixed, tmp / fixed)
             if file_sha256(tmp / fixed) != ds.manifest["files"].get(fixed):
                 raise DatasetError(f"{ds.path / fixed} does not match its SHA-256 in the manifest; "
-                                   "the source is damaged (run mlc.dataset.verify on it)")
+                                   "the source is damaged (run `mlc dataset verify` on it)")
         consolidate(tmp, _subset_manifest(ds.manifest, name, per_task),
                     read_json(ds.path / CONFIG_FILE), _batches(ds, chosen))
         report = verify_dataset(tmp)

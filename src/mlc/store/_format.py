@@ -200,6 +200,6 @@ def load_data(path: Path, spec: dict[str, int], tasks: list[str]) -> SharedData:
             val_targets={task: t[f"val.targets.{task}"] for task in tasks},
         )
     except (OSError, SafetensorError) as exc:
-        raise DatasetError(f"{path} is unreadable ({exc}); run mlc.dataset.verify on it") from None
+        raise DatasetError(f"{path} is unreadable ({exc}); run `mlc dataset verify` on it") from None
     except KeyError as exc:
-        raise DatasetError(f"{path} lacks the tensor {exc}; run mlc.dataset.verify on it") from None
+        raise DatasetError(f"{path} lacks the tensor {exc}; run `mlc dataset verify` on it") from None

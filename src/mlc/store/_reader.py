@@ -36,7 +36,7 @@ from mlc.tasks import SharedData
 
 __all__ = ["Dataset", "open_dataset", "read_table"]
 
-_VERIFY_HINT = "run mlc.dataset.verify on the directory to see what is wrong"
+_VERIFY_HINT = "run `mlc dataset verify` on the directory (mlc.dataset.verify in Python) to see what is wrong"
 
 
 def read_table(path: Path) -> pa.Table:
@@ -53,7 +53,8 @@ def open_dataset(path: Path | str) -> Dataset:
     manifest = read_manifest(root)
     if not manifest.get("finalized"):
         raise DatasetError(f"{root} is an unfinished dataset (its writer has not finalized it); "
-                           "finish it with DatasetWriter.open(path).finalize()")
+                           "re-run the `mlc run` that writes it to finish it (in Python: "
+                           "DatasetWriter.open(path).finalize())")
     missing = sorted(name for name in manifest.get("files", {}) if not (root / name).is_file())
     if missing:
         raise DatasetError(f"{root} is incomplete: missing {', '.join(missing)}; {_VERIFY_HINT}")

@@ -136,7 +136,8 @@ class DatasetWriter:
         if differ:
             raise DatasetError(
                 f"{root} already holds a different dataset ({', '.join(differ)} differ); choose "
-                "another directory, or use DatasetWriter.open to continue the one that is there")
+                "another directory (for `mlc run`, another --workdir), or continue the one that is there "
+                "with DatasetWriter.open")
         return writer
 
     @classmethod

@@ -119,8 +119,9 @@ class ExperimentConfig:
     def _check_names(self) -> None:
         if not self.tasks:
             raise ConfigError("a preset needs at least one task")
-        if len(set(self.tasks)) != len(self.tasks):
-            raise ConfigError("a task is listed twice in the preset")
+        twice = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if twice:
+            raise ConfigError(f"a task is listed twice in the preset: {', '.join(twice)}")
         models.config(self.model)  # raises UnknownNameError with the known names
         for task in self.tasks:
             tasks.get(task, **self.task_params.get(task, {}))
@@ -286,10 +287,12 @@ def load_preset(
     never repeats the check.
     """
     path = Path(name_or_path)
-    if path.suffix == ".toml" and path.exists():
+    if path.suffix == ".toml" and path.is_file():
         text = path.read_text()
     elif name_or_path in preset_names():
         text = _preset_text(name_or_path)
+    elif path.suffix == ".toml":
+        raise ConfigError(f"no preset file {name_or_path}: {'a folder' if path.exists() else 'no such file'}")
     else:
         raise UnknownNameError(
             f"unknown preset {name_or_path!r}: not a .toml file, and not one of {', '.join(preset_names())}"
