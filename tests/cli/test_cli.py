@@ -106,6 +106,7 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["dataset", "verify", "."], "not an MLC dataset"),
         (["status", "--workdir", "nowhere"], "no run in nowhere"),
         (["run", "mlds-smoke", "--workdir", "afile"], "cannot use afile as the workdir"),
+        (["run", "nope", "--device", "cpu", "--threads", "1000"], "--threads 1000 is more than the"),
         (["analyze", "ds", "--out", "ds"], "ds is a dataset: write the report into a folder of its own"),
         (["analyze", "ds", "--out", "afile"], "afile is a file: write the report into a folder"),
     ],

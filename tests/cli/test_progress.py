@@ -25,3 +25,17 @@ def test_counts_eta_and_details_all_fit_80_columns():
     assert (
         "networks 250/1000 finished, 120 converged, 3 failed · batch epoch 17/100, 120/128 active" in details
     )
+
+
+def test_a_batch_never_shows_more_epochs_than_the_budget_and_a_refused_run_shows_no_bar():
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=False)
+    status = ExperimentStatus(n_networks=10, n_finished=0, n_converged=0, n_failed=0, epochs_done=0,
+                              epochs_training=0)  # fmt: skip
+    with RichProgress(console, max_epochs=4, epochs_per_wu=8):
+        pass  # the executor refused the run before training
+    assert out.getvalue() == ""
+    with RichProgress(console, max_epochs=4, epochs_per_wu=8) as progress:
+        progress.started(status, population_size=10)
+        progress.epoch(EpochReport(epochs_done=1, n_active=10, n_stopped_now=0), n_in_batch=10)
+    assert "batch epoch 1/4, 10/10 active" in out.getvalue()

@@ -44,7 +44,7 @@ class RichProgress:
 
     def __init__(self, console: Console, max_epochs: int, epochs_per_wu: int) -> None:
         self.max_epochs = max_epochs
-        self.epochs_per_wu = epochs_per_wu
+        self.epochs_per_wu = min(epochs_per_wu, max_epochs)  # what one batch trains at most
         self._progress = _BarThenDetails(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -59,11 +59,11 @@ class RichProgress:
         self._task = self._progress.add_task("training", total=1)
 
     def __enter__(self) -> RichProgress:
-        self._progress.start()
-        return self
+        return self  # the display starts with the training, so a refused run shows no empty bar
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._progress.live.is_started:
+            self._progress.stop()
 
     def _fields(self, status: ExperimentStatus, batch: str = "") -> str:
         text = f"networks {status.n_finished}/{status.n_networks} finished, {status.n_converged} converged"
@@ -82,6 +82,7 @@ class RichProgress:
             total=status.n_networks * self.max_epochs,
             completed=status.budget_done(self.max_epochs),
         )
+        self._progress.start()
 
     def epoch(self, report: EpochReport, n_in_batch: int) -> None:
         batch = (

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import app, console
+from mlc.cli._app import app, console, err_console
 from mlc.cli._progress import RichProgress
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ def run(
     """Train PRESET through the full pipeline on this machine; re-running resumes."""
 
     from mlc import models
+    from mlc._host import usable_cpus
     from mlc.executors import LocalExecutor
     from mlc.train import SelectionProgress, keep_freed_memory
     from mlc.work import load_preset, resolve_device
@@ -51,6 +52,12 @@ def run(
     if max_epochs is not None:
         overrides["train.max_epochs"] = max_epochs
     dev = resolve_device(device)
+    cpus = usable_cpus()
+    if threads is not None and threads > cpus and dev.type == "cpu":
+        err_console.print(
+            f"[yellow]warning:[/] --threads {threads} is more than the {cpus} CPUs this process may use; "
+            "threads beyond them only take turns, and each one trains its own range of networks in memory"
+        )
     models.set_training_threads(threads)  # the DS3 learnability check trains while resolving
     keep_freed_memory()
     with console.status("resolving the preset") as status:
