@@ -45,6 +45,7 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
 
     info = mlc("dataset", "info", str(work / "dataset"), cwd=tmp_path)
     assert info.returncode == 0 and "SingleDirectModified" in info.stdout
+    assert "model mlds-gru [mlds-gru/" in info.stdout  # the layout id, not swallowed as markup
 
     verify = mlc("dataset", "verify", str(work / "dataset"), cwd=tmp_path)
     assert verify.returncode == 0 and verify.stdout.startswith("OK")

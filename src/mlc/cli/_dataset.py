@@ -21,13 +21,15 @@ def info(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> Non
 
     ds = mlc.dataset.open(path)
     m, nets = ds.manifest, ds.networks
-    console.print(
-        f"[bold]{m['name']}[/] (preset {m['preset']}, spec {m['spec_version']}), model {m['model']} "
+    header = (
+        f"{m['name']} (preset {m['preset']}, spec {m['spec_version']}), model {m['model']} "
         f"[{m['layout_id']}], {len(nets)} networks"
     )
+    console.print(escape(header), style="bold")  # the layout id's brackets are not markup
     table = Table()
-    for col in ("task", "networks", "converged", "mean epochs", "median final val loss", "devices"):
-        table.add_column(col, justify="left" if col in ("task", "devices") else "right")
+    for col in ("task", "networks", "converged", "mean epochs", "median val loss", "devices"):
+        left = col in ("task", "devices")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col == "task")
     for task in ds.tasks:
         rows = nets[nets["task"] == task]
         table.add_row(
