@@ -27,7 +27,7 @@ from mlc.coordinator import (
     sqlite_url,
 )
 from mlc.errors import StateError, StoreBusy
-from mlc.executors import LocalExecutor
+from mlc.executors import LocalExecutor, run_in_progress
 from mlc.work import load_preset
 
 
@@ -182,10 +182,12 @@ def test_a_deleted_dataset_is_refused_rather_than_recreated_without_its_networks
 def test_a_second_run_in_the_same_workdir_is_refused_while_the_first_runs(tiny_preset, tmp_path):
     workdir = tmp_path / "w"
     workdir.mkdir()
+    assert not run_in_progress(workdir)
     running = filelock.FileLock(workdir / "mlc.lock")  # as a running `mlc run` holds it
     with running, pytest.raises(StoreBusy, match="another mlc run is using"):
+        assert run_in_progress(workdir)
         run_local(tiny_preset, workdir)
-    assert not (workdir / "mlc.db").exists()
+    assert not (workdir / "mlc.db").exists() and not run_in_progress(workdir)
     assert run_local(tiny_preset, workdir).finalized  # and once it is done
 
 

@@ -127,21 +127,26 @@ def status(
     """Progress of the experiments in WORKDIR: networks and work units by state."""
     from mlc.coordinator import connect, experiment_status, list_experiments, sqlite_url
     from mlc.errors import StateError
+    from mlc.executors import run_in_progress
 
     db = workdir / "mlc.db"
     if not db.exists():
         raise StateError(
             f"no run in {workdir} (no mlc.db); start one with `mlc run PRESET --workdir {workdir}`"
         )
+    running = run_in_progress(workdir)
     engine = connect(sqlite_url(db))
     for exp in list_experiments(engine):
         s = experiment_status(engine, exp.id)
         units = ", ".join(f"{k} {v}" for k, v in sorted(s.units.items()))
+        left = f"{s.n_training} training" if running else f"{s.n_training} to train"
         console.print(
             f"[bold]{exp.name}[/]: {s.n_finished}/{s.n_networks} networks finished, "
-            f"{s.n_converged} converged, {s.n_failed} failed, {s.n_training} training; "
+            f"{s.n_converged} converged, {s.n_failed} failed, {left}; "
             f"{s.epochs_done} epochs; work units: {units}; dataset {exp.dataset_dir}"
         )
+        if s.n_training and not running:
+            console.print("no run in progress: re-run the same `mlc run` command to resume")
     engine.dispose()
 
 

@@ -48,10 +48,12 @@ from mlc.store import DatasetWriter
 from mlc.train import EpochReport, bytes_per_network, choose_population_size, keep_freed_memory
 from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
 
-__all__ = ["LocalExecutor", "ProgressSink", "RunSummary"]
+__all__ = ["LocalExecutor", "ProgressSink", "RunSummary", "run_in_progress"]
 
 _LEASE_SECONDS = 24 * 3600.0  # the local owner re-leases its own units on restart anyway
 _OWNER_PREFIX = "local:"  # lease owners of local runs: f"local:{host}:{workdir}"
+_LOCK_FILE = "mlc.lock"  # held by the run using a workdir
+_LOCK_WAIT_S = 2.0  # long enough for `mlc status`'s look at the lock to end
 
 
 class ProgressSink(Protocol):
@@ -142,9 +144,9 @@ class LocalExecutor:
             self.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file in the way, no permission, a read-only or virtual file system
             raise StateError(f"cannot use {self.workdir} as the workdir: {exc.strerror or exc}") from exc
-        lock = filelock.FileLock(self.workdir / "mlc.lock")
+        lock = filelock.FileLock(self.workdir / _LOCK_FILE)
         try:
-            lock.acquire(timeout=0)
+            lock.acquire(timeout=_LOCK_WAIT_S)
         except filelock.Timeout:
             raise StoreBusy(
                 f"another mlc run is using {self.workdir}; wait for it to finish (`mlc status --workdir "
@@ -225,3 +227,18 @@ class LocalExecutor:
             self._drain(engine, server, writer)
             if self.progress:
                 self.progress.assimilated(experiment_status(engine, exp.id))
+
+
+def run_in_progress(workdir: Path) -> bool:
+    """Whether an `mlc run` is using `workdir` now (holds its lock), for `mlc status` to say whether
+    networks still to train are training or waiting for the run to be resumed."""
+    path = Path(workdir) / _LOCK_FILE
+    if not path.exists():
+        return False
+    lock = filelock.FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False
