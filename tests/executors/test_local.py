@@ -26,7 +26,7 @@ from mlc.coordinator import (
     list_experiments,
     sqlite_url,
 )
-from mlc.errors import StateError, StoreBusy
+from mlc.errors import ConfigError, StateError, StoreBusy
 from mlc.executors import LocalExecutor, run_in_progress
 from mlc.work import load_preset
 
@@ -211,3 +211,10 @@ def test_an_unusable_workdir_or_database_is_a_clear_error(tiny_preset, tmp_path)
     (tmp_path / "w" / "mlc.db").write_bytes(b"this is not an SQLite database" * 100)
     with pytest.raises(StateError, match="cannot read the database .*mlc.db: file is not a database"):
         run_local(tiny_preset, tmp_path / "w")
+
+
+def test_a_population_larger_than_free_memory_is_refused_before_training(tiny_preset, tmp_path):
+    executor = LocalExecutor(tmp_path / "w", torch.device("cpu"), population_size=10**9)
+    with pytest.raises(ConfigError, match=r"a population of 1,000,000,000 networks needs about .* at most"):
+        executor.run(load_preset(str(tiny_preset)))
+    assert run_local(tiny_preset, tmp_path / "w").finalized  # the same workdir, sized from memory

@@ -43,9 +43,9 @@ from mlc.coordinator import (
     take_over_leases,
     validate_pending,
 )
-from mlc.errors import StateError, StoreBusy
+from mlc.errors import ConfigError, StateError, StoreBusy
 from mlc.store import DatasetWriter
-from mlc.train import EpochReport, bytes_per_network, choose_population_size, keep_freed_memory
+from mlc.train import EpochReport, bytes_per_network, choose_population_size, free_memory, keep_freed_memory
 from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
 
 __all__ = ["LocalExecutor", "ProgressSink", "RunSummary", "run_in_progress"]
@@ -115,7 +115,7 @@ class LocalExecutor:
                 take_over_leases(engine, exp.id, _OWNER_PREFIX, owner)
                 server = ServerData(engine)
                 writer = self._dataset_writer(engine, exp, server)
-                size = self.population_size or self._auto_size(config)
+                size = self._population_size(config)
                 self._drain(engine, server, writer)  # results stored before an interruption
                 if self.progress:
                     self.progress.started(experiment_status(engine, exp.id), size)
@@ -191,13 +191,23 @@ class LocalExecutor:
             "again in a new --workdir"
         )
 
-    def _auto_size(self, config: ExperimentConfig) -> int:
+    def _population_size(self, config: ExperimentConfig) -> int:
         """From the memory of the kernels that will train (the first-run check is cached, so
-        `run_work_units` gets the same population without checking again)."""
+        `run_work_units` gets the same population without checking again); a size asked for is
+        refused where it cannot fit in all of the free memory, rather than failing mid-run."""
         population = models.population_for(config.model, self.device)
         data = config.data  # evaluation passes are a whole batch even when training's are smaller
         per = bytes_per_network(population, config.train.batch_size, data.length, data.n_train)
-        return choose_population_size(self.device, per, cpu_threads=population.threads)
+        if self.population_size is None:
+            return choose_population_size(self.device, per, cpu_threads=population.threads)
+        free = free_memory(self.device)
+        if self.population_size * per > free:
+            raise ConfigError(
+                f"a population of {self.population_size:,} networks needs about "
+                f"{self.population_size * per / 2**30:.1f} GiB, and {self.device} has {free / 2**30:.1f} GiB "
+                f"free: at most {free // per:,} fit (leave the size out to choose it from memory)"
+            )
+        return self.population_size
 
     def _drain(self, engine: Engine, server: ServerData, writer: DatasetWriter) -> None:
         validate_pending(engine, server)

@@ -14,7 +14,7 @@ from mlc.train._learnability import (
     select_automata,
 )
 from mlc.train._reference import train_reference
-from mlc.train._sizing import bytes_per_network, choose_population_size
+from mlc.train._sizing import bytes_per_network, choose_population_size, free_memory
 from mlc.train._state import EpochHistory, PopulationState
 from mlc.train._trainer import EpochReport, PopulationTrainer, evaluate
 
@@ -35,6 +35,7 @@ __all__ = [
     "bytes_per_network",
     "check_learnability",
     "choose_population_size",
+    "free_memory",
     "evaluate",
     "keep_freed_memory",
     "select_automata",

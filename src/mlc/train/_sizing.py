@@ -14,7 +14,7 @@ import torch
 from mlc._host import available_memory
 from mlc.models import Population
 
-__all__ = ["bytes_per_network", "choose_population_size"]
+__all__ = ["bytes_per_network", "choose_population_size", "free_memory"]
 
 # CPU throughput per network peaks near this many networks per training thread: each thread's range
 # should amortise a step's fixed cost (~4 ms of Python and dispatch) and stay near its core's caches.
@@ -46,8 +46,13 @@ def choose_population_size(
     """How many networks of `per_network` bytes to train at once: what `memory_fraction` of the free
     memory holds (on the CPU, within the container's limit), at most 16,384 on a GPU and 64 per
     training thread (`cpu_threads`) on the CPU."""
+    cap = _GPU_CAP if device.type == "cuda" else _CPU_NETWORKS_PER_THREAD * max(1, cpu_threads)
+    return max(1, min(cap, int(free_memory(device) * memory_fraction) // per_network))
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for training on `device`: the GPU's free memory, or the host's available memory
+    within the container's limit."""
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return max(1, min(_GPU_CAP, int(free * memory_fraction) // per_network))
-    cap = _CPU_NETWORKS_PER_THREAD * max(1, cpu_threads)
-    return max(1, min(cap, int(available_memory() * memory_fraction) // per_network))
+        return torch.cuda.mem_get_info(device)[0]
+    return available_memory()
