@@ -115,3 +115,12 @@ def test_a_network_in_two_datasets_is_analysed_once_and_its_copies_counted() -> 
     assert summary.loc[("a (3)", "SingleDirectMachine"), "n_duplicates"] == 6
     assert summary.loc[("a (3)", "ParityMachine"), ["n_duplicates", "n_selected"]].tolist() == [4, 0]
     assert summary["n_duplicates"].sum() == 10 and summary["n_analysed"].sum() == 13
+
+
+def test_networks_equal_within_one_dataset_are_not_copies() -> None:
+    ds = small(SingleDirectMachine=6)
+    ds._weights[1:4] = np.nan  # three networks that diverged alike: the same hash
+    ds.networks.loc[1:3, "weights_sha256"] = "all-nan"
+    data = merge_datasets([ds])
+    row = data.summary.iloc[0]
+    assert (row["n_duplicates"], row["n_nonfinite"], row["n_analysed"]) == (0, 3, 3)

@@ -108,7 +108,8 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["status", "--workdir", "nowhere"], "no run in nowhere"),
         (["run", "mlds-smoke", "--workdir", "afile"], "cannot use afile as the workdir"),
         (["run", "nope", "--device", "cpu", "--threads", "1000"], "--threads 1000 is more than the"),
-        (["analyze", "ds", "--out", "ds"], "ds is a dataset: write the report into a folder of its own"),
+        (["analyze", "ds", "--out", "ds"], "ds is in the dataset"),
+        (["analyze", "ds", "--out", "ds/report"], "write the report into a folder of its own"),
         (["analyze", "ds", "--out", "afile"], "afile is a file: write the report into a folder"),
     ],
 )

@@ -125,12 +125,12 @@ def test_run_killed_mid_way_resumes_to_the_same_dataset(tiny_preset, tmp_path):
 # ---- a workdir is self-contained and used by one run at a time -------------------------------------
 
 
-def _units_leased_by(owner: str, preset: Path, workdir: Path) -> int:
+def _units_leased_by(owner: str, preset: Path, workdir: Path, lease_seconds: float = 24 * 3600.0) -> int:
     """Leave the state an interrupted run leaves: the experiment created and every unit leased."""
     workdir.mkdir(parents=True, exist_ok=True)
     engine = connect(sqlite_url(workdir / "mlc.db"))
     exp, _ = create_experiment(engine, load_preset(str(preset)), (workdir / "dataset").resolve())
-    n = len(lease_work(engine, owner, 10_000, 24 * 3600.0, experiment_id=exp.id))
+    n = len(lease_work(engine, owner, 10_000, lease_seconds, experiment_id=exp.id))
     engine.dispose()
     return n
 
@@ -140,12 +140,15 @@ def _attempts(workdir: Path) -> list[int]:
         return [a for (a,) in conn.execute("select attempts from work_units where id like '%-p000'")]
 
 
+@pytest.mark.parametrize("lease_seconds", [24 * 3600.0, -1.0], ids=["live", "expired"])
 def test_a_run_takes_over_the_leases_of_a_local_run_interrupted_under_another_host_or_path(
-    tiny_preset, tmp_path
+    tiny_preset, tmp_path, lease_seconds
 ):
+    """Live leases would stall the run for a day; expired ones (resumed a day later) would each
+    count an attempt, so that a few such interruptions failed every network."""
     workdir = tmp_path / "w"
-    assert _units_leased_by("local:another-host:/where/it/was", tiny_preset, workdir) == 4
-    summary = run_local(tiny_preset, workdir)  # the leases last a day: without a takeover, nothing runs
+    assert _units_leased_by("local:another-host:/where/it/was", tiny_preset, workdir, lease_seconds) == 4
+    summary = run_local(tiny_preset, workdir)
     assert summary.finalized and summary.status.n_finished == 4
     assert _attempts(workdir) == [1, 1, 1, 1]  # the same attempt, continued
     assert mlc.dataset.verify(summary.dataset_dir).ok
@@ -170,7 +173,7 @@ def test_a_deleted_dataset_is_refused_rather_than_recreated_without_its_networks
     with pytest.raises(StateError, match="lacks 4 networks .* deleted or replaced"):
         run_local(tiny_preset, tmp_path / "w")
     assert not first.dataset_dir.exists()
-    # an unfinished copy of the same dataset (one network's files removed) is refused the same way
+    # a finalized dataset that lost one network's staged file is refused the same way
     run_local(tiny_preset, tmp_path / "v")
     staged = sorted((tmp_path / "v" / "dataset" / "staging").iterdir())
     for path in staged[: len(staged) // 4]:
@@ -213,8 +216,26 @@ def test_an_unusable_workdir_or_database_is_a_clear_error(tiny_preset, tmp_path)
         run_local(tiny_preset, tmp_path / "w")
 
 
-def test_a_population_larger_than_free_memory_is_refused_before_training(tiny_preset, tmp_path):
-    executor = LocalExecutor(tmp_path / "w", torch.device("cpu"), population_size=10**9)
-    with pytest.raises(ConfigError, match=r"a population of 1,000,000,000 networks needs about .* at most"):
+def test_a_population_larger_than_free_memory_is_refused_before_training(tiny_preset, tmp_path, monkeypatch):
+    summary = LocalExecutor(tmp_path / "a", torch.device("cpu"), population_size=10**9).run(
+        load_preset(str(tiny_preset))
+    )
+    assert summary.finalized  # only the 4 networks left are ever trained at once: they fit
+    monkeypatch.setattr("mlc.executors._local.free_memory", lambda device: 2**10)  # 1 KiB: not one network
+    executor = LocalExecutor(tmp_path / "b", torch.device("cpu"), population_size=4)
+    with pytest.raises(ConfigError, match=r"a population of 4 networks needs about .* at most 0 fit"):
         executor.run(load_preset(str(tiny_preset)))
-    assert run_local(tiny_preset, tmp_path / "w").finalized  # the same workdir, sized from memory
+    assert run_local(tiny_preset, tmp_path / "b").finalized  # the same workdir, sized from memory
+
+
+def test_a_workdir_that_already_holds_two_experiments_resumes_each(tiny_preset, tmp_path):
+    """Before one experiment per workdir was enforced, a refused second preset stayed registered."""
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    engine = connect(sqlite_url(workdir / "mlc.db"))
+    for name in ("tiny", "other"):
+        text = tiny_preset.read_text().replace('name = "tiny"', f'name = "{name}"')
+        (tmp_path / f"{name}.toml").write_text(text)
+        create_experiment(engine, load_preset(str(tmp_path / f"{name}.toml")), workdir / "dataset")
+    engine.dispose()
+    assert run_local(tmp_path / "tiny.toml", workdir).finalized

@@ -130,7 +130,10 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
         raise ConfigError(f"max_per_class must be at least 1, got {max_per_class}")
     layout = _common_layout(datasets)
     candidates = _candidates(datasets)
-    copy = candidates["weights_sha256"].notna() & candidates.duplicated("weights_sha256", keep="first")
+    # a copy: its weights were in an earlier dataset (within one, equal hashes are networks that
+    # diverged alike, e.g. to all-NaN, which the finite check below counts)
+    first_source = candidates.groupby("weights_sha256")["_source"].transform("min")
+    copy = candidates["weights_sha256"].notna() & (candidates["_source"] > first_source)
     eligible = ~copy & (candidates["converged"] if converged_only else True)
     ranked = candidates[eligible].sort_values(["index", "_source"], kind="stable")
     chosen = ranked.groupby(["task", "device_kind"], sort=False).head(max_per_class)

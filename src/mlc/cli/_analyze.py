@@ -19,8 +19,9 @@ def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> 
     from mlc.analysis import make_report_folder, open_datasets, trojan_summary
     from mlc.store import MANIFEST_FILE
 
-    if (out / MANIFEST_FILE).exists():  # the report's files would break the dataset's verification
-        raise ConfigError(f"{out} is a dataset: write the report into a folder of its own")
+    inside = next((d for d in (out, *out.resolve().parents) if (d / MANIFEST_FILE).exists()), None)
+    if inside is not None:  # the report's files would break the dataset's verification
+        raise ConfigError(f"{out} is in the dataset {inside}: write the report into a folder of its own")
     make_report_folder(out)
     report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
     console.print(trojan_summary(report.tables["trojan_detection"]))

@@ -139,13 +139,13 @@ def status(
     for exp in list_experiments(engine):
         s = experiment_status(engine, exp.id)
         units = ", ".join(f"{k} {v}" for k, v in sorted(s.units.items()))
-        left = f"{s.n_training} training" if running else f"{s.n_training} to train"
+        left = {True: "training", False: "to train", None: "not finished"}[running]
         console.print(
             f"[bold]{exp.name}[/]: {s.n_finished}/{s.n_networks} networks finished, "
-            f"{s.n_converged} converged, {s.n_failed} failed, {left}; "
+            f"{s.n_converged} converged, {s.n_failed} failed, {s.n_training} {left}; "
             f"{s.epochs_done} epochs; work units: {units}; dataset {exp.dataset_dir}"
         )
-        if s.n_training and not running:
+        if s.n_training and running is False:
             console.print("no run in progress: re-run the same `mlc run` command to resume")
     engine.dispose()
 

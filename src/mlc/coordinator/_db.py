@@ -30,6 +30,7 @@ __all__ = ["connect", "reading", "sqlite_url", "transaction", "utcnow"]
 _BEGIN_OPTION = "mlc_sqlite_begin"  # execution option: how a SQLite transaction begins
 _BUSY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 _BUSY_SQLITE_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
+_DAMAGED_SQLITE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
 def utcnow() -> datetime:
@@ -67,9 +68,9 @@ def connect(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
     try:
         found = _stored_version(engine)
-    except DatabaseError as exc:  # not a database, or a damaged one ("disk image is malformed")
-        if isinstance(exc, OperationalError) and _translated(exc) is not exc:
-            raise
+    except DatabaseError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF not in _DAMAGED_SQLITE_CODES:
+            raise  # a server that cannot be reached, a folder that cannot be opened: not the file's fault
         where = engine.url.render_as_string(hide_password=True)
         raise StateError(
             f"cannot read the database {where}: {exc.orig}; restore it from a copy, or start again "

@@ -210,7 +210,7 @@ def _flat(settings: dict[str, object], prefix: str = "") -> dict[str, object]:
     """{"train": {"max_epochs": 3}} -> {"train.max_epochs": 3}, as the CLI's overrides name them."""
     out: dict[str, object] = {}
     for key, value in settings.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             out.update(_flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value

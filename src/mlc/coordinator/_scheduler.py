@@ -93,19 +93,27 @@ def lease_work(
     return chosen
 
 
-def take_over_leases(engine: Engine, experiment_id: int, owner_prefix: str, owner: str) -> int:
+def take_over_leases(
+    engine: Engine, experiment_id: int, owner_prefix: str, owner: str, lease_seconds: float
+) -> int:
     """Make `owner` the holder of the experiment's leased units held by any owner named
-    `owner_prefix`...; returns how many. For an owner that knows the earlier holders are gone (a local
-    run, alone in its workdir, after a run it replaced was interrupted under another host name or
-    path): it then re-leases them as its own, the same attempt, instead of waiting out their leases."""
+    `owner_prefix`..., itself included, with a new deadline; returns how many. For an owner that
+    knows the earlier holders are gone (a local run, alone in its workdir, after an interrupted run
+    under this or another path or host name): it then re-leases them as its own, the same attempt,
+    where waiting out their leases would stall it for a day and then count an attempt for each."""
+    now = utcnow()
     held = and_(
         work_units.c.experiment_id == experiment_id,
         work_units.c.state == WUState.LEASED,
         work_units.c.lease_owner.startswith(owner_prefix, autoescape=True),
-        work_units.c.lease_owner != owner,
     )
+    renewed = {
+        "lease_owner": owner,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "updated_at": now,
+    }
     with transaction(engine) as conn:
-        return conn.execute(work_units.update().where(held).values(lease_owner=owner)).rowcount
+        return conn.execute(work_units.update().where(held).values(**renewed)).rowcount
 
 
 def _settle_expired(conn: Connection, now: datetime, max_attempts: int, experiment_id: int | None) -> None:

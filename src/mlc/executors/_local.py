@@ -44,7 +44,7 @@ from mlc.coordinator import (
     validate_pending,
 )
 from mlc.errors import ConfigError, StateError, StoreBusy
-from mlc.store import DatasetWriter
+from mlc.store import MANIFEST_FILE, DatasetWriter
 from mlc.train import EpochReport, bytes_per_network, choose_population_size, free_memory, keep_freed_memory
 from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
 
@@ -112,13 +112,14 @@ class LocalExecutor:
             try:
                 exp, created = self._experiment(engine, config)
                 owner = f"{_OWNER_PREFIX}{host_id()}:{self.workdir.resolve()}"
-                take_over_leases(engine, exp.id, _OWNER_PREFIX, owner)
+                take_over_leases(engine, exp.id, _OWNER_PREFIX, owner, _LEASE_SECONDS)
                 server = ServerData(engine)
                 writer = self._dataset_writer(engine, exp, server)
-                size = self._population_size(config)
                 self._drain(engine, server, writer)  # results stored before an interruption
+                status = experiment_status(engine, exp.id)
+                size = self._population_size(config, status.n_training)
                 if self.progress:
-                    self.progress.started(experiment_status(engine, exp.id), size)
+                    self.progress.started(status, size)
                 self._loop(engine, exp, server, writer, size, owner)
                 status = experiment_status(engine, exp.id)
                 if status.complete:
@@ -159,8 +160,9 @@ class LocalExecutor:
 
     def _experiment(self, engine: Engine, config: ExperimentConfig) -> tuple[Experiment, bool]:
         """The workdir's one experiment, created if new, with its dataset where the workdir is now."""
-        others = [e.name for e in list_experiments(engine) if e.name != config.name]
-        if others:
+        names = [e.name for e in list_experiments(engine)]
+        others = [name for name in names if name != config.name]
+        if others and config.name not in names:
             raise StateError(
                 f"{self.workdir} holds experiment {others[0]!r}; run {config.name!r} in another --workdir"
             )
@@ -176,7 +178,7 @@ class LocalExecutor:
         a deleted or replaced dataset would otherwise be recreated and finalized without them, and
         they would never be trained again."""
         stored = stored_network_ids(engine, exp.id)
-        if stored and not self.dataset_dir.exists():
+        if stored and not (self.dataset_dir / MANIFEST_FILE).exists():
             raise self._lacks(stored)
         writer = server.dataset_writer(exp.name)
         missing = stored - writer.staged_ids()
@@ -191,21 +193,22 @@ class LocalExecutor:
             "again in a new --workdir"
         )
 
-    def _population_size(self, config: ExperimentConfig) -> int:
+    def _population_size(self, config: ExperimentConfig, n_left: int) -> int:
         """From the memory of the kernels that will train (the first-run check is cached, so
         `run_work_units` gets the same population without checking again); a size asked for is
-        refused where it cannot fit in all of the free memory, rather than failing mid-run."""
+        refused where the networks it would train at once (at most the `n_left` still to train)
+        cannot fit in all of the free memory, rather than failing mid-run."""
         population = models.population_for(config.model, self.device)
         data = config.data  # evaluation passes are a whole batch even when training's are smaller
         per = bytes_per_network(population, config.train.batch_size, data.length, data.n_train)
         if self.population_size is None:
             return choose_population_size(self.device, per, cpu_threads=population.threads)
-        free = free_memory(self.device)
-        if self.population_size * per > free:
+        free, at_once = free_memory(self.device), min(self.population_size, n_left)
+        if at_once * per > free:
             raise ConfigError(
-                f"a population of {self.population_size:,} networks needs about "
-                f"{self.population_size * per / 2**30:.1f} GiB, and {self.device} has {free / 2**30:.1f} GiB "
-                f"free: at most {free // per:,} fit (leave the size out to choose it from memory)"
+                f"a population of {at_once:,} networks needs about {at_once * per / 2**30:.1f} GiB, and "
+                f"{self.device} has {free / 2**30:.1f} GiB free: at most {free // per:,} fit (leave the size "
+                "out to choose it from memory)"
             )
         return self.population_size
 
@@ -239,9 +242,10 @@ class LocalExecutor:
                 self.progress.assimilated(experiment_status(engine, exp.id))
 
 
-def run_in_progress(workdir: Path) -> bool:
+def run_in_progress(workdir: Path) -> bool | None:
     """Whether an `mlc run` is using `workdir` now (holds its lock), for `mlc status` to say whether
-    networks still to train are training or waiting for the run to be resumed."""
+    networks still to train are training or waiting for the run to be resumed; None where the lock
+    cannot be looked at (a read-only workdir, another user's lock file)."""
     path = Path(workdir) / _LOCK_FILE
     if not path.exists():
         return False
@@ -250,5 +254,7 @@ def run_in_progress(workdir: Path) -> bool:
         lock.acquire(timeout=0)
     except filelock.Timeout:
         return True
+    except OSError:
+        return None
     lock.release()
     return False
