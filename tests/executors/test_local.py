@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import filelock
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,10 +185,20 @@ def test_a_second_run_in_the_same_workdir_is_refused_while_the_first_runs(tiny_p
     workdir = tmp_path / "w"
     workdir.mkdir()
     assert not run_in_progress(workdir)
-    running = filelock.FileLock(workdir / "mlc.lock")  # as a running `mlc run` holds it
-    with running, pytest.raises(StoreBusy, match="another mlc run is using"):
-        assert run_in_progress(workdir)
-        run_local(tiny_preset, workdir)
+    holder = (  # another process holds the lock, as a running `mlc run` does
+        "import filelock, sys, time; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, str(workdir / "mlc.lock")], stdout=subprocess.PIPE, text=True
+    ) as other:
+        try:
+            assert other.stdout.readline().strip() == "held"
+            assert run_in_progress(workdir)
+            with pytest.raises(StoreBusy, match="another mlc run is using"):
+                run_local(tiny_preset, workdir)
+        finally:
+            other.kill()
     assert not (workdir / "mlc.db").exists() and not run_in_progress(workdir)
     assert run_local(tiny_preset, workdir).finalized  # and once it is done
 
