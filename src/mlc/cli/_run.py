@@ -52,8 +52,7 @@ def run(
     if max_epochs is not None:
         overrides["train.max_epochs"] = max_epochs
     dev = resolve_device(device)
-    cpus = usable_cpus()
-    if threads is not None and threads > cpus and dev.type == "cpu":
+    if threads is not None and dev.type == "cpu" and threads > (cpus := usable_cpus()):
         err_console.print(
             f"[yellow]warning:[/] --threads {threads} is more than the {cpus} CPUs this process may use; "
             "threads beyond them only take turns, and each one trains its own range of networks in memory"
@@ -135,11 +134,11 @@ def status(
             f"no run in {workdir} (no mlc.db); start one with `mlc run PRESET --workdir {workdir}`"
         )
     running = run_in_progress(workdir)
+    left = {True: "training", False: "to train", None: "not finished"}[running]
     engine = connect(sqlite_url(db))
     for exp in list_experiments(engine):
         s = experiment_status(engine, exp.id)
         units = ", ".join(f"{k} {v}" for k, v in sorted(s.units.items()))
-        left = {True: "training", False: "to train", None: "not finished"}[running]
         console.print(
             f"[bold]{exp.name}[/]: {s.n_finished}/{s.n_networks} networks finished, "
             f"{s.n_converged} converged, {s.n_failed} failed, {s.n_training} {left}; "
