@@ -9,7 +9,7 @@ fitted state ends in `_`). Importing this package loads neither torch nor umap.
 """
 
 from mlc.analysis._baselines import Baselines
-from mlc.analysis._console import trojan_summary
+from mlc.analysis._console import console_summary, identification_summary, trojan_summary
 from mlc.analysis._data import (
     DatasetLike,
     LayoutEntryLike,
@@ -59,8 +59,10 @@ __all__ = [
     "TaskIdentification",
     "TrojanDetection",
     "analyze",
+    "console_summary",
     "make_report_folder",
     "feature_matrices",
+    "identification_summary",
     "load_datasets",
     "loss_features",
     "make_classifier",

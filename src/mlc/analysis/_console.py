@@ -1,21 +1,66 @@
-"""A console view of the trojan-detection table, for the CLI to print when the report is done."""
+"""Console views of the report's headline table, for the CLI to print when the report is done.
+
+The headline is the question the data can answer: trojan detection (Table 2) where some machine has
+both twins, else task identification — a DS3 run has no twins, and five rows of dashes told its
+researcher nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from rich import box
+from rich.console import RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from mlc.analysis._section import percent_cell
 from mlc.analysis._suite import CLASSIFIER_NAMES, OK
+from mlc.analysis._twins import clean_task, machines_in, trojan_task
 
-__all__ = ["trojan_summary"]
+__all__ = ["console_summary", "identification_summary", "trojan_summary"]
 
 
 # Console headers short enough that the table fits an 80-column terminal; the report keeps the full names.
 _SHORT_NAMES = {"DecisionTree": "Tree", "RandomForest": "Forest", "NaiveBayes": "Bayes"}
+
+
+def console_summary(tables: Mapping[str, pd.DataFrame]) -> RenderableType:
+    """The headline of `AnalysisReport.tables`: the trojan table if the data holds a machine and its
+    trojaned twin, else the task-identification summary."""
+    tasks = set(tables["task_identification_per_task"]["task"])
+    if any(clean_task(m) in tasks and trojan_task(m) in tasks for m in machines_in(tasks)):
+        return trojan_summary(tables["trojan_detection"])
+    return identification_summary(tables["task_identification"])
+
+
+def identification_summary(table: pd.DataFrame) -> RenderableType:
+    """Task identification per feature set (rows) and classifier (columns), or one line saying why
+    it could not run. `table` is `AnalysisReport.tables["task_identification"]`."""
+    done = table[table["status"] == OK]
+    if done.empty:
+        reasons = "; ".join(dict.fromkeys(table["status"].astype(str)))
+        return Text(f"Task identification not evaluated: {reasons}.", style="yellow")
+    classifiers = list(dict.fromkeys(table["classifier"]))
+    first = done.iloc[0]
+    title = "Task identification: validation accuracy %"
+    out = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                collapse_padding=True, min_width=len(title))  # a title wider than the table wraps
+    out.add_column("features", no_wrap=True)
+    for c in classifiers:
+        out.add_column(_SHORT_NAMES.get(c, c), justify="right", no_wrap=True)
+    accuracy = table.set_index(["features", "classifier"])["val_accuracy"]
+    for features in dict.fromkeys(table["features"]):
+        out.add_row(str(features), *(_number(accuracy.get((features, c), float("nan")))
+                                     for c in classifiers))
+    notes = [f"{int(first['n_classes'])} tasks, chance {_number(first['chance'])}"]
+    failed = table[table["status"] != OK]
+    notes += [f"not evaluated, {why}: "
+              + ", ".join(f"{r.classifier} on {r.features}" for r in rows.itertuples())
+              for why, rows in failed.groupby("status", sort=False)]
+    out.caption = "\n".join(notes)
+    return out
 
 
 def trojan_summary(table: pd.DataFrame,
@@ -25,8 +70,9 @@ def trojan_summary(table: pd.DataFrame,
     columns of an 80-column terminal to "Deci…". `table` is
     `AnalysisReport.tables["trojan_detection"]`."""
     shown = [c for c in classifiers if c in table.columns]
-    out = Table(title="Trojan detection: validation accuracy %, ours (MLDS)", box=box.SIMPLE_HEAD,
-                pad_edge=False, show_edge=False, collapse_padding=True)
+    title = "Trojan detection: validation accuracy %, ours (MLDS)"
+    out = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                collapse_padding=True, min_width=len(title))
     out.add_column("machine", no_wrap=True)
     out.add_column("N", justify="right", no_wrap=True)
     for c in shown:
