@@ -111,6 +111,11 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["analyze", "ds", "--out", "ds"], "ds is in the dataset"),
         (["analyze", "ds", "--out", "ds/report"], "write the report into a folder of its own"),
         (["analyze", "ds", "--out", "afile"], "afile is a file: write the report into a folder"),
+        (["run", "mlds-smoke", "--workdir", ""], "'--workdir': is empty; to mean the current folder"),
+        (["status", "--workdir", " "], "'--workdir': is empty"),
+        (["analyze", "ds", "--out", ""], "'--out': is empty"),
+        (["analyze", ""], "'datasets': is empty"),
+        (["dataset", "export", "ds", "--per-task", "1", "--out", ""], "'--out': is empty"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(args, message, tmp_path):
@@ -120,6 +125,7 @@ def test_bad_input_is_refused_with_a_reason(args, message, tmp_path):
     result = mlc(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr.replace("\n", " ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "ds"]  # nothing written
 
 
 def test_malformed_preset_file_is_refused(tmp_path):

@@ -7,16 +7,16 @@ from typing import Annotated
 
 import typer
 
-from mlc.cli._app import app, console
+from mlc.cli._app import app, console, path_value
 from mlc.errors import ConfigError
 
 __all__ = ["analyze", "write_report"]
 
 
 def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> None:
-    """Write the report and print the trojan table and where the files are."""
+    """Write the report and print its headline table and where the files are."""
     from mlc.analysis import analyze as run_analysis
-    from mlc.analysis import make_report_folder, open_datasets, trojan_summary
+    from mlc.analysis import console_summary, make_report_folder, open_datasets
     from mlc.store import MANIFEST_FILE
 
     inside = next((d for d in (out, *out.resolve().parents) if (d / MANIFEST_FILE).exists()), None)
@@ -24,7 +24,7 @@ def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> 
         raise ConfigError(f"{out} is in the dataset {inside}: write the report into a folder of its own")
     make_report_folder(out)
     report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
-    console.print(trojan_summary(report.tables["trojan_detection"]))
+    console.print(console_summary(report.tables))
     console.print(
         f"analysis report: [bold]{report.html}[/] (and {report.markdown.name}, "
         f"{len(report.files)} files in {out})"
@@ -34,9 +34,13 @@ def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> 
 @app.command()
 def analyze(
     datasets: Annotated[
-        list[Path], typer.Argument(help="dataset directories (merged, e.g. a DS1 and a DS2 run)")
+        list[Path],
+        typer.Argument(parser=path_value, help="dataset directories (merged, e.g. a DS1 and a DS2 run)"),
     ],
-    out: Annotated[Path, typer.Option(help="folder for report.md, report.html, CSV tables and PNG plots")],
+    out: Annotated[
+        Path,
+        typer.Option(parser=path_value, help="folder for report.md, report.html, CSV tables and PNG plots"),
+    ],
     max_per_class: Annotated[
         int, typer.Option(min=2, help="networks per task (and device) used at most")
     ] = 1000,

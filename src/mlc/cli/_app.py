@@ -6,10 +6,12 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "err_console"]
+__all__ = ["app", "console", "err_console", "path_value"]
 
 app = typer.Typer(
     name="mlc",
@@ -24,3 +26,11 @@ app.add_typer(dataset_app, name="dataset")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def path_value(text: str) -> Path:
+    """A path given on the command line. An empty one is refused: `Path("")` is the current folder,
+    so `--workdir "$UNSET"` would have filled it with a database and a dataset."""
+    if not text.strip():
+        raise typer.BadParameter("is empty; to mean the current folder, pass '.'")
+    return Path(text)

@@ -9,13 +9,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import console, dataset_app, err_console
+from mlc.cli._app import console, dataset_app, err_console, path_value
 
 __all__ = ["export", "info", "verify"]
 
 
 @dataset_app.command()
-def info(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+def info(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset directory")]) -> None:
     """What a dataset holds: tasks, networks, convergence, epochs, devices."""
     import mlc.dataset
 
@@ -48,7 +48,7 @@ def info(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> Non
 
 
 @dataset_app.command()
-def verify(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+def verify(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset directory")]) -> None:
     """Check every file hash, the weights against the table, and the histories; exit 1 on problems."""
     import mlc.dataset
 
@@ -64,9 +64,9 @@ def verify(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> N
 
 @dataset_app.command()
 def export(
-    path: Annotated[Path, typer.Argument(help="dataset directory")],
+    path: Annotated[Path, typer.Argument(parser=path_value, help="dataset directory")],
     per_task: Annotated[int, typer.Option(min=1, help="networks per task in the release")],
-    out: Annotated[Path, typer.Option(help="folder to write the release into")],
+    out: Annotated[Path, typer.Option(parser=path_value, help="folder to write the release into")],
     name: Annotated[str | None, typer.Option(help="release name [e.g. MLDS-DS1-100]")] = None,
     allow_short: Annotated[bool, typer.Option(help="allow tasks with fewer networks")] = False,
 ) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import app, console, err_console
+from mlc.cli._app import app, console, err_console, path_value
 from mlc.cli._progress import RichProgress
 
 if TYPE_CHECKING:
@@ -29,7 +29,9 @@ def run(
     networks_per_task: Annotated[int | None, typer.Option(min=1, help="override the preset")] = None,
     max_epochs: Annotated[int | None, typer.Option(min=1, help="override the preset")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    workdir: Annotated[Path | None, typer.Option(help="database and dataset go here [runs/PRESET]")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(parser=path_value, help="database and dataset go here [runs/PRESET]")
+    ] = None,
     population_size: Annotated[
         int | None, typer.Option(min=1, help="networks per batch [from memory]")
     ] = None,
@@ -121,7 +123,9 @@ def _print_summary(summary: RunSummary) -> None:
 
 @app.command()
 def status(
-    workdir: Annotated[Path, typer.Option(help="the run's workdir")] = Path("runs/mlds-smoke"),
+    workdir: Annotated[Path, typer.Option(parser=path_value, help="the run's workdir")] = Path(
+        "runs/mlds-smoke"
+    ),
 ) -> None:
     """Progress of the experiments in WORKDIR: networks and work units by state."""
     from mlc.coordinator import connect, experiment_status, list_experiments, sqlite_url
