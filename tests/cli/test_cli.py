@@ -106,6 +106,7 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["run", "mlds-smoke", "--device", "tpu"], "unknown device"),
         (["dataset", "verify", "."], "not an MLC dataset"),
         (["status", "--workdir", "nowhere"], "no run in nowhere"),
+        (["status"], "no run in runs/mlds-smoke"),  # the default workdir, that of `make run`
         (["run", "mlds-smoke", "--workdir", "afile"], "cannot use afile as the workdir"),
         (["run", "nope", "--device", "cpu", "--threads", "1000"], "--threads 1000 is more than the"),
         (["analyze", "ds", "--out", "ds"], "ds is in the dataset"),

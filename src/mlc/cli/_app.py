@@ -28,9 +28,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def path_value(text: str) -> Path:
-    """A path given on the command line. An empty one is refused: `Path("")` is the current folder,
-    so `--workdir "$UNSET"` would have filled it with a database and a dataset."""
-    if not text.strip():
+def path_value(text: str | Path) -> Path:
+    """A path given on the command line (or an option's default, which Typer passes through too).
+    An empty one is refused: `Path("")` is the current folder, so `--workdir "$UNSET"` would have
+    filled it with a database and a dataset."""
+    if isinstance(text, str) and not text.strip():
         raise typer.BadParameter("is empty; to mean the current folder, pass '.'")
     return Path(text)
