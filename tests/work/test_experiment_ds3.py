@@ -85,7 +85,15 @@ def test_a_disabled_check_takes_the_first_automata(no_training: None) -> None:
     [({"random_automata.n_states": 1}, "n_states"), ({"random_automata.count": 0}, "count"),
      ({"random_automata.colour": "red"}, "colour"), ({"random_automata.learnability.speed": 2}, "speed"),
      ({"random_automata.learnability.enabled": "yes"}, "enabled"),
-     ({"random_automata.learnability.threshold": 2.0}, "threshold")],
+     ({"random_automata.learnability.threshold": 2.0}, "^random_automata.learnability.threshold must"),
+     ({"random_automata.learnability.speed": 2}, r"in \[random_automata.learnability\]"),
+     ({"random_automata.learnability.n_train": 5000},
+      "learnability.n_train is 5000, but data.n_train is 1000"),
+     ({"random_automata.learnability.length": 101}, "learnability.length is 101, but data.length is 100"),
+     ({"random_automata.learnability.max_candidates": 2},
+      r"max_candidates \(2\) is below random_automata.count \(3\)"),
+     ({"tasks": ["ParityMachine"]}, "remove its `tasks` list"),
+     ({"random_automata.learnability.threshold": float("nan")}, "threshold must be a finite number")],
 )
 def test_bad_tables_are_config_errors(no_training: None, overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -1,5 +1,7 @@
 """Presets: shipped ones resolve, overrides apply, malformed ones are refused with the key's name."""
 
+from pathlib import Path
+
 import pytest
 
 from mlc.errors import ConfigError, UnknownNameError
@@ -68,3 +70,35 @@ def test_a_missing_preset_file_and_a_task_listed_twice_are_named(tmp_path):
         load_preset(str(tmp_path / "folder.toml"))
     with pytest.raises(ConfigError, match="listed twice in the preset: ParityMachine$"):
         load_preset("mlds-smoke", {"tasks": ["ParityMachine", "SimpleXORMachine", "ParityMachine"]})
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"train.stop_val_loss": float("inf")}, r"train.stop_val_loss must be a finite number, got inf"),
+        ({"train.eps": float("nan")}, r"train.eps must be a finite number, got nan"),
+        ({"train.stop_val_loss": -1}, r"train.stop_val_loss must be positive"),
+        ({"train.stop_val_loss": 0}, r"train.stop_val_loss must be positive"),
+        ({"task_params": "x"}, r"\[task_params\] must hold one table per task, got 'x'"),
+        ({"task_params": {"ParityMachine": 3}}, r"task_params.ParityMachine must be a table .*got 3"),
+        ({"task_params": {"ParityMachin": {}}}, r"\[task_params\] names ParityMachin, which is not in"),
+        ({"subsets": [True]}, r"'subsets' must be a list of positive whole numbers, got \[True\]"),
+        (
+            {"tasks": ["RandomAutomaton-3"]},
+            r"task RandomAutomaton-3 takes the parameters seed and n_states, got none",
+        ),
+    ],
+)
+def test_settings_no_run_could_use_are_refused_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_preset("mlds-smoke", overrides)
+
+
+def test_a_non_finite_value_anywhere_in_a_preset_file_is_named(tmp_path):
+    """TOML reads `inf` and `nan`; the stored config must be plain JSON, so a run that took one stored
+    its networks and then failed on every resume."""
+    text = (Path(__file__).parents[2] / "src/mlc/presets/mlds-smoke.toml").read_text()
+    path = tmp_path / "p.toml"
+    path.write_text(text + "\n[task_params.ParityMachine]\nweight = -inf\n")
+    with pytest.raises(ConfigError, match=r"task_params.ParityMachine.weight must be a finite number"):
+        load_preset(str(path))

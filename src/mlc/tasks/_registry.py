@@ -59,7 +59,8 @@ def get(name: str, **params: Any) -> Task:
 
         try:
             return random_automaton(int(match.group(1)), **params)
-        except TypeError as exc:
-            raise ConfigError(f"task {name}: {exc}") from None
+        except TypeError:  # missing or unexpected keywords
+            got = ", ".join(sorted(params)) or "none"
+            raise ConfigError(f"task {name} takes the parameters seed and n_states, got {got}") from None
     known = ", ".join(sorted(_FIXED)) + ", RandomAutomaton-<k>"
     raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}")

@@ -5,6 +5,7 @@ A preset's `[train]` table becomes a `TrainConfig`; every network records it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -31,6 +32,9 @@ class TrainConfig:
     stop_val_accuracy: float = 1.0
 
     def __post_init__(self) -> None:
+        for key in ("lr", "beta1", "beta2", "eps"):  # stop_val_loss=inf: stop on accuracy alone
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"train.{key} must be a finite number, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
@@ -41,6 +45,8 @@ class TrainConfig:
             raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
         if self.max_epochs < 1:
             raise ConfigError(f"train.max_epochs must be at least 1, got {self.max_epochs}")
+        if not self.stop_val_loss > 0:  # a loss is never below 0: no network could converge
+            raise ConfigError(f"train.stop_val_loss must be positive, got {self.stop_val_loss}")
         if not 0 <= self.stop_val_accuracy <= 1:
             raise ConfigError("train.stop_val_accuracy must lie in [0, 1]")
 

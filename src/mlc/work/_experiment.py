@@ -94,6 +94,7 @@ class ExperimentConfig:
         unknown = sorted(set(raw) - _TOP_KEYS)
         if unknown:
             raise ConfigError(f"unknown preset keys {unknown}; known: {sorted(_TOP_KEYS)}")
+        _reject_non_finite(raw)
         record = _resolved_record(raw)  # first: an unresolved DS3 table has no tasks yet
         try:
             config = cls(
@@ -108,7 +109,7 @@ class ExperimentConfig:
                 subsets=tuple(_int_list(raw.get("subsets", []), "subsets")),
                 data=_data_spec(raw),
                 train=TrainConfig.from_dict(_table(raw, "train", None)),
-                task_params={k: dict(v) for k, v in (raw.get("task_params") or {}).items()},
+                task_params=_task_params(raw),
                 random_automata=record,
             )
         except TypeError as exc:
@@ -148,17 +149,50 @@ def _str_list(raw: dict[str, Any], key: str) -> list[str]:
 
 
 def _int_list(value: Any, key: str) -> list[int]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ConfigError(f"preset key {key!r} must be a list of positive whole numbers")
+    whole = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not whole or not all(v > 0 for v in value):
+        raise ConfigError(f"preset key {key!r} must be a list of positive whole numbers, got {value!r}")
     return value
 
 
-def _table(raw: dict[str, Any], key: str, allowed: set[str] | None) -> dict[str, Any]:
-    value = raw.get(key, {})
+def _task_params(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-task parameters, one table per task of the preset (a name not in `tasks` is a typo)."""
+    value = raw.get("task_params") or {}
     if not isinstance(value, dict):
-        raise ConfigError(f"preset section [{key}] must be a table")
+        raise ConfigError(f"preset section [task_params] must hold one table per task, got {value!r}")
+    listed = raw.get("tasks") or []
+    for task, params in value.items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"task_params.{task} must be a table of the task's parameters, got {params!r}")
+        if task not in listed:
+            raise ConfigError(f"[task_params] names {task}, which is not in the preset's tasks")
+    return {task: dict(params) for task, params in value.items()}
+
+
+def _reject_non_finite(value: Any, key: str = "") -> None:
+    """TOML allows `inf` and `nan`; no setting means them, and the stored config must be plain JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"preset key {key} must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _reject_non_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _reject_non_finite(v, f"{key}[{i}]")
+
+
+def _table(
+    raw: dict[str, Any], key: str, allowed: set[str] | None, section: str | None = None
+) -> dict[str, Any]:
+    """The table `raw[key]` (empty if absent), its keys among `allowed`; `section` names it in
+    messages where it is nested (`random_automata.learnability`)."""
+    value, section = raw.get(key, {}), section or key
+    if not isinstance(value, dict):
+        raise ConfigError(f"preset section [{section}] must be a table")
     if allowed is not None and set(value) - allowed:
-        raise ConfigError(f"unknown keys {sorted(set(value) - allowed)} in [{key}]; known: {sorted(allowed)}")
+        raise ConfigError(
+            f"unknown keys {sorted(set(value) - allowed)} in [{section}]; known: {sorted(allowed)}"
+        )
     return value
 
 
@@ -202,11 +236,31 @@ def _random_settings(raw: dict[str, Any]) -> tuple[int, dict[str, int], bool, Le
         "seed": whole("seed", spec.get("seed", raw.get("seed")), 0),  # default: the preset's
         "n_states": whole("n_states", spec.get("n_states"), 2),
     }
-    check = dict(_table(spec, "learnability", _LEARNABILITY_KEYS))
+    check = dict(_table(spec, "learnability", _LEARNABILITY_KEYS, "random_automata.learnability"))
     enabled = check.pop("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"random_automata.learnability.enabled must be true or false, got {enabled!r}")
-    return whole("count", spec.get("count"), 1), params, enabled, LearnabilitySettings(**check)
+    try:
+        settings = LearnabilitySettings(**check)
+    except ConfigError as exc:  # its messages name `learnability.<key>`, the preset nests it
+        raise ConfigError(f"random_automata.{exc}") from None
+    count = whole("count", spec.get("count"), 1)
+    _check_against_data(settings, count, _data_spec(raw))
+    return count, params, enabled, settings
+
+
+def _check_against_data(settings: LearnabilitySettings, count: int, data: DataSpec) -> None:
+    """Settings the check could never meet, refused before it trains anything."""
+    prefix = "random_automata.learnability"
+    if settings.max_candidates < count:
+        raise ConfigError(
+            f"{prefix}.max_candidates ({settings.max_candidates}) is below random_automata.count ({count}): "
+            "the check could never keep enough automata"
+        )
+    for key, available in (("n_train", data.n_train), ("length", data.length)):
+        wanted = getattr(settings, key)
+        if wanted is not None and wanted > available:
+            raise ConfigError(f"{prefix}.{key} is {wanted}, but data.{key} is {available}")
 
 
 def _expand_random_automata(
@@ -307,6 +361,13 @@ def load_preset(
         for part in parents:
             table = table.setdefault(part, {})
         table[leaf] = value
+    _reject_non_finite(raw)  # before the learnability check trains anything; from_dict checks again
+    automata = raw.get("random_automata")
+    if "tasks" in raw and isinstance(automata, dict) and "selection" not in automata:
+        raise ConfigError(
+            "a preset with a [random_automata] table chooses its tasks by the learnability check: "
+            "remove its `tasks` list (or the table, to train the tasks listed)"
+        )
     if "random_automata" in raw and "tasks" not in raw:
         earlier = next((c for c in known if _same_selection(raw, c)), None)
         if earlier is None:
