@@ -152,3 +152,28 @@ def test_projections_skip_umap_when_too_few_points() -> None:
     assert part.umap_note_ == "UMAP needs at least 10 networks, the data has 6; only PCA is shown"
     assert part.coords_["umap_1"].isna().all() and part.coords_["pca_1"].notna().all()
     assert [f.name for f in part.section_.figures] == ["projection_pca", "projection_umap"]
+
+
+def _best_rows(weights: tuple[float, float], loss: tuple[float, float]) -> pd.DataFrame:
+    """Suite results of one subject: the best raw-weight and loss-only (cv_mean, cv_std), chance 50%."""
+    rows = [{"question": "trojan detection", "subject": "X", "features": name, "classifier": "SVM",
+             "n_per_class": 24, "cv_mean": mean, "cv_std": std, "chance": 0.5, "status": "ok"}
+            for name, (mean, std) in (("raw weights", weights), ("final losses", loss))]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("weights", "loss", "verdict"), [
+    # SingleInvert in a walkthrough: a noisy loss classifier hid a clear weight result
+    ((0.88, 0.10), (0.55, 0.22), "the weights beat chance and the loss does not, but the two are "
+                                 "within the noise"),
+    ((0.55, 0.22), (0.88, 0.10), "the loss beats chance and the weights do not, but the two are "
+                                 "within the noise"),
+    ((0.52, 0.05), (0.55, 0.22), "neither the weights nor the loss beat chance"),
+    ((0.95, 0.02), (0.55, 0.05), "the weights say more than the loss"),
+    ((0.60, 0.02), (0.95, 0.02), "the loss says more than the weights"),
+    ((0.90, 0.03), (0.88, 0.03), "the loss alone does as well as the weights"),
+])
+def test_each_side_beats_chance_by_its_own_noise(weights: tuple[float, float],
+                                                   loss: tuple[float, float], verdict: str) -> None:
+    summary = Baselines(("raw weights", "final losses")).run([_best_rows(weights, loss)]).summary_
+    assert summary.at[0, "verdict"] == verdict

@@ -2,9 +2,9 @@
 
 Parts 1 and 2 evaluate every classifier on three feature sets: raw weights, permutation-invariant
 weight statistics and final losses alone. This part puts the best of each side by side per question,
-with a plain verdict, so a reader sees whether the weights say more than the loss does. A difference
-counts only if it exceeds twice the larger cross-validation std (at least 1 point): fold-to-fold
-spread is the noise floor of these numbers.
+with a plain verdict, so a reader sees whether the weights say more than the loss does. Fold-to-fold
+spread is the noise floor of these numbers: a side beats chance by more than twice its own
+cross-validation std, and the two sides differ by more than twice the larger one (at least 1 point).
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ class Baselines:
              "hidden units are reordered); and the final training and validation losses alone. "
              "If the losses do as well as the weights, the classifier may be reading how well a "
              "network trained rather than what it computes.",
-             "A difference counts when it exceeds twice the larger fold-to-fold std (at least "
-             "1 point)."),
+             "A side beats chance when it is more than twice its own fold-to-fold std above it; "
+             "the two sides differ when they are more than twice the larger std apart (at least "
+             "1 point either way)."),
             tables=(
                 ReportTable("baselines_summary", self.summary_,
                             "Best cross-validated accuracy per feature set.", shown),
@@ -85,17 +86,30 @@ class Baselines:
 
 
 def _verdict(best: dict[str, pd.Series], chance: float) -> str:
-    """Plain words for how the best weight-based accuracy compares with the loss-only one."""
+    """Plain words for how the best weight-based accuracy compares with the loss-only one. Each side
+    beats chance by its own noise; the two differ by the larger one's (a noisy loss classifier must
+    not hide a clear weight result, nor the reverse)."""
     weights = [row for name, row in best.items() if name != FINAL_LOSSES]
     loss = best.get(FINAL_LOSSES)
     if not weights or loss is None:
         return "not all feature sets were evaluated"
     top = max(weights, key=lambda row: row["cv_mean"])
-    noise = max(2 * max(top["cv_std"], loss["cv_std"]), _MIN_NOISE)
-    if top["cv_mean"] - chance <= noise and loss["cv_mean"] - chance <= noise:
+    weights_beat = top["cv_mean"] - chance > _noise(top)
+    loss_beat = loss["cv_mean"] - chance > _noise(loss)
+    noise = max(_noise(top), _noise(loss))
+    if not weights_beat and not loss_beat:
         return "neither the weights nor the loss beat chance"
     if top["cv_mean"] - loss["cv_mean"] > noise:
         return "the weights say more than the loss"
     if loss["cv_mean"] - top["cv_mean"] > noise:
         return "the loss says more than the weights"
-    return "the loss alone does as well as the weights"
+    if weights_beat and loss_beat:
+        return "the loss alone does as well as the weights"
+    if weights_beat:
+        return "the weights beat chance and the loss does not, but the two are within the noise"
+    return "the loss beats chance and the weights do not, but the two are within the noise"
+
+
+def _noise(row: pd.Series) -> float:
+    """Twice the fold-to-fold std, at least one point: the noise floor of a cross-validated mean."""
+    return max(2 * float(row["cv_std"]), _MIN_NOISE)
