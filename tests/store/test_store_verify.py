@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mlc.errors import DatasetError
 from mlc.store import DatasetWriter, verify_dataset
+from mlc.store._files import read_json, write_json
 
 
 def test_a_good_dataset_verifies(finished: Path) -> None:
@@ -45,6 +47,7 @@ def test_missing_and_unlisted_files_are_reported(finished: Path) -> None:
     (finished / "weights" / "Extra.safetensors").write_bytes(b"not ours")
     report = verify_dataset(finished)
     assert "history.parquet: missing" in report.problems
+    assert sum("history.parquet" in p for p in report.problems) == 1  # once, not also "unreadable"
     assert "weights/Extra.safetensors: not listed in the manifest" in report.problems
     assert report.n_files_checked == 7
 
@@ -68,3 +71,28 @@ def test_verify_raises_only_for_non_datasets(tmp_path: Path,
         verify_dataset(tmp_path)
     report = verify_dataset(new_writer(tmp_path / "draft").path)
     assert not report.ok and "not finalized" in report.problems[0]
+
+
+def test_a_manifest_that_disagrees_with_the_hashed_files_is_reported(finished: Path) -> None:
+    """The manifest cannot hash itself: its fields are checked against the data file and the table."""
+    manifest = read_json(finished / "dataset.json")
+    manifest["data"]["seed"] += 6
+    manifest["n_networks"] = 25
+    write_json(finished / "dataset.json", manifest)
+    problems = verify_dataset(finished).problems
+    assert any(p.startswith("dataset.json: data is {") and "data.safetensors was written for {" in p
+               for p in problems)
+    assert "dataset.json: n_networks is 25, networks.parquet has 6 rows" in problems
+    assert any(p.startswith("networks.parquet: 6 rows have a data_seed other than the manifest's")
+               for p in problems)
+
+
+def test_rows_of_another_model_are_reported(finished: Path) -> None:
+    table = pq.read_table(finished / "networks.parquet")
+    models = table["model"].to_pylist()
+    models[0] = "other-model"
+    table = table.set_column(table.schema.get_field_index("model"), "model", pa.array(models))
+    pq.write_table(table, finished / "networks.parquet")
+    problems = verify_dataset(finished).problems
+    assert any(p.startswith("networks.parquet: 1 rows have a model other than the manifest's")
+               for p in problems)

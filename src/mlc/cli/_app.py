@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "err_console", "path_value"]
+__all__ = ["app", "console", "counted", "err_console", "path_value"]
 
 app = typer.Typer(
     name="mlc",
@@ -35,3 +35,8 @@ def path_value(text: str | Path) -> Path:
     if isinstance(text, str) and not text.strip():
         raise typer.BadParameter("is empty; to mean the current folder, pass '.'")
     return Path(text)
+
+
+def counted(n: int, noun: str) -> str:
+    """ "1 task", "3 tasks": a smoke run's single networks read "1 networks" otherwise."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

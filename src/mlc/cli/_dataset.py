@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import console, dataset_app, err_console, path_value
+from mlc.cli._app import console, counted, dataset_app, err_console, path_value
 
 __all__ = ["export", "info", "verify"]
 
@@ -58,7 +58,7 @@ def verify(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset
         return
     for problem in report.problems:
         err_console.print(f"problem: {escape(problem)}")
-    err_console.print(f"FAILED: {len(report.problems)} problems in {path}")
+    err_console.print(f"FAILED: {counted(len(report.problems), 'problem')} in {path}")
     raise typer.Exit(1)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import app, console, err_console, path_value
+from mlc.cli._app import app, console, counted, err_console, path_value
 from mlc.cli._progress import RichProgress
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ def run(
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
     kernels = escape(models.population_for(config.model, dev).kernels)
     console.print(
-        f"[bold]{config.name}[/]: {len(config.tasks)} tasks x {config.networks_per_task} networks, "
+        f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
+        f"{counted(config.networks_per_task, 'network')}, "
         f"up to {config.train.max_epochs} epochs, on {dev} ({kernels}); workdir {workdir}"
     )
     with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:

@@ -188,9 +188,9 @@ class LocalExecutor:
 
     def _lacks(self, missing: set[str]) -> StateError:
         return StateError(
-            f"{self.dataset_dir} lacks {len(missing)} networks that the database in {self.workdir} says it "
-            f"stored (e.g. {min(missing)}): was the dataset deleted or replaced? Put it back, or start "
-            "again in a new --workdir"
+            f"{self.dataset_dir} lacks {len(missing)} network{'s' * (len(missing) != 1)} that the database "
+            f"in {self.workdir} says it stored (e.g. {min(missing)}): was the dataset deleted or replaced? "
+            "Put it back, or start again in a new --workdir"
         )
 
     def _population_size(self, config: ExperimentConfig, n_left: int) -> int:

@@ -45,6 +45,7 @@ __all__ = [
     "NETWORKS_SCHEMA",
     "README_FILE",
     "STAGING_DIR",
+    "VERIFY_HINT",
     "WEIGHTS_DIR",
     "check_name",
     "layout_json",
@@ -60,6 +61,7 @@ __all__ = [
 FORMAT = "mlc-dataset/1"  # bumped when a reader of the old format could misread the new one
 MANIFEST_FILE = "dataset.json"
 CONFIG_FILE = "config.json"
+VERIFY_HINT = "; run `mlc dataset verify` on it"  # ends a damaged-file message (verify drops it)
 LAYOUT_FILE = "layout.json"
 DATA_FILE = "data.safetensors"
 NETWORKS_FILE = "networks.parquet"
@@ -200,6 +202,6 @@ def load_data(path: Path, spec: dict[str, int], tasks: list[str]) -> SharedData:
             val_targets={task: t[f"val.targets.{task}"] for task in tasks},
         )
     except (OSError, SafetensorError) as exc:
-        raise DatasetError(f"{path} is unreadable ({exc}); run `mlc dataset verify` on it") from None
+        raise DatasetError(f"{path} is unreadable ({exc}){VERIFY_HINT}") from None
     except KeyError as exc:
-        raise DatasetError(f"{path} lacks the tensor {exc}; run `mlc dataset verify` on it") from None
+        raise DatasetError(f"{path} lacks the tensor {exc}{VERIFY_HINT}") from None

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import safetensors.numpy
 
+from mlc.errors import DatasetError
 from mlc.store._files import file_sha256
 from mlc.store._format import (
     DATA_FILE,
@@ -25,9 +26,11 @@ from mlc.store._format import (
     NETWORKS_FILE,
     NETWORKS_SCHEMA,
     STAGING_DIR,
+    VERIFY_HINT,
     load_data,
     read_layout,
     read_manifest,
+    tensors_meta,
 )
 from mlc.work._records import weights_sha256
 
@@ -51,6 +54,12 @@ def _attempt(problems: list[str], what: str, check: Callable[[], T], default: T)
     """Run one check; a failure to even read the file becomes a problem instead of an exception."""
     try:
         return check()
+    except FileNotFoundError:
+        problems.append(f"{what}: missing")  # said once, where the manifest lists it too
+        return default
+    except DatasetError as exc:  # its message names the file and what is wrong with it
+        problems.append(str(exc).removesuffix(VERIFY_HINT))
+        return default
     except Exception as exc:  # any unreadable file is a finding, never a crash
         problems.append(f"{what}: unreadable ({type(exc).__name__}: {exc})")
         return default
@@ -157,6 +166,31 @@ def _check_data(root: Path, manifest: dict[str, Any], problems: list[str]) -> No
             problems.append(f"{DATA_FILE}: {key} does not match its hash in the manifest")
 
 
+def _check_manifest(root: Path, manifest: dict[str, Any], networks: pd.DataFrame | None,
+                    problems: list[str]) -> None:
+    """The manifest cannot list its own hash, so its fields are checked against the hashed files: the
+    data file's own record of its spec and tasks, and the networks table."""
+    meta = _attempt(problems, DATA_FILE, lambda: tensors_meta(root / DATA_FILE), None)
+    if isinstance(meta, dict):
+        for key, stored in (("data", meta.get("spec")), ("tasks", meta.get("tasks"))):
+            if manifest.get(key) != stored:
+                problems.append(f"{MANIFEST_FILE}: {key} is {manifest.get(key)!r}, {DATA_FILE} was "
+                                f"written for {stored!r}")
+    if networks is None:
+        return
+    if manifest.get("n_networks") != len(networks):
+        problems.append(f"{MANIFEST_FILE}: n_networks is {manifest.get('n_networks')!r}, "
+                        f"{NETWORKS_FILE} has {len(networks)} rows")
+    data = manifest.get("data")
+    expected = {"model": manifest.get("model"), "layout_id": manifest.get("layout_id"),
+                "data_seed": data.get("seed") if isinstance(data, dict) else None}
+    for column, value in expected.items():
+        bad = networks.loc[networks[column] != value, "net_id"].tolist()
+        if bad:
+            problems.append(f"{NETWORKS_FILE}: {len(bad)} rows have a {column} other than the "
+                            f"manifest's {value!r} ({_ids(bad)})")
+
+
 def verify_dataset(path: Path | str) -> VerifyReport:
     """Check the finished dataset at `path` end to end; DatasetError only if it is not a dataset."""
     root = Path(path)
@@ -170,10 +204,14 @@ def verify_dataset(path: Path | str) -> VerifyReport:
     if layout is not None and layout.layout_id != manifest["layout_id"]:
         problems.append(f"{LAYOUT_FILE}: layout {layout.layout_id}, the manifest says "
                         f"{manifest['layout_id']}")
+    if layout is not None and layout.model != manifest.get("model"):
+        problems.append(f"{LAYOUT_FILE}: model {layout.model}, the manifest says {manifest.get('model')}")
     networks = _check_networks(root, manifest, problems)
     if networks is not None:
         _check_history(root, networks, problems)
+    _check_manifest(root, manifest, networks, problems)
     _check_data(root, manifest, problems)
+    problems = list(dict.fromkeys(problems))  # one missing file fails several checks
     return VerifyReport(ok=not problems, problems=problems,
                         n_networks=0 if networks is None else len(networks),
                         n_files_checked=n_checked)
