@@ -184,14 +184,34 @@ def test_ctrl_c_stops_a_run_at_once_and_says_how_to_resume(tiny_preset, tmp_path
     assert "8 to train" in status.stdout and "no run in progress: re-run the same" in status.stdout
 
 
-def test_help_shows_computed_defaults_and_one_line_summaries(tmp_path):
+def test_help_fits_80_columns_with_computed_defaults_and_one_line_summaries(tmp_path):
     """Defaults that are computed at run time are written in brackets ("[all cores]"), which Typer's
-    rich markup mode took for style tags and dropped; and a docstring's line breaks must not split
-    a command's summary."""
-    run_help = mlc("run", "--help", cwd=tmp_path)
-    assert run_help.returncode == 0, run_help.stderr
-    for shown in ("[runs/PRESET]", "[from memory]", "[all cores]"):
-        assert shown in run_help.stdout
-    top = mlc("--help", cwd=tmp_path)
-    summary = next(line for line in top.stdout.splitlines() if "analyze" in line)
-    assert "Writes the analysis report." in summary
+    rich markup mode took for style tags and dropped; its option table also cropped names to
+    "--networks-per-ta…" at 80 columns; and the command list must show each command's summary whole."""
+    env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="80")
+
+    def help_of(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "mlc", *args, "--help"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert max(len(line) for line in done.stdout.splitlines()) <= 80
+        return done.stdout
+
+    run_help = help_of("run")
+    for shown in ("[runs/PRESET]", "[from memory]", "[all cores]", "--networks-per-task", "--threads"):
+        assert shown in run_help
+    assert "…" not in run_help
+    for group, commands in (
+        ((), ("analyze", "run", "status", "presets", "dataset")),
+        (("dataset",), ("info", "verify", "export")),
+    ):
+        listing = help_of(*group).splitlines()
+        for command in commands:
+            summary = next(line for line in listing if line.startswith(f"  {command} "))
+            assert not summary.endswith("..."), summary

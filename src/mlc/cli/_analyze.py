@@ -31,7 +31,7 @@ def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> 
     )
 
 
-@app.command()
+@app.command(short_help="Analyse datasets' weights; write the report.")
 def analyze(
     datasets: Annotated[
         list[Path],

@@ -19,7 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
 )
 dataset_app = typer.Typer(help="Inspect, verify and export datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")

@@ -14,7 +14,7 @@ from mlc.cli._app import console, counted, dataset_app, err_console, path_value
 __all__ = ["export", "info", "verify"]
 
 
-@dataset_app.command()
+@dataset_app.command(short_help="What a dataset holds.")
 def info(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset directory")]) -> None:
     """What a dataset holds: tasks, networks, convergence, epochs, devices."""
     import mlc.dataset
@@ -47,7 +47,7 @@ def info(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset d
     )
 
 
-@dataset_app.command()
+@dataset_app.command(short_help="Check a dataset end to end; exit 1 on problems.")
 def verify(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset directory")]) -> None:
     """Check every file hash, the weights against the table, and the histories; exit 1 on problems."""
     import mlc.dataset
@@ -62,7 +62,7 @@ def verify(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset
     raise typer.Exit(1)
 
 
-@dataset_app.command()
+@dataset_app.command(short_help="Write a release of N networks per task.")
 def export(
     path: Annotated[Path, typer.Argument(parser=path_value, help="dataset directory")],
     per_task: Annotated[int, typer.Option(min=1, help="networks per task in the release")],

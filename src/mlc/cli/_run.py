@@ -23,7 +23,7 @@ def _default_workdir(preset: str) -> Path:
     return Path("runs") / Path(preset).stem
 
 
-@app.command()
+@app.command(short_help="Train a preset here; re-running resumes.")
 def run(
     preset: Annotated[str, typer.Argument(help="preset name (see `mlc presets`) or a .toml file")],
     networks_per_task: Annotated[int | None, typer.Option(min=1, help="override the preset")] = None,
@@ -122,7 +122,7 @@ def _print_summary(summary: RunSummary) -> None:
         console.print("not finished: re-run the same command to resume")
 
 
-@app.command()
+@app.command(short_help="Progress of the run in a workdir.")
 def status(
     workdir: Annotated[Path, typer.Option(parser=path_value, help="the run's workdir")] = Path(
         "runs/mlds-smoke"
@@ -159,5 +159,9 @@ def presets() -> None:
     """List the shipped presets."""
     from mlc.work import describe_preset, preset_names
 
+    listing = Table.grid(padding=(0, 2))  # descriptions wrap under themselves, not under the names
+    listing.add_column(no_wrap=True)
+    listing.add_column()
     for name in preset_names():
-        console.print(f"{name:18} {describe_preset(name)}")
+        listing.add_row(name, describe_preset(name))
+    console.print(listing)
