@@ -16,6 +16,7 @@ from analysis_fakes import FakeDataset
 from rich.console import Console
 
 from mlc.analysis import AnalysisReport, analyze, open_datasets, trojan_summary
+from mlc.errors import ConfigError
 
 TABLES = ("data_summary", "trojan_detection", "trojan_detection_cv", "task_identification",
           "task_identification_per_task", "task_confusion", "learning_curve", "device_counts",
@@ -94,3 +95,10 @@ def test_a_tiny_pipeline_dataset_runs_through(tmp_path: Path,
     device = report.tables["device_comparison"]
     assert (device["status"] == "only cpu-trained networks in the data (n=10)").all()
     assert "8/8" in capsys.readouterr().err  # the progress display, on stderr, ran to the end
+
+
+def test_a_class_cap_below_the_classifiable_minimum_is_refused_before_any_work(
+        ds1: FakeDataset, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="max_per_class must be at least 10"):
+        analyze([ds1], tmp_path / "report", max_per_class=9, show_progress=False)
+    assert not (tmp_path / "report").exists()

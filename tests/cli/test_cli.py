@@ -107,6 +107,8 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["dataset", "verify", "."], "not an MLC dataset"),
         (["status", "--workdir", "nowhere"], "no run in nowhere"),
         (["status"], "no run in runs/mlds-smoke"),  # the default workdir, that of `make run`
+        (["analyze", "ds", "--out", "report"], "is not an MLC dataset manifest"),  # and makes no folder
+        (["dataset", "info", "."], "it has no dataset.json (the dataset in it is ds)"),
         (["run", "mlds-smoke", "--workdir", "afile"], "cannot use afile as the workdir"),
         (["run", "nope", "--device", "cpu", "--threads", "1000"], "--threads 1000 is more than the"),
         (["analyze", "ds", "--out", "ds"], "ds is in the dataset"),

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mlc.errors import ConfigError, DatasetError
-from mlc.store import default_export_name, export_dataset, open_dataset, verify_dataset
+from mlc.store import (
+    DatasetWriter,
+    default_export_name,
+    export_dataset,
+    open_dataset,
+    verify_dataset,
+)
+from mlc.work import FinishedNetwork
 
 
 def test_export_writes_subset_archive_and_checksum(finished: Path, tmp_path: Path) -> None:
@@ -63,3 +71,23 @@ def test_export_into_a_file_is_refused_with_a_reason(finished: Path, tmp_path: P
 def test_default_export_names() -> None:
     assert default_export_name("mlds-ds1", 100) == "MLDS-DS1-100"
     assert default_export_name("mlds-ds3", 1000) == "MLDS-DS3-1000"
+
+
+def test_export_inside_a_dataset_is_refused(finished: Path) -> None:
+    """Its files would be "not listed in the manifest" of the dataset around it."""
+    for out in (finished, finished / "releases"):
+        with pytest.raises(DatasetError, match="is in the dataset .*ds: write the release into a folder"):
+            export_dataset(finished, out, per_task=1)
+    assert verify_dataset(finished).ok
+
+
+def test_an_unusable_name_from_the_preset_says_to_choose_one(
+        new_writer: Callable[..., DatasetWriter], make_net: Callable[..., FinishedNetwork],
+        tmp_path: Path) -> None:
+    writer = new_writer(preset="../up/x")
+    writer.add(make_net("SingleDirectMachine", 0))
+    writer.add(make_net("ParityModified", 0))
+    source = writer.finalize()
+    with pytest.raises(DatasetError, match=r"'\.\./UP/X-1' is not usable .*choose one with --name"):
+        export_dataset(source, tmp_path / "rel", per_task=1)
+    assert export_dataset(source, tmp_path / "rel", per_task=1, name="named").directory.name == "named"

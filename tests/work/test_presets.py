@@ -102,3 +102,9 @@ def test_a_non_finite_value_anywhere_in_a_preset_file_is_named(tmp_path):
     path.write_text(text + "\n[task_params.ParityMachine]\nweight = -inf\n")
     with pytest.raises(ConfigError, match=r"task_params.ParityMachine.weight must be a finite number"):
         load_preset(str(path))
+
+
+def test_a_preset_file_suffix_is_read_in_any_case(tmp_path):
+    path = tmp_path / "Mine.TOML"
+    path.write_text((Path(__file__).parents[2] / "src/mlc/presets/mlds-smoke.toml").read_text())
+    assert load_preset(str(path)).name == "mlds-smoke"

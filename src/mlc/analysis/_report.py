@@ -25,6 +25,7 @@ from mlc.analysis._progress import report_progress
 from mlc.analysis._projections import Projections
 from mlc.analysis._render import HTML_FILE, MARKDOWN_FILE, write_report
 from mlc.analysis._section import Section
+from mlc.analysis._suite import MIN_PER_CLASS
 from mlc.analysis._trojan import TrojanDetection
 from mlc.errors import ConfigError
 
@@ -60,6 +61,9 @@ def analyze(datasets: Sequence[DatasetLike] | MergedData, out_dir: Path, *,
     `converged_only` leaves out networks that did not converge; `n_folds` is the cross-validation
     fold count (5 makes the validation split the original's 80/20).
     """
+    if max_per_class < MIN_PER_CLASS:
+        raise ConfigError(f"max_per_class must be at least {MIN_PER_CLASS}: a task or device with fewer "
+                          f"networks is not classified, so every question would say 'too few networks'")
     make_report_folder(Path(out_dir))  # before the analysis, which takes minutes, not after
     data = (datasets if isinstance(datasets, MergedData)
             else merge_datasets(datasets, max_per_class=max_per_class,

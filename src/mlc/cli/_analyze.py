@@ -17,13 +17,19 @@ def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> 
     """Write the report and print its headline table and where the files are."""
     from mlc.analysis import analyze as run_analysis
     from mlc.analysis import console_summary, make_report_folder, open_datasets
-    from mlc.store import MANIFEST_FILE
+    from mlc.store import dataset_containing
 
-    inside = next((d for d in (out, *out.resolve().parents) if (d / MANIFEST_FILE).exists()), None)
+    inside = dataset_containing(out)
     if inside is not None:  # the report's files would break the dataset's verification
         raise ConfigError(f"{out} is in the dataset {inside}: write the report into a folder of its own")
-    make_report_folder(out)
-    report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
+    made = not out.exists()
+    make_report_folder(out)  # a bad --out is reported before the datasets are read
+    try:
+        report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
+    except BaseException:
+        if made and not any(out.iterdir()):  # a refused analysis leaves no empty report folder
+            out.rmdir()
+        raise
     console.print(console_summary(report.tables))
     console.print(
         f"analysis report: [bold]{report.html}[/] (and {report.markdown.name}, "
@@ -41,9 +47,7 @@ def analyze(
         Path,
         typer.Option(parser=path_value, help="folder for report.md, report.html, CSV tables and PNG plots"),
     ],
-    max_per_class: Annotated[
-        int, typer.Option(min=2, help="networks per task (and device) used at most")
-    ] = 1000,
+    max_per_class: Annotated[int, typer.Option(help="networks per task (and device) used at most")] = 1000,
 ) -> None:
     """Can the weights tell which data trained a network? Writes the analysis report.
 

@@ -28,6 +28,7 @@ from mlc.store._format import (
     LAYOUT_FILE,
     NETWORKS_FILE,
     check_name,
+    dataset_containing,
 )
 from mlc.store._reader import Dataset, open_dataset, read_table
 from mlc.store._verify import verify_dataset
@@ -115,8 +116,17 @@ def export_dataset(src: Path | str | Dataset, out_dir: Path | str, *, per_task: 
     ds = src if isinstance(src, Dataset) else open_dataset(src)
     if isinstance(per_task, bool) or not isinstance(per_task, int) or per_task < 1:
         raise ConfigError(f"per_task must be a positive integer, got {per_task!r}")
-    name = check_name("export name", name or default_export_name(ds.manifest["preset"], per_task))
+    if name is None:
+        name = default_export_name(ds.manifest["preset"], per_task)
+        try:
+            check_name("export name", name)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}; the preset's name made it: choose one with --name") from None
+    check_name("export name", name)
     out = Path(out_dir)
+    inside = dataset_containing(out)
+    if inside is not None:  # the release's files would break that dataset's verification
+        raise DatasetError(f"{out} is in the dataset {inside}: write the release into a folder of its own")
     directory, archive = out / name, out / f"{name}.tar.xz"
     sha_file = archive.with_name(archive.name + ".sha256")
     taken = [str(p) for p in (directory, archive, sha_file) if p.exists()]

@@ -48,6 +48,7 @@ __all__ = [
     "VERIFY_HINT",
     "WEIGHTS_DIR",
     "check_name",
+    "dataset_containing",
     "layout_json",
     "load_data",
     "read_layout",
@@ -113,6 +114,13 @@ HISTORY_SCHEMA = pa.schema([
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 
 
+def dataset_containing(path: Path) -> Path | None:
+    """The dataset that `path` is (or lies inside), if any: files written there would break its
+    verification ("not listed in the manifest")."""
+    path = Path(path)
+    return next((d for d in (path, *path.resolve().parents) if (d / MANIFEST_FILE).is_file()), None)
+
+
 def check_name(kind: str, name: object) -> str:
     """Return `name` if it is safe as a file name, else raise DatasetError saying what is."""
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
@@ -132,7 +140,9 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not root.is_dir():
         raise DatasetError(f"{root} is not a directory; pass the path of a dataset directory")
     if not (root / MANIFEST_FILE).is_file():
-        raise DatasetError(f"{root} is not an MLC dataset: it has no {MANIFEST_FILE}")
+        inner = sorted(p.parent for p in root.glob(f"*/{MANIFEST_FILE}"))  # a run's workdir, say
+        hint = f" (the dataset in it is {inner[0]})" if len(inner) == 1 else ""
+        raise DatasetError(f"{root} is not an MLC dataset: it has no {MANIFEST_FILE}{hint}")
     manifest = read_json(root / MANIFEST_FILE)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None

@@ -341,11 +341,12 @@ def load_preset(
     never repeats the check.
     """
     path = Path(name_or_path)
-    if path.suffix == ".toml" and path.is_file():
+    toml = path.suffix.lower() == ".toml"  # Base.TOML too
+    if toml and path.is_file():
         text = path.read_text()
     elif name_or_path in preset_names():
         text = _preset_text(name_or_path)
-    elif path.suffix == ".toml":
+    elif toml:
         raise ConfigError(f"no preset file {name_or_path}: {'a folder' if path.exists() else 'no such file'}")
     else:
         raise UnknownNameError(
