@@ -1,6 +1,7 @@
 """The `mlc` command line as a user runs it: a real process, real files."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,6 +176,8 @@ def test_ctrl_c_stops_a_run_at_once_and_says_how_to_resume(tiny_preset, tmp_path
             pytest.fail(f"the run ended without starting to train: {run.stderr.read()}")
         watchdog.cancel()
         time.sleep(2.0)
+        during = mlc("status", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+        assert "8 left, a run is training them" in during.stdout, during.stdout + during.stderr
         run.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
         _, stderr = run.communicate(timeout=60)
@@ -184,6 +187,9 @@ def test_ctrl_c_stops_a_run_at_once_and_says_how_to_resume(tiny_preset, tmp_path
     assert stopped_after < 10  # it stops rather than training on (typically well under a second)
     status = mlc("status", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
     assert "8 to train" in status.stdout and "no run in progress: re-run the same" in status.stdout
+    shutil.copytree(tmp_path / "w", tmp_path / "copy")  # the copy's status names its own dataset
+    status = mlc("status", "--workdir", str(tmp_path / "copy"), cwd=tmp_path)
+    assert f"dataset {tmp_path / 'copy' / 'dataset'}" in " ".join(status.stdout.split())
 
 
 def test_help_fits_80_columns_with_computed_defaults_and_one_line_summaries(tmp_path):

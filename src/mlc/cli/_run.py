@@ -89,8 +89,9 @@ def run(
 def _stored(workdir: Path) -> list[ExperimentConfig]:
     """The experiments already in `workdir`, so re-running a DS3 preset reuses its selected automata."""
     from mlc.coordinator import connect, list_experiments, sqlite_url
+    from mlc.executors import DATABASE_FILE
 
-    db = workdir / "mlc.db"
+    db = workdir / DATABASE_FILE
     if not db.exists():
         return []
     engine = connect(sqlite_url(db))
@@ -131,15 +132,16 @@ def status(
     """Progress of the experiments in WORKDIR: networks and work units by state."""
     from mlc.coordinator import connect, experiment_status, list_experiments, sqlite_url
     from mlc.errors import StateError
-    from mlc.executors import run_in_progress
+    from mlc.executors import DATABASE_FILE, DATASET_DIR, run_in_progress
 
-    db = workdir / "mlc.db"
+    db = workdir / DATABASE_FILE
     if not db.exists():
         raise StateError(
-            f"no run in {workdir} (no mlc.db); start one with `mlc run PRESET --workdir {workdir}`"
+            f"no run in {workdir} (no {DATABASE_FILE}); start one with `mlc run PRESET --workdir {workdir}`"
         )
     running = run_in_progress(workdir)
-    left = {True: "training", False: "to train", None: "not finished"}[running]
+    # while a run trains, the leased units are in flight and the ready ones wait their turn
+    left = {True: "left, a run is training them", False: "to train", None: "not finished"}[running]
     engine = connect(sqlite_url(db))
     for exp in list_experiments(engine):
         s = experiment_status(engine, exp.id)
@@ -147,7 +149,7 @@ def status(
         console.print(
             f"[bold]{exp.name}[/]: {s.n_finished}/{s.n_networks} networks finished, "
             f"{s.n_converged} converged, {s.n_failed} failed, {s.n_training} {left}; "
-            f"{s.epochs_done} epochs; work units: {units}; dataset {exp.dataset_dir}"
+            f"{s.epochs_done} epochs; work units: {units}; dataset {workdir / DATASET_DIR}"
         )
         if s.n_training and running is False:
             console.print("no run in progress: re-run the same `mlc run` command to resume")

@@ -48,7 +48,10 @@ from mlc.store import MANIFEST_FILE, DatasetWriter
 from mlc.train import EpochReport, bytes_per_network, choose_population_size, free_memory, keep_freed_memory
 from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
 
-__all__ = ["LocalExecutor", "ProgressSink", "RunSummary", "run_in_progress"]
+__all__ = ["DATABASE_FILE", "DATASET_DIR", "LocalExecutor", "ProgressSink", "RunSummary", "run_in_progress"]
+
+DATABASE_FILE = "mlc.db"  # in the workdir, as is the dataset
+DATASET_DIR = "dataset"
 
 _LEASE_SECONDS = 24 * 3600.0  # the local owner re-leases its own units on restart anyway
 _OWNER_PREFIX = "local:"  # lease owners of local runs: f"local:{host}:{workdir}"
@@ -97,11 +100,11 @@ class LocalExecutor:
 
     @property
     def database_path(self) -> Path:
-        return self.workdir / "mlc.db"
+        return self.workdir / DATABASE_FILE
 
     @property
     def dataset_dir(self) -> Path:
-        return self.workdir / "dataset"
+        return self.workdir / DATASET_DIR
 
     def run(self, config: ExperimentConfig) -> RunSummary:
         models.set_training_threads(self.threads)
