@@ -12,6 +12,7 @@ from mlc.analysis import (
     FEATURE_SETS,
     MLDS_TABLE2,
     Baselines,
+    DataOverview,
     DeviceComparison,
     LearningCurve,
     MergedData,
@@ -177,3 +178,10 @@ def test_each_side_beats_chance_by_its_own_noise(weights: tuple[float, float],
                                                    loss: tuple[float, float], verdict: str) -> None:
     summary = Baselines(("raw weights", "final losses")).run([_best_rows(weights, loss)]).summary_
     assert summary.at[0, "verdict"] == verdict
+
+
+def test_the_data_overview_names_the_datasets_in_the_order_given(ds1: FakeDataset,
+                                                                 ds2: FakeDataset) -> None:
+    """As the report's title does ("ds2 + ds1"), not sorted by name."""
+    overview = DataOverview().run(merge_datasets([ds2, ds1]))
+    assert overview.section_.paragraphs[0].startswith("Datasets: ds2, ds1.")

@@ -223,3 +223,23 @@ def test_help_fits_80_columns_with_computed_defaults_and_one_line_summaries(tmp_
         for command in commands:
             summary = next(line for line in listing if line.startswith(f"  {command} "))
             assert not summary.endswith("..."), summary
+
+
+def test_the_run_summary_and_dataset_info_list_tasks_in_the_preset_order(tiny_preset, tmp_path):
+    reversed_preset = tmp_path / "reversed.toml"
+    reversed_preset.write_text(
+        tiny_preset.read_text().replace(
+            'tasks = ["SingleDirectMachine", "SingleDirectModified"]',
+            'tasks = ["SingleDirectModified", "SingleDirectMachine"]',
+        )
+    )
+    work = tmp_path / "w"
+    args = ["--workdir", str(work), "--device", "cpu", "--no-analyze", "--networks-per-task", "1"]
+    run = mlc("run", str(reversed_preset), *args, "--max-epochs", "1", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    info = mlc("dataset", "info", str(work / "dataset"), cwd=tmp_path)
+    for output in (run.stdout, info.stdout):
+        assert output.index("SingleDirectModified") < output.index("SingleDirectMachine"), output
+    row = next(line for line in info.stdout.splitlines() if "SingleDirectMachine" in line)
+    loss = [cell.strip() for cell in row.split("│") if cell.strip()][-2]
+    assert len(loss.split(".")[1]) == 4  # the median loss at four decimals, as every row has it

@@ -37,7 +37,7 @@ def info(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset d
             str(len(rows)),
             f"{int(rows['converged'].sum())}",
             f"{rows['epochs'].mean():.1f}" if len(rows) else "-",
-            f"{rows['final_val_loss'].median():.4g}" if len(rows) else "-",
+            f"{rows['final_val_loss'].median():.4f}" if len(rows) else "-",
             ", ".join(sorted(set(rows["device_kind"]))),
         )
     console.print(table)

@@ -79,7 +79,7 @@ def run(
     )
     with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:
         summary = LocalExecutor(workdir, dev, population_size, progress, threads).run(config)
-    _print_summary(summary)
+    _print_summary(summary, config.tasks)
     if analyze and summary.finalized:
         from mlc.cli._analyze import write_report
 
@@ -101,12 +101,14 @@ def _stored(workdir: Path) -> list[ExperimentConfig]:
         engine.dispose()
 
 
-def _print_summary(summary: RunSummary) -> None:
+def _print_summary(summary: RunSummary, tasks: tuple[str, ...]) -> None:
+    """Tasks in the preset's order, as `mlc dataset info` lists them."""
     s = summary.status
     table = Table(title=f"{summary.experiment}: networks per task")
     for col in ("task", "networks", "finished", "converged", "converged %"):
         table.add_column(col, justify="left" if col == "task" else "right")
-    for task, (total, finished, conv) in s.per_task.items():
+    for task in sorted(s.per_task, key=lambda t: tasks.index(t) if t in tasks else len(tasks)):
+        total, finished, conv = s.per_task[task]
         table.add_row(task, str(total), str(finished), str(conv), f"{100 * conv / max(finished, 1):.0f}%")
     console.print(table)
     mean_epochs = s.epochs_done / max(s.n_networks, 1)
