@@ -102,3 +102,8 @@ def test_a_class_cap_below_the_classifiable_minimum_is_refused_before_any_work(
     with pytest.raises(ConfigError, match="max_per_class must be at least 10"):
         analyze([ds1], tmp_path / "report", max_per_class=9, show_progress=False)
     assert not (tmp_path / "report").exists()
+
+
+def test_one_opened_dataset_alone_is_analysed(ds2: FakeDataset, tmp_path: Path) -> None:
+    report = analyze(ds2, tmp_path / "r", max_per_class=12, n_folds=2, show_progress=False)
+    assert report.tables["data_summary"]["dataset"].unique().tolist() == ["ds2"]

@@ -4,6 +4,7 @@ too small to evaluate instead of dropping them."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlc.analysis import CLASSIFIER_NAMES, ClassifierSuite, make_classifier
@@ -84,3 +85,29 @@ def test_classifiers_are_scaled_and_seeded() -> None:
         assert pipeline.steps[0][0] == "scale"
         params = pipeline.get_params()
         assert all(v == 3 for k, v in params.items() if k.endswith("random_state"))
+
+
+@pytest.mark.parametrize("as_given", [
+    lambda y: pd.Series(y, dtype="string"),  # a networks table's task column
+    lambda y: pd.Series(y).to_numpy(),
+    list,
+])
+def test_labels_come_as_a_notebook_holds_them(as_given) -> None:
+    X, y = planted(2)
+    results = ClassifierSuite(["NaiveBayes"], n_folds=3).run(X, as_given(y)).results_
+    assert results.at[0, "status"] == "ok" and results.at[0, "cv_mean"] > 0.9
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"classifiers": "NaiveBayes"}, r"classifiers must be a sequence of names, e.g. \('NaiveBayes',\)"),
+    ({"n_folds": 1}, "n_folds must be at least 2"),
+])
+def test_settings_that_cannot_run_are_refused_by_name(settings, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ClassifierSuite(**settings).run(*planted(2))
+
+
+def test_features_and_labels_of_different_lengths_are_refused() -> None:
+    X, y = planted(2)
+    with pytest.raises(ConfigError, match="X has 120 rows and y 119 labels"):
+        ClassifierSuite(["NaiveBayes"]).run(X, y[:-1])

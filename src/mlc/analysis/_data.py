@@ -96,9 +96,11 @@ class MergedData:
         return tuple(sorted(self.networks["task"].unique()))
 
 
-def open_datasets(paths: Sequence[Path | str]) -> list[DatasetLike]:
-    """Open each dataset directory with `mlc.dataset.open` (imported here, not at package import:
-    it loads torch)."""
+def open_datasets(paths: Sequence[Path | str] | Path | str) -> list[DatasetLike]:
+    """Open each dataset directory (one path alone is one dataset) with `mlc.dataset.open`
+    (imported here, not at package import: it loads torch)."""
+    if isinstance(paths, str | Path):
+        paths = [paths]  # a str is a sequence too: of one-character "paths"
     if not paths:
         raise ConfigError("no dataset given; pass at least one dataset directory")
     from mlc import dataset
@@ -106,7 +108,7 @@ def open_datasets(paths: Sequence[Path | str]) -> list[DatasetLike]:
     return [dataset.open(Path(p)) for p in paths]
 
 
-def load_datasets(paths: Sequence[Path | str], *, max_per_class: int = 1000,
+def load_datasets(paths: Sequence[Path | str] | Path | str, *, max_per_class: int = 1000,
                   converged_only: bool = False) -> MergedData:
     """Open the dataset directories and merge them (see `merge_datasets`)."""
     return merge_datasets(open_datasets(paths), max_per_class=max_per_class,
@@ -126,6 +128,10 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
     """
     if not datasets:
         raise ConfigError("no dataset given; pass at least one dataset")
+    paths = [d for d in datasets if isinstance(d, str | Path)]
+    if paths or isinstance(datasets, str):
+        raise ConfigError(f"merge_datasets takes opened datasets, not paths ({(paths or [datasets])[0]}); "
+                          "open them with mlc.dataset.open, or call load_datasets(paths)")
     if max_per_class < 1:
         raise ConfigError(f"max_per_class must be at least 1, got {max_per_class}")
     layout = _common_layout(datasets)

@@ -14,10 +14,16 @@ import numpy as np
 import pandas as pd
 
 from mlc.analysis._data import MergedData
-from mlc.analysis._features import RAW_WEIGHTS
+from mlc.analysis._features import RAW_WEIGHTS, check_features
 from mlc.analysis._sampling import class_counts, sample_per_class
 from mlc.analysis._section import ReportTable, Section, Step, percents, quiet
-from mlc.analysis._suite import MIN_PER_CLASS, ClassifierSuite, long_results, status_results
+from mlc.analysis._suite import (
+    MIN_PER_CLASS,
+    ClassifierSuite,
+    check_name_lists,
+    long_results,
+    status_results,
+)
 from mlc.analysis._tables import per_subject
 
 __all__ = ["DEVICE_CLASSIFIERS", "QUESTION", "DeviceComparison"]
@@ -41,6 +47,8 @@ class DeviceComparison:
 
     def run(self, data: MergedData, features: Mapping[str, np.ndarray], *,
             step: Step = quiet) -> Self:
+        check_name_lists(classifiers=self.classifiers)
+        check_features(data, features, (RAW_WEIGHTS,))
         nets = data.networks
         self.kinds_ = tuple(sorted(nets["device_kind"].astype(str).unique()))
         self.counts_ = (pd.crosstab(nets["task"], nets["device_kind"].astype(str))

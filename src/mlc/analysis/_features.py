@@ -12,17 +12,20 @@ nothing the loss did not.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from mlc.analysis._data import LayoutLike, MergedData
+from mlc.errors import ConfigError
 
 __all__ = [
     "FEATURE_SETS",
     "FINAL_LOSSES",
     "RAW_WEIGHTS",
     "WEIGHT_STATISTICS",
+    "check_features",
     "feature_matrices",
     "loss_features",
     "weight_statistics",
@@ -41,12 +44,31 @@ _LOSS_FLOOR, _LOSS_CEILING = 1e-12, 1e12
 def feature_matrices(data: MergedData) -> dict[str, np.ndarray]:
     """Every feature set for every network of `data`: name -> `[n, n_features]`, rows as
     `data.networks`."""
+    if not isinstance(data, MergedData):
+        raise ConfigError(f"feature_matrices takes merged data, not {type(data).__name__}: merge the "
+                          "datasets first (merge_datasets, or load_datasets from paths)")
     stats, _ = weight_statistics(data.weights, data.layout)
     return {
         RAW_WEIGHTS: data.weights,
         WEIGHT_STATISTICS: stats,
         FINAL_LOSSES: loss_features(data.networks),
     }
+
+
+def check_features(data: MergedData, features: Mapping[str, np.ndarray],
+                   feature_sets: Sequence[str]) -> None:
+    """Refuse feature matrices a report part cannot use: a set it needs is missing, or the rows are
+    not `data`'s networks (matrices computed for other data, in a notebook cell not re-run, would
+    be classified under the wrong labels without any error)."""
+    unknown = [name for name in feature_sets if name not in features]
+    if unknown:
+        raise ConfigError(f"no feature matrix {unknown[0]!r}: the features hold {sorted(features)}; "
+                          f"the known sets are {list(FEATURE_SETS)}")
+    n = len(data.networks)
+    for name in feature_sets:
+        if len(features[name]) != n:
+            raise ConfigError(f"the {name!r} features have {len(features[name])} rows and the data "
+                              f"{n} networks: compute them with feature_matrices(data) for this data")
 
 
 def weight_statistics(weights: np.ndarray,

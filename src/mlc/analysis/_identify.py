@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from mlc.analysis._data import MergedData
-from mlc.analysis._features import FEATURE_SETS, RAW_WEIGHTS
+from mlc.analysis._features import FEATURE_SETS, RAW_WEIGHTS, check_features
 from mlc.analysis._plots import confusion_figure, message_figure
 from mlc.analysis._sampling import class_counts, sample_per_class
 from mlc.analysis._section import ReportFigure, ReportTable, Section, Step, percents, quiet
@@ -28,6 +28,7 @@ from mlc.analysis._suite import (
     MIN_PER_CLASS,
     OK,
     ClassifierSuite,
+    check_name_lists,
     long_results,
     status_results,
     too_few_status,
@@ -58,6 +59,8 @@ class TaskIdentification:
 
     def run(self, data: MergedData, features: Mapping[str, np.ndarray], *,
             step: Step = quiet) -> Self:
+        check_name_lists(classifiers=self.classifiers, feature_sets=self.feature_sets)
+        check_features(data, features, self.feature_sets)
         tasks = data.networks["task"].to_numpy()
         counts = class_counts(tasks)
         eligible = [t for t, n in counts.items() if n >= self.min_per_class]

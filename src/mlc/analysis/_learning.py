@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlc.analysis._data import MergedData
-from mlc.analysis._features import RAW_WEIGHTS
+from mlc.analysis._features import RAW_WEIGHTS, check_features
 from mlc.analysis._plots import learning_curve_figure, message_figure
 from mlc.analysis._sampling import class_counts, sample_per_class
 from mlc.analysis._section import ReportFigure, ReportTable, Section, Step, percents, quiet
@@ -49,6 +49,7 @@ class LearningCurve:
 
     def run(self, data: MergedData, features: Mapping[str, np.ndarray], *,
             step: Step = quiet) -> Self:
+        check_features(data, features, (RAW_WEIGHTS,))
         X = features[RAW_WEIGHTS]
         rows: list[dict[str, object]] = []
         for question, positions in _questions(data.networks["task"].to_numpy(),

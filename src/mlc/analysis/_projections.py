@@ -18,7 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from mlc.analysis._data import MergedData
-from mlc.analysis._features import RAW_WEIGHTS
+from mlc.analysis._features import RAW_WEIGHTS, check_features
 from mlc.analysis._plots import message_figure, projection_figure
 from mlc.analysis._sampling import sample_per_class
 from mlc.analysis._section import ReportFigure, ReportTable, Section, Step, quiet
@@ -44,6 +44,7 @@ class Projections:
 
     def run(self, data: MergedData, features: Mapping[str, np.ndarray], *,
             step: Step = quiet) -> Self:
+        check_features(data, features, (RAW_WEIGHTS,))
         tasks = data.networks["task"].to_numpy()
         rng = np.random.default_rng(self.random_state)
         chosen = sample_per_class(tasks, self.max_points_per_task, rng, balanced=False)

@@ -15,7 +15,7 @@ import pandas as pd
 
 import mlc
 from mlc.analysis._baselines import Baselines
-from mlc.analysis._data import DatasetLike, MergedData, merge_datasets
+from mlc.analysis._data import DatasetLike, MergedData, merge_datasets, open_datasets
 from mlc.analysis._device import DeviceComparison
 from mlc.analysis._features import feature_matrices
 from mlc.analysis._identify import TaskIdentification
@@ -52,10 +52,12 @@ class AnalysisReport:
         return self.files[HTML_FILE]
 
 
-def analyze(datasets: Sequence[DatasetLike] | MergedData, out_dir: Path, *,
+def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedData | Path | str,
+            out_dir: Path | str, *,
             max_per_class: int = 1000, random_state: int = 0, show_progress: bool = True,
             converged_only: bool = False, n_folds: int = 5) -> AnalysisReport:
-    """Analyse the datasets (merged; or data merged already) and write the report under `out_dir`.
+    """Analyse the datasets (opened, or their directories; or data merged already) and write the
+    report under `out_dir`.
 
     `max_per_class` caps the networks per class in every question (the original used 1,000);
     `converged_only` leaves out networks that did not converge; `n_folds` is the cross-validation
@@ -66,7 +68,7 @@ def analyze(datasets: Sequence[DatasetLike] | MergedData, out_dir: Path, *,
                           f"networks is not classified, so every question would say 'too few networks'")
     make_report_folder(Path(out_dir))  # before the analysis, which takes minutes, not after
     data = (datasets if isinstance(datasets, MergedData)
-            else merge_datasets(datasets, max_per_class=max_per_class,
+            else merge_datasets(_opened(datasets), max_per_class=max_per_class,
                                 converged_only=converged_only))
     common = {"max_per_class": max_per_class, "n_folds": n_folds, "random_state": random_state}
     with report_progress(_N_PARTS, enabled=show_progress) as progress:
@@ -95,6 +97,16 @@ def analyze(datasets: Sequence[DatasetLike] | MergedData, out_dir: Path, *,
         progress.advance()
         progress.step("done")
     return AnalysisReport(Path(out_dir), files, _tables(sections))
+
+
+def _opened(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | Path | str,
+            ) -> list[DatasetLike]:
+    """Datasets as given to `analyze`: one or several, opened or as directories."""
+    if isinstance(datasets, str | Path):
+        return open_datasets(datasets)
+    if isinstance(datasets, Sequence):
+        return [open_datasets(d)[0] if isinstance(d, str | Path) else d for d in datasets]
+    return [datasets]  # one opened dataset
 
 
 def _title(data: MergedData) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "OK",
     "RESULT_COLUMNS",
     "ClassifierSuite",
+    "check_name_lists",
     "fit_classifier",
     "long_results",
     "make_classifier",
@@ -50,6 +51,14 @@ MIN_PER_CLASS = 10  # below this a 5-fold split leaves < 2 networks of a class p
 OK = "ok"
 RESULT_COLUMNS = ("classifier", "n_classes", "n_networks", "n_per_class", "n_folds",
                   "val_accuracy", "cv_mean", "cv_std", "chance", "status")
+
+
+def check_name_lists(**lists: object) -> None:
+    """Classifier and feature-set names come as sequences; a string alone would be read letter by
+    letter ("unknown classifier 'N'")."""
+    for key, value in lists.items():
+        if isinstance(value, str):
+            raise ConfigError(f"{key} must be a sequence of names, e.g. ({value!r},), not one string")
 
 
 def too_few_status(n: int) -> str:
@@ -131,6 +140,12 @@ class ClassifierSuite:
             on_fit: Callable[[str], None] | None = None) -> Self:
         """Evaluate on `X` `[n, n_features]` with labels `y` `[n]`; `on_fit(name)` is called before
         each classifier's folds (for a progress display)."""
+        check_name_lists(classifiers=self.classifiers)
+        if self.n_folds < 2:
+            raise ConfigError(f"n_folds must be at least 2 (a fold to fit, one to test), got {self.n_folds}")
+        X, y = np.asarray(X), np.asarray(y)  # a pandas Series of strings has no numpy dtype
+        if len(X) != len(y):
+            raise ConfigError(f"X has {len(X)} rows and y {len(y)} labels")
         templates = {name: make_classifier(name, self.random_state) for name in self.classifiers}
         labels, counts = np.unique(y, return_counts=True)
         smallest = int(counts.min()) if len(counts) else 0

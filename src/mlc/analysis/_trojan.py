@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlc.analysis._data import MergedData
-from mlc.analysis._features import FEATURE_SETS, RAW_WEIGHTS
+from mlc.analysis._features import FEATURE_SETS, RAW_WEIGHTS, check_features
 from mlc.analysis._sampling import sample_per_class
 from mlc.analysis._section import (
     ReportTable,
@@ -30,6 +30,7 @@ from mlc.analysis._suite import (
     CLASSIFIER_NAMES,
     MIN_PER_CLASS,
     ClassifierSuite,
+    check_name_lists,
     long_results,
     status_results,
 )
@@ -71,6 +72,8 @@ class TrojanDetection:
 
     def run(self, data: MergedData, features: Mapping[str, np.ndarray], *,
             step: Step = quiet) -> Self:
+        check_name_lists(classifiers=self.classifiers, feature_sets=self.feature_sets)
+        check_features(data, features, self.feature_sets)
         tasks = data.networks["task"].to_numpy()
         self.results_ = long_results(QUESTION, [
             (machine, name, frame)
