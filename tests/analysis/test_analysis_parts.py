@@ -185,3 +185,4 @@ def test_the_data_overview_names_the_datasets_in_the_order_given(ds1: FakeDatase
     """As the report's title does ("ds2 + ds1"), not sorted by name."""
     overview = DataOverview().run(merge_datasets([ds2, ds1]))
     assert overview.section_.paragraphs[0].startswith("Datasets: ds2, ds1.")
+    assert list(overview.table_["dataset"].unique()) == ["ds2", "ds1"]  # the table under it too

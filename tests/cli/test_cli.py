@@ -109,6 +109,8 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["status", "--workdir", "nowhere"], "no run in nowhere"),
         (["status"], "no run in runs/mlds-smoke"),  # the default workdir, that of `make run`
         (["analyze", "ds", "--out", "report"], "is not an MLC dataset manifest"),  # and makes no folder
+        (["analyze", "ds", "--out", "a/b/report"], "is not an MLC dataset manifest"),  # nor its parents
+        (["analyze", "ds", "--out", "report", "--max-per-class", "9"], "greater than or equal to 10"),
         (["dataset", "info", "."], "it has no dataset.json (the dataset in it is ds)"),
         (["run", "mlds-smoke", "--workdir", "afile"], "cannot use afile as the workdir"),
         (["run", "nope", "--device", "cpu", "--threads", "1000"], "--threads 1000 is more than the"),
@@ -243,3 +245,14 @@ def test_the_run_summary_and_dataset_info_list_tasks_in_the_preset_order(tiny_pr
     row = next(line for line in info.stdout.splitlines() if "SingleDirectMachine" in line)
     loss = [cell.strip() for cell in row.split("│") if cell.strip()][-2]
     assert len(loss.split(".")[1]) == 4  # the median loss at four decimals, as every row has it
+
+
+def test_the_cli_class_cap_minimum_is_the_analysis_minimum():
+    """The CLI states it without importing the analysis (scikit-learn) at start-up."""
+    import typing
+
+    from mlc.analysis import MIN_PER_CLASS
+    from mlc.cli import _analyze
+
+    option = typing.get_type_hints(_analyze.analyze, include_extras=True)["max_per_class"]
+    assert option.__metadata__[0].min == MIN_PER_CLASS

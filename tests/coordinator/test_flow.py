@@ -36,7 +36,7 @@ from mlc.coordinator import (
     utcnow,
     validate_pending,
 )
-from mlc.coordinator._schema import history, networks, results, work_units
+from mlc.coordinator._schema import experiments, history, networks, results, work_units
 from mlc.errors import StateError, StoreBusy
 from mlc.store import DatasetWriter, open_dataset
 from mlc.work import FinishedNetwork, WorkUnit, WorkUnitResult, WorkUnitSpec, run_work_units
@@ -189,6 +189,17 @@ def test_recreating_with_the_same_settings_resumes(coord: Setup, tmp_path: Any) 
     assert again.dataset_dir == coord.exp.dataset_dir  # the stored one, not the one asked for
     assert len(all_units(coord.engine)) == 2 and len(network_rows(coord.engine)) == 4
     assert unit_row(coord.engine, leased.spec.wu_id).state == WUState.LEASED
+
+
+def test_a_stored_config_this_version_refuses_names_the_experiment(coord: Setup) -> None:
+    """A config stored under laxer rules (an older version) is named, not reported as a preset error."""
+    stored = coord.exp.config.to_dict()
+    stored["train"]["stop_val_loss"] = -1.0
+    with coord.engine.begin() as conn:
+        conn.execute(update(experiments).values(config_json=json.dumps(stored)))
+    expected = r"experiment 'mlds-smoke' in this database has a config this version refuses \(train.stop_val"
+    with pytest.raises(StateError, match=expected):
+        list_experiments(coord.engine)
 
 
 def test_recreating_with_other_settings_is_refused_naming_the_difference(coord: Setup, tmp_path: Any) -> None:

@@ -88,6 +88,6 @@ def test_an_unusable_name_from_the_preset_says_to_choose_one(
     writer.add(make_net("SingleDirectMachine", 0))
     writer.add(make_net("ParityModified", 0))
     source = writer.finalize()
-    with pytest.raises(DatasetError, match=r"'\.\./UP/X-1' is not usable .*choose one with --name"):
+    with pytest.raises(DatasetError, match=r"'\.\./UP/X-1' is not usable .*\(--name, name= in Python\)"):
         export_dataset(source, tmp_path / "rel", per_task=1)
     assert export_dataset(source, tmp_path / "rel", per_task=1, name="named").directory.name == "named"

@@ -47,7 +47,6 @@ def test_missing_and_unlisted_files_are_reported(finished: Path) -> None:
     (finished / "weights" / "Extra.safetensors").write_bytes(b"not ours")
     report = verify_dataset(finished)
     assert "history.parquet: missing" in report.problems
-    assert sum("history.parquet" in p for p in report.problems) == 1  # once, not also "unreadable"
     assert "weights/Extra.safetensors: not listed in the manifest" in report.problems
     assert report.n_files_checked == 7
 
@@ -96,3 +95,13 @@ def test_rows_of_another_model_are_reported(finished: Path) -> None:
     problems = verify_dataset(finished).problems
     assert any(p.startswith("networks.parquet: 1 rows have a model other than the manifest's")
                for p in problems)
+
+
+@pytest.mark.parametrize("name", ["data.safetensors", "layout.json", "networks.parquet", "history.parquet",
+                                  "weights/ParityModified.safetensors"])
+def test_a_missing_file_is_reported_once(finished: Path, name: str) -> None:
+    """Not again as "unreadable" by each check that reads it."""
+    (finished / name).unlink()
+    problems = verify_dataset(finished).problems
+    assert f"{name}: missing" in problems
+    assert [p for p in problems if name in p] == [f"{name}: missing"], problems

@@ -72,6 +72,13 @@ def test_an_exhausted_budget_is_a_clear_error() -> None:
         load_preset("mlds-ds3-smoke", overrides)
 
 
+def test_a_disabled_check_ignores_its_settings(no_training: None) -> None:
+    config = load_preset("mlds-ds3-smoke", {"random_automata.learnability.enabled": False,
+                                            "random_automata.count": 300,
+                                            "random_automata.learnability.n_train": 5000})
+    assert len(config.tasks) == 300
+
+
 def test_a_disabled_check_takes_the_first_automata(no_training: None) -> None:
     config = load_preset("mlds-ds3-smoke", {"random_automata.learnability.enabled": False,
                                             "random_automata.count": 4})
@@ -93,6 +100,7 @@ def test_a_disabled_check_takes_the_first_automata(no_training: None) -> None:
      ({"random_automata.learnability.max_candidates": 2},
       r"max_candidates \(2\) is below random_automata.count \(3\)"),
      ({"tasks": ["ParityMachine"]}, "remove its `tasks` list"),
+     ({"random_automata.learnability.threshold": "high"}, "threshold must be a number, got 'high'"),
      ({"random_automata.learnability.threshold": float("nan")}, "threshold must be a finite number")],
 )
 def test_bad_tables_are_config_errors(no_training: None, overrides: dict[str, Any], message: str) -> None:

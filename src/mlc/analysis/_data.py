@@ -216,4 +216,6 @@ def _summary(candidates: pd.DataFrame, copies: pd.DataFrame, selected: pd.DataFr
     summary["n_nonfinite"] = nonfinite.groupby(keys).size()
     summary = summary.fillna(0).astype(int)
     summary["n_analysed"] = summary["n_selected"] - summary["n_nonfinite"]
-    return summary.reset_index()
+    given = {name: i for i, name in enumerate(candidates["dataset"].unique())}  # in the order given
+    summary = summary.reset_index()
+    return summary.sort_values("dataset", key=lambda d: d.map(given), kind="stable", ignore_index=True)

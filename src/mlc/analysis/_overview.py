@@ -18,8 +18,7 @@ class DataOverview:
         self.table_ = summary
         n_stored, n_used = int(summary["n_networks"].sum()), int(summary["n_analysed"].sum())
         n_nonfinite, n_copies = int(summary["n_nonfinite"].sum()), int(summary["n_duplicates"].sum())
-        given = list(data.networks["dataset"].unique())  # in the order given, as the title has them
-        datasets = ", ".join(given + [d for d in summary["dataset"].unique() if d not in given])
+        datasets = ", ".join(summary["dataset"].unique())  # in the order given, as in the title
         paragraphs = [
             f"Datasets: {datasets}. {n_used:,} of {n_stored:,} stored networks are analysed "
             f"({len(data.tasks)} tasks; at most {data.max_per_class:,} per task and device kind"

@@ -22,13 +22,15 @@ def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> 
     inside = dataset_containing(out)
     if inside is not None:  # the report's files would break the dataset's verification
         raise ConfigError(f"{out} is in the dataset {inside}: write the report into a folder of its own")
-    made = not out.exists()
+    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders --out will add
     make_report_folder(out)  # a bad --out is reported before the datasets are read
     try:
         report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
     except BaseException:
-        if made and not any(out.iterdir()):  # a refused analysis leaves no empty report folder
-            out.rmdir()
+        for folder in made:  # a refused analysis leaves no empty folders behind
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
     console.print(console_summary(report.tables))
     console.print(
@@ -47,7 +49,9 @@ def analyze(
         Path,
         typer.Option(parser=path_value, help="folder for report.md, report.html, CSV tables and PNG plots"),
     ],
-    max_per_class: Annotated[int, typer.Option(help="networks per task (and device) used at most")] = 1000,
+    max_per_class: Annotated[
+        int, typer.Option(min=10, help="networks per task (and device) used at most")  # MIN_PER_CLASS
+    ] = 1000,
 ) -> None:
     """Can the weights tell which data trained a network? Writes the analysis report.
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, exists, select
 from mlc import models, tasks
 from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._schema import NetworkState, WUState, experiments, networks, work_units
-from mlc.errors import StateError, UnknownNameError
+from mlc.errors import ConfigError, StateError, UnknownNameError
 from mlc.tasks import SharedData
 from mlc.work import ExperimentConfig, Member, WorkUnitSpec
 
@@ -103,10 +103,17 @@ def mark_finished_if_complete(conn: Connection, experiment_id: int, now: datetim
 
 
 def _row_to_experiment(row: object) -> Experiment:
+    try:
+        config = ExperimentConfig.from_dict(json.loads(row.config_json))  # type: ignore[attr-defined]
+    except ConfigError as exc:  # stored by an older version, or by hand, under laxer rules
+        raise StateError(
+            f"experiment {row.name!r} in this database has a config this version refuses ({exc}); "  # type: ignore[attr-defined]
+            "train it again in a new workdir, or with the version that stored it"
+        ) from None
     return Experiment(
         id=row.id,
         name=row.name,  # type: ignore[attr-defined]
-        config=ExperimentConfig.from_dict(json.loads(row.config_json)),  # type: ignore[attr-defined]
+        config=config,
         data_digest=row.data_digest,
         layout_id=row.layout_id,  # type: ignore[attr-defined]
         dataset_dir=Path(row.dataset_dir),  # type: ignore[attr-defined]

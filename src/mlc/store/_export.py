@@ -116,13 +116,14 @@ def export_dataset(src: Path | str | Dataset, out_dir: Path | str, *, per_task: 
     ds = src if isinstance(src, Dataset) else open_dataset(src)
     if isinstance(per_task, bool) or not isinstance(per_task, int) or per_task < 1:
         raise ConfigError(f"per_task must be a positive integer, got {per_task!r}")
-    if name is None:
-        name = default_export_name(ds.manifest["preset"], per_task)
-        try:
-            check_name("export name", name)
-        except DatasetError as exc:
-            raise DatasetError(f"{exc}; the preset's name made it: choose one with --name") from None
-    check_name("export name", name)
+    given, name = name, name or default_export_name(ds.manifest["preset"], per_task)
+    try:
+        check_name("export name", name)
+    except DatasetError as exc:
+        if given:
+            raise
+        raise DatasetError(f"{exc}; the preset's name made it: choose one (--name, name= in Python)"
+                           ) from None
     out = Path(out_dir)
     inside = dataset_containing(out)
     if inside is not None:  # the release's files would break that dataset's verification

@@ -50,13 +50,14 @@ class VerifyReport:
     n_files_checked: int = 0
 
 
-def _attempt(problems: list[str], what: str, check: Callable[[], T], default: T) -> T:
-    """Run one check; a failure to even read the file becomes a problem instead of an exception."""
+def _attempt(problems: list[str], root: Path, what: str, check: Callable[[], T], default: T) -> T:
+    """Run one check of the file `what` (relative to `root`); a missing or unreadable file becomes a
+    problem instead of an exception, said once however many checks read the file."""
+    if not (root / what).is_file():
+        problems.append(f"{what}: missing")
+        return default
     try:
         return check()
-    except FileNotFoundError:
-        problems.append(f"{what}: missing")  # said once, where the manifest lists it too
-        return default
     except DatasetError as exc:  # its message names the file and what is wrong with it
         problems.append(str(exc).removesuffix(VERIFY_HINT))
         return default
@@ -80,7 +81,7 @@ def _check_files(root: Path, files: dict[str, str], problems: list[str]) -> int:
             problems.append(f"{name}: missing")
         else:
             checked += 1
-            actual = _attempt(problems, name, lambda p=path: file_sha256(p), None)
+            actual = _attempt(problems, root, name, lambda p=path: file_sha256(p), None)
             if actual is not None and actual != expected:
                 problems.append(f"{name}: SHA-256 does not match the manifest "
                                 "(corrupted or changed)")
@@ -94,7 +95,7 @@ def _check_files(root: Path, files: dict[str, str], problems: list[str]) -> int:
 
 def _check_shard(root: Path, shard: str, rows: pd.DataFrame, n_params: int,
                  problems: list[str]) -> None:
-    weights = _attempt(problems, shard,
+    weights = _attempt(problems, root, shard,
                        lambda: safetensors.numpy.load_file(root / shard)["weights"], None)
     if weights is None:
         return
@@ -114,7 +115,7 @@ def _check_shard(root: Path, shard: str, rows: pd.DataFrame, n_params: int,
 def _check_networks(root: Path, manifest: dict[str, Any],
                     problems: list[str]) -> pd.DataFrame | None:
     """The networks table after checking it and its shards; None if it cannot be read."""
-    table = _attempt(problems, NETWORKS_FILE, lambda: pq.read_table(root / NETWORKS_FILE), None)
+    table = _attempt(problems, root, NETWORKS_FILE, lambda: pq.read_table(root / NETWORKS_FILE), None)
     if table is None:
         return None
     if table.schema.names != NETWORKS_SCHEMA.names:
@@ -139,7 +140,7 @@ def _check_networks(root: Path, manifest: dict[str, Any],
 
 
 def _check_history(root: Path, networks: pd.DataFrame, problems: list[str]) -> None:
-    history = _attempt(problems, HISTORY_FILE,
+    history = _attempt(problems, root, HISTORY_FILE,
                        lambda: pq.read_table(root / HISTORY_FILE).to_pandas(), None)
     if history is None:
         return
@@ -156,7 +157,7 @@ def _check_history(root: Path, networks: pd.DataFrame, problems: list[str]) -> N
 
 
 def _check_data(root: Path, manifest: dict[str, Any], problems: list[str]) -> None:
-    data = _attempt(problems, DATA_FILE,
+    data = _attempt(problems, root, DATA_FILE,
                     lambda: load_data(root / DATA_FILE, manifest["data"], manifest["tasks"]), None)
     if data is None:
         return
@@ -170,7 +171,7 @@ def _check_manifest(root: Path, manifest: dict[str, Any], networks: pd.DataFrame
                     problems: list[str]) -> None:
     """The manifest cannot list its own hash, so its fields are checked against the hashed files: the
     data file's own record of its spec and tasks, and the networks table."""
-    meta = _attempt(problems, DATA_FILE, lambda: tensors_meta(root / DATA_FILE), None)
+    meta = _attempt(problems, root, DATA_FILE, lambda: tensors_meta(root / DATA_FILE), None)
     if isinstance(meta, dict):
         for key, stored in (("data", meta.get("spec")), ("tasks", meta.get("tasks"))):
             if manifest.get(key) != stored:
@@ -200,7 +201,7 @@ def verify_dataset(path: Path | str) -> VerifyReport:
             f"{MANIFEST_FILE}: the dataset is not finalized, so there is nothing to verify yet"])
     problems: list[str] = []
     n_checked = _check_files(root, manifest["files"], problems)
-    layout = _attempt(problems, LAYOUT_FILE, lambda: read_layout(root / LAYOUT_FILE), None)
+    layout = _attempt(problems, root, LAYOUT_FILE, lambda: read_layout(root / LAYOUT_FILE), None)
     if layout is not None and layout.layout_id != manifest["layout_id"]:
         problems.append(f"{LAYOUT_FILE}: layout {layout.layout_id}, the manifest says "
                         f"{manifest['layout_id']}")

@@ -66,6 +66,10 @@ class LearnabilitySettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"learnability.{key} must be a whole number >= 1, got {value!r}")
+        for key in ("threshold", "fit_fraction"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"learnability.{key} must be a number, got {value!r}")
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"learnability.threshold must lie in (0, 1], got {self.threshold!r}")
         if not 0 <= self.fit_fraction <= 1:

@@ -245,7 +245,8 @@ def _random_settings(raw: dict[str, Any]) -> tuple[int, dict[str, int], bool, Le
     except ConfigError as exc:  # its messages name `learnability.<key>`, the preset nests it
         raise ConfigError(f"random_automata.{exc}") from None
     count = whole("count", spec.get("count"), 1)
-    _check_against_data(settings, count, _data_spec(raw))
+    if enabled:  # a disabled check takes the first `count` automata and uses none of its settings
+        _check_against_data(settings, count, _data_spec(raw))
     return count, params, enabled, settings
 
 
