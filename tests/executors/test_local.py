@@ -248,3 +248,30 @@ def test_a_workdir_that_already_holds_two_experiments_resumes_each(tiny_preset, 
         create_experiment(engine, load_preset(str(tmp_path / f"{name}.toml")), workdir / "dataset")
     engine.dispose()
     assert run_local(tmp_path / "tiny.toml", workdir).finalized
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"population_size": -5}, "population_size must be a whole number >= 1"),
+        ({"population_size": 0}, "population_size must be a whole number >= 1"),
+        ({"threads": 0}, "threads must be a whole number >= 1"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+        pytest.param(
+            {"device": "cuda"},
+            "device 'cuda' was asked for .* sees no CUDA GPU here",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here"),
+        ),
+    ],
+)
+def test_settings_are_checked_before_the_workdir_is_touched(tmp_path, arguments, message):
+    with pytest.raises(ConfigError, match=message):
+        LocalExecutor(tmp_path / "w", **arguments)
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_device_may_be_named_as_the_cli_names_it(tiny_preset, tmp_path):
+    executor = LocalExecutor(str(tmp_path / "w"), "cpu")
+    assert executor.device == torch.device("cpu")
+    summary = executor.run(load_preset(str(tiny_preset), {"networks_per_task": 1, "train.max_epochs": 1}))
+    assert summary.finalized and summary.device == "cpu"

@@ -116,6 +116,8 @@ def test_registry_lists_ten_fixed_machines_and_rejects_unknown():
     assert len(tasks.names("ds1")) == 5 and len(tasks.names("ds2")) == 5
     with pytest.raises(UnknownNameError, match="known tasks"):
         tasks.get("NoSuchMachine")
+    with pytest.raises(UnknownNameError, match="unknown task family 'ds9'; the registered ones are ds1, ds2"):
+        tasks.names("ds9")  # it returned (), as if the family were empty
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlc.errors import ConfigError, UnknownNameError
@@ -108,3 +109,13 @@ def test_a_preset_file_suffix_is_read_in_any_case(tmp_path):
     path = tmp_path / "Mine.TOML"
     path.write_text((Path(__file__).parents[2] / "src/mlc/presets/mlds-smoke.toml").read_text())
     assert load_preset(str(path)).name == "mlds-smoke"
+
+
+def test_overrides_from_python_may_be_numpy_numbers_and_tuples():
+    """What a notebook holds: a count from numpy, a task list as a tuple."""
+    config = load_preset(
+        "mlds-smoke",
+        {"networks_per_task": np.int64(2), "train.lr": np.float32(0.5), "tasks": ("ParityMachine",)},
+    )
+    assert (config.networks_per_task, config.train.lr, config.tasks) == (2, 0.5, ("ParityMachine",))
+    assert type(config.networks_per_task) is int

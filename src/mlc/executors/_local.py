@@ -46,7 +46,7 @@ from mlc.coordinator import (
 from mlc.errors import ConfigError, StateError, StoreBusy
 from mlc.store import MANIFEST_FILE, DatasetWriter
 from mlc.train import EpochReport, bytes_per_network, choose_population_size, free_memory, keep_freed_memory
-from mlc.work import DataCache, ExperimentConfig, host_id, run_work_units
+from mlc.work import DataCache, ExperimentConfig, host_id, resolve_device, run_work_units
 
 __all__ = ["DATABASE_FILE", "DATASET_DIR", "LocalExecutor", "ProgressSink", "RunSummary", "run_in_progress"]
 
@@ -82,18 +82,27 @@ class RunSummary:
 
 
 class LocalExecutor:
-    """Runs one experiment to completion in `workdir` (database `mlc.db`, dataset `dataset/`)."""
+    """Runs one experiment to completion in `workdir` (database `mlc.db`, dataset `dataset/`).
+
+    `device` is a torch.device or "auto", "cpu", "cuda[:n]"; `population_size` is the networks
+    trained at once (None: as many as the free memory holds); `threads` the CPU threads that train
+    (None: all usable cores); `progress` receives the run's events (the CLI's display). Everything
+    is checked here, before `run` writes anything to the workdir.
+    """
 
     def __init__(
         self,
-        workdir: Path,
-        device: torch.device,
+        workdir: Path | str,
+        device: torch.device | str = "auto",
         population_size: int | None = None,
         progress: ProgressSink | None = None,
         threads: int | None = None,
     ) -> None:
+        for name, value in (("population_size", population_size), ("threads", threads)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a whole number >= 1 (or None), got {value!r}")
         self.workdir = Path(workdir)
-        self.device = device
+        self.device = resolve_device(str(device))  # a GPU asked for but absent is refused now
         self.population_size = population_size
         self.progress = progress
         self.threads = threads

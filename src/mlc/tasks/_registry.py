@@ -43,7 +43,12 @@ _RANDOM = re.compile(r"RandomAutomaton-(\d+)")
 
 
 def names(family: str | None = None) -> tuple[str, ...]:
-    """Registered fixed task names, optionally of one family ("ds1", "ds2")."""
+    """Registered fixed task names, optionally of one family ("ds1", "ds2"). DS3's random automata
+    are not registered: `get("RandomAutomaton-<k>", seed=..., n_states=...)` makes any of them."""
+    families = {t.family for t in _FIXED.values()}
+    if family is not None and family not in families:
+        raise UnknownNameError(f"unknown task family {family!r}; the registered ones are "
+                               f"{', '.join(sorted(families))} (DS3's random automata are made by get)")
     return tuple(n for n, t in _FIXED.items() if family is None or t.family == family)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,21 @@ def _task_params(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if task not in listed:
             raise ConfigError(f"[task_params] names {task}, which is not in the preset's tasks")
     return {task: dict(params) for task, params in value.items()}
+
+
+def _plain(value: Any) -> Any:
+    """An override as TOML would have given it: numpy scalars as int or float, tuples as lists."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _reject_non_finite(value: Any, key: str = "") -> None:
@@ -362,7 +378,7 @@ def load_preset(
         *parents, leaf = dotted.split(".")
         for part in parents:
             table = table.setdefault(part, {})
-        table[leaf] = value
+        table[leaf] = _plain(value)
     _reject_non_finite(raw)  # before the learnability check trains anything; from_dict checks again
     automata = raw.get("random_automata")
     if "tasks" in raw and isinstance(automata, dict) and "selection" not in automata:

@@ -24,7 +24,8 @@ def resolve_device(requested: str) -> torch.device:
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(
-                "--device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto"
+                f"device {requested!r} was asked for (--device), but PyTorch sees no CUDA GPU here; "
+                "use cpu or auto"
             )
         return torch.device(requested)
     raise ConfigError(f"unknown device {requested!r}; use auto, cpu or cuda")
