@@ -43,6 +43,22 @@ def test_flatten_unflatten_round_trip():
     assert torch.equal(models.flatten(a), models.flatten(b))
     with pytest.raises(ValueError, match="values"):
         models.unflatten_into(b, np.zeros(4363, np.float32))
+    with pytest.raises(ValueError, match=r"is loaded, not one of shape \[1, 4364\]"):
+        models.unflatten_into(b, np.zeros((1, 4364), np.float32))  # a Dataset.weights row block
+
+
+def test_the_layout_names_each_tensor_of_one_network_or_many():
+    module = models.get("mlds-gru", seed=3)
+    layout, flat = models.layout("mlds-gru"), models.flatten(module).numpy()
+    one = layout.tensors(flat)
+    assert list(one) == SPEC_ORDER
+    for name, tensor in module.state_dict().items():
+        np.testing.assert_array_equal(one[name], tensor.numpy())
+    many = layout.tensors(np.stack([flat, 2 * flat]))
+    assert many["fc4.weight"].shape == (2, 8, 12)
+    np.testing.assert_array_equal(many["fc4.weight"][1], 2 * one["fc4.weight"])
+    with pytest.raises(ValueError, match=r"takes \[4364\] or \[n, 4364\]"):
+        layout.tensors(flat[:-1])
 
 
 def test_seeded_init_is_pytorch_default_and_leaves_global_rng_alone():

@@ -47,6 +47,20 @@ class Layout:
         blob = json.dumps(self.to_json(), separators=(",", ":")).encode()
         return f"{self.model}/{hashlib.sha256(blob).hexdigest()[:12]}"
 
+    def tensors(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Name -> that tensor's view of `flat`: `[n_params]` gives the tensors' shapes, `[n,
+        n_params]` (several networks, as `Dataset.weights` returns them) a leading `n`."""
+        flat = np.asarray(flat)
+        if flat.ndim not in (1, 2) or flat.shape[-1] != self.n_params:
+            raise ValueError(
+                f"weights of shape {list(flat.shape)}: {self.model} takes [{self.n_params}] "
+                f"or [n, {self.n_params}]"
+            )
+        lead = flat.shape[:-1]
+        return {
+            e.name: flat[..., e.offset : e.offset + e.size].reshape(*lead, *e.shape) for e in self.entries
+        }
+
     def entry(self, name: str) -> LayoutEntry:
         for e in self.entries:
             if e.name == name:
@@ -70,6 +84,8 @@ def flatten(module: nn.Module) -> torch.Tensor:
 def unflatten_into(module: nn.Module, flat: torch.Tensor | np.ndarray) -> nn.Module:
     """Load a flat vector `[n_params]` into the module (in place); returns the module."""
     flat_t = torch.as_tensor(np.asarray(flat, dtype=np.float32))
+    if flat_t.ndim != 1:  # [1, n_params] is one network too many dimensions, not a wrong length
+        raise ValueError(f"a flat vector [n_params] is loaded, not one of shape {list(flat_t.shape)}")
     state, offset = {}, 0
     for name, tensor in module.state_dict().items():
         n = tensor.numel()

@@ -6,7 +6,7 @@ archive and checksum; `verify_dataset` checks one end to end. The format is desc
 """
 
 from mlc.store._export import ExportResult, default_export_name, export_dataset
-from mlc.store._format import MANIFEST_FILE, dataset_containing
+from mlc.store._format import MANIFEST_FILE, NETWORKS_SCHEMA, dataset_containing
 from mlc.store._reader import Dataset, open_dataset
 from mlc.store._verify import VerifyReport, verify_dataset
 from mlc.store._writer import DatasetWriter
@@ -16,6 +16,7 @@ __all__ = [
     "DatasetWriter",
     "ExportResult",
     "MANIFEST_FILE",
+    "NETWORKS_SCHEMA",
     "VerifyReport",
     "dataset_containing",
     "default_export_name",

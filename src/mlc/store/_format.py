@@ -84,9 +84,9 @@ NETWORKS_SCHEMA = pa.schema([
     ("lr", pa.float64()),  # null where the hyperparameters do not name it
     ("batch_size", pa.int64()),
     ("max_epochs", pa.int64()),
-    ("final_train_loss", pa.float32()),
-    ("final_val_loss", pa.float32()),
-    ("final_val_accuracy", pa.float32()),
+    ("final_train_loss", pa.float32()),  # mean over the last epoch's mini-batches, as it trained
+    ("final_val_loss", pa.float32()),  # of the final weights on the validation sequences (BCE mean)
+    ("final_val_accuracy", pa.float32()),  # bit accuracy of the final weights there
     ("epochs", pa.int64()),
     ("converged", pa.bool_()),
     ("wall_time_s", pa.float64()),

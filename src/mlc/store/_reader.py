@@ -62,7 +62,13 @@ def open_dataset(path: Path | str) -> Dataset:
 
 
 class Dataset:
-    """A finished dataset directory. Get one from `open_dataset` (`mlc.dataset.open`)."""
+    """A finished dataset directory. Get one from `open_dataset` (`mlc.dataset.open`).
+
+    `manifest` is dataset.json as a dict; `tasks` its tasks in the preset's order; `config` the
+    resolved experiment config as plain JSON data (`mlc.work.ExperimentConfig.from_dict` makes it a
+    config again); `layout` says where each named tensor lies in a flat weight vector
+    (`layout.entries`: name, shape, offset).
+    """
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
@@ -94,7 +100,12 @@ class Dataset:
 
     @cached_property
     def networks(self) -> pd.DataFrame:
-        """One row per network, in task order then index order (columns: see NETWORKS_SCHEMA)."""
+        """One row per network, in task order then index order; the columns are
+        `mlc.store.NETWORKS_SCHEMA`'s. `final_train_loss` is the mean over the last epoch's
+        mini-batches, as the network trained; `final_val_loss` (BCE mean) and `final_val_accuracy`
+        (bit accuracy) are the final weights' on the validation sequences. `hyperparameters` and
+        `extra` are JSON objects and `work_units` a JSON list, as strings. The frame is cached and
+        shared: copy it before changing it."""
         return read_table(self.path / NETWORKS_FILE).to_pandas()
 
     @cached_property
