@@ -38,6 +38,7 @@ def test_every_table_and_figure_is_written(report: AnalysisReport) -> None:
     assert {p.name for p in report.out_dir.iterdir()} == expected
     assert all(p.stat().st_size > 0 for p in report.files.values())
     assert set(report.tables) == set(TABLES)
+    assert repr(report).startswith("AnalysisReport(") and len(repr(report)) < 400  # not every table
     for name in TABLES:
         on_disk = pd.read_csv(report.out_dir / f"{name}.csv")
         assert len(on_disk) == len(report.tables[name]), name

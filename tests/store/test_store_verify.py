@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlc.errors import DatasetError
-from mlc.store import DatasetWriter, verify_dataset
+from mlc.store import DatasetWriter, open_dataset, verify_dataset
 from mlc.store._files import read_json, write_json
 
 
 def test_a_good_dataset_verifies(finished: Path) -> None:
+    assert verify_dataset(open_dataset(finished)).ok  # an opened dataset, from its files
     report = verify_dataset(finished)
     assert report.ok and report.problems == []
     assert report.n_networks == 6

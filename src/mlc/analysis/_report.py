@@ -43,6 +43,10 @@ class AnalysisReport:
     files: dict[str, Path]
     tables: dict[str, pd.DataFrame]
 
+    def __repr__(self) -> str:  # the tables' reprs ran to screens of text in a notebook
+        return (f"AnalysisReport({str(self.out_dir)!r}, {len(self.files)} files, "
+                f"tables {sorted(self.tables)})")
+
     @property
     def markdown(self) -> Path:
         return self.files[MARKDOWN_FILE]

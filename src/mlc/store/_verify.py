@@ -32,6 +32,7 @@ from mlc.store._format import (
     read_manifest,
     tensors_meta,
 )
+from mlc.store._reader import Dataset
 from mlc.work._records import weights_sha256
 
 __all__ = ["VerifyReport", "verify_dataset"]
@@ -192,9 +193,10 @@ def _check_manifest(root: Path, manifest: dict[str, Any], networks: pd.DataFrame
                             f"manifest's {value!r} ({_ids(bad)})")
 
 
-def verify_dataset(path: Path | str) -> VerifyReport:
-    """Check the finished dataset at `path` end to end; DatasetError only if it is not a dataset."""
-    root = Path(path)
+def verify_dataset(path: Path | str | Dataset) -> VerifyReport:
+    """Check the finished dataset at `path` (or an opened one, from its files) end to end;
+    DatasetError only if it is not a dataset."""
+    root = path.path if isinstance(path, Dataset) else Path(path)
     manifest = read_manifest(root)
     if not manifest.get("finalized") or not isinstance(manifest.get("files"), dict):
         return VerifyReport(ok=False, problems=[
