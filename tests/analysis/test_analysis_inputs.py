@@ -56,4 +56,6 @@ def test_paths_are_opened_where_datasets_are_expected(tmp_path: Path) -> None:
             call()
     with pytest.raises(ConfigError, match="merge_datasets takes opened datasets, not paths"):
         merge_datasets([str(missing)])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=f"not paths \\({missing}\\)"):
+        merge_datasets(str(missing))  # type: ignore[arg-type]
 

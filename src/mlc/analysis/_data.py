@@ -128,9 +128,10 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
     """
     if not datasets:
         raise ConfigError("no dataset given; pass at least one dataset")
-    paths = [d for d in datasets if isinstance(d, str | Path)]
-    if paths or isinstance(datasets, str):
-        raise ConfigError(f"merge_datasets takes opened datasets, not paths ({(paths or [datasets])[0]}); "
+    paths = [datasets] if isinstance(datasets, str | Path) else [
+        d for d in datasets if isinstance(d, str | Path)]
+    if paths:
+        raise ConfigError(f"merge_datasets takes opened datasets, not paths ({paths[0]}); "
                           "open them with mlc.dataset.open, or call load_datasets(paths)")
     if max_per_class < 1:
         raise ConfigError(f"max_per_class must be at least 1, got {max_per_class}")
