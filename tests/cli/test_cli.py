@@ -186,6 +186,7 @@ def test_ctrl_c_stops_a_run_at_once_and_says_how_to_resume(tiny_preset, tmp_path
         stopped_after = time.monotonic() - interrupted
     assert run.returncode == 130, stderr
     assert "interrupted: re-run the same command to resume" in stderr
+    assert "go back to the end of their last finished work unit" in " ".join(stderr.split())
     assert stopped_after < 10  # it stops rather than training on (typically well under a second)
     status = mlc("status", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
     assert "8 to train" in status.stdout and "no run in progress: re-run the same" in status.stdout

@@ -12,7 +12,10 @@ from mlc.errors import MLCError
 
 __all__ = ["app", "main"]
 
-_INTERRUPTED = "interrupted: re-run the same command to resume"
+_INTERRUPTED = (  # the bar counted epochs in memory; a resume keeps those of finished work units
+    "interrupted: re-run the same command to resume; networks still training go back to the end "
+    "of their last finished work unit"
+)
 
 
 def main() -> None:
