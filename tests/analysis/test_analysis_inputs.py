@@ -59,3 +59,18 @@ def test_paths_are_opened_where_datasets_are_expected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"not paths \\({missing}\\)"):
         merge_datasets(str(missing))  # type: ignore[arg-type]
 
+
+
+def test_a_report_folder_that_cannot_serve_is_refused_and_none_is_made_for_bad_data(
+        ds1: FakeDataset, tmp_path: Path) -> None:
+    """Checked before the data is read; made only once it has been, so a refusal leaves nothing."""
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset.json").write_text("{}")
+    with pytest.raises(ConfigError, match="is in the dataset .*ds: write the report into a folder"):
+        analyze(ds1, tmp_path / "ds" / "report")
+    (tmp_path / "afile").write_text("in the way")
+    with pytest.raises(ConfigError, match="afile is a file: write the report into a folder"):
+        analyze(ds1, tmp_path / "afile")
+    with pytest.raises(ConfigError, match="no dataset given"):
+        analyze([], tmp_path / "a" / "b" / "report")
+    assert not (tmp_path / "a").exists()

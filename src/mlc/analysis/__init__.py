@@ -33,7 +33,7 @@ from mlc.analysis._identify import TaskIdentification
 from mlc.analysis._learning import LearningCurve
 from mlc.analysis._overview import DataOverview
 from mlc.analysis._projections import Projections
-from mlc.analysis._report import AnalysisReport, analyze, make_report_folder
+from mlc.analysis._report import AnalysisReport, analyze, check_report_folder
 from mlc.analysis._suite import CLASSIFIER_NAMES, MIN_PER_CLASS, ClassifierSuite, make_classifier
 from mlc.analysis._trojan import MLDS_TABLE2, TrojanDetection
 
@@ -59,8 +59,8 @@ __all__ = [
     "TaskIdentification",
     "TrojanDetection",
     "analyze",
+    "check_report_folder",
     "console_summary",
-    "make_report_folder",
     "feature_matrices",
     "identification_summary",
     "load_datasets",

@@ -29,7 +29,7 @@ from mlc.analysis._suite import MIN_PER_CLASS
 from mlc.analysis._trojan import TrojanDetection
 from mlc.errors import ConfigError
 
-__all__ = ["AnalysisReport", "analyze", "make_report_folder"]
+__all__ = ["AnalysisReport", "analyze", "check_report_folder"]
 
 _N_PARTS = 8  # features, six parts, writing
 
@@ -70,10 +70,11 @@ def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedD
     if max_per_class < MIN_PER_CLASS:
         raise ConfigError(f"max_per_class must be at least {MIN_PER_CLASS}: a task or device with fewer "
                           f"networks is not classified, so every question would say 'too few networks'")
-    make_report_folder(Path(out_dir))  # before the analysis, which takes minutes, not after
+    check_report_folder(Path(out_dir))
     data = (datasets if isinstance(datasets, MergedData)
             else merge_datasets(_opened(datasets), max_per_class=max_per_class,
                                 converged_only=converged_only))
+    _make_report_folder(Path(out_dir))  # once the data is read, before the minutes of analysis
     common = {"max_per_class": max_per_class, "n_folds": n_folds, "random_state": random_state}
     with report_progress(_N_PARTS, enabled=show_progress) as progress:
         progress.step("feature matrices")
@@ -127,10 +128,19 @@ def _tables(sections: Sequence[Section]) -> dict[str, pd.DataFrame]:
     return {table.name: table.data for section in sections for table in section.tables}
 
 
-def make_report_folder(out_dir: Path) -> None:
-    """Make the report's folder, or say why it cannot be made, before any work is done."""
+def check_report_folder(out_dir: Path) -> None:
+    """Refuse a report folder that could never be used, before any work: a file, or a place inside
+    a dataset (its files would break that dataset's verification)."""
+    from mlc.store import dataset_containing  # loads torch: not at package import
+
+    inside = dataset_containing(out_dir)
+    if inside is not None:
+        raise ConfigError(f"{out_dir} is in the dataset {inside}: write the report into a folder of its own")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir} is a file: write the report into a folder")
+
+
+def _make_report_folder(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file where the folder should be, no permission, a read-only file system

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from mlc.cli._app import app, console, path_value
-from mlc.errors import ConfigError
 
 __all__ = ["analyze", "write_report"]
 
@@ -16,22 +15,9 @@ __all__ = ["analyze", "write_report"]
 def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> None:
     """Write the report and print its headline table and where the files are."""
     from mlc.analysis import analyze as run_analysis
-    from mlc.analysis import console_summary, make_report_folder, open_datasets
-    from mlc.store import dataset_containing
+    from mlc.analysis import console_summary
 
-    inside = dataset_containing(out)
-    if inside is not None:  # the report's files would break the dataset's verification
-        raise ConfigError(f"{out} is in the dataset {inside}: write the report into a folder of its own")
-    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders --out will add
-    make_report_folder(out)  # a bad --out is reported before the datasets are read
-    try:
-        report = run_analysis(open_datasets(datasets), out, max_per_class=max_per_class)
-    except BaseException:
-        for folder in made:  # a refused analysis leaves no empty folders behind
-            if any(folder.iterdir()):
-                break
-            folder.rmdir()
-        raise
+    report = run_analysis(datasets, out, max_per_class=max_per_class)
     console.print(console_summary(report.tables))
     console.print(
         f"analysis report: [bold]{report.html}[/] (and {report.markdown.name}, "
