@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mlc import models, tasks
+from mlc import tasks, work
 from mlc.train import LearnabilitySettings, TrainConfig, check_learnability, keep_freed_memory
 
 
@@ -104,7 +104,7 @@ def _budget(count: int, rate: float) -> int:
 
 def main() -> None:
     args = _args()
-    models.set_training_threads(args.threads)
+    work.set_training_threads(args.threads)
     keep_freed_memory()  # as `mlc run` does
     n_states = [int(s) for s in args.n_states.split(",")]
     names, data = _data(args, n_states)

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from mlc import models, tasks
+from mlc import tasks, work
 from mlc.train import TrainingArrays, evaluate, keep_freed_memory
 
 TASKS = ["SingleDirectMachine", "ParityMachine"]
@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
     device = torch.device(args.device)
-    models.set_training_threads(1)
+    work.set_training_threads(1)
     keep_freed_memory()  # as `mlc run` does
-    fused = models.population_for("mlds-gru", device)
+    fused = work.population_for("mlds-gru", device)
     if fused.head_eval is None:
         raise SystemExit(f"no fused head on {device}: {fused.kernels}")
     plain = copy.copy(fused)

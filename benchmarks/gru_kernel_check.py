@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 from mlc.models import MLDS_GRU, Population, from_batch_major  # noqa: E402
 from mlc.models._gru_torch import gru_layer_torch  # noqa: E402
-from mlc.models._gru_triton import (  # noqa: E402
+from mlc.models.triton._gru import (  # noqa: E402
     _DEFAULT_TILES,
     _backward,
     _forward,

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mlc.models._head_triton import head_loss_triton
+from mlc.models.triton._head import head_loss_triton
 
 WIDTHS = (12, 12, 24, 12, 8)
 # (precision, rows per tile, warps): the kernel's default first

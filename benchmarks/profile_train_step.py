@@ -14,7 +14,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mlc import models, tasks
+from mlc import tasks, work
 from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays, keep_freed_memory
 
 
@@ -42,13 +42,13 @@ def main() -> None:
         "--precision", choices=["ieee", "tf32x3"], default="ieee", help="CUDA: the fused GRU's products"
     )
     args = parser.parse_args()
-    models.set_training_threads(args.threads)
+    work.set_training_threads(args.threads)
     keep_freed_memory()  # as `mlc run` does
     dev = torch.device(args.device)
     names = list(tasks.names())
     spec = tasks.DataSpec(seed=1, n_train=32 * args.steps, n_val=32, length=100)
     data = TrainingArrays.from_shared(tasks.make_shared_data(spec, map(tasks.get, names)), names, dev)
-    population = models.population_for("mlds-gru", dev, args.head, args.precision)
+    population = work.population_for("mlds-gru", dev, args.head, args.precision)
     print(f"kernels: {population.kernels}", flush=True)
     seeds = list(range(args.models))
     state = PopulationState.fresh(population.init(seeds)).to(dev)

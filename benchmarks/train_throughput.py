@@ -86,20 +86,20 @@ def measure_naive(device: str, steps: int) -> dict:
 def _population(layer: str, dev, head: str):
     import torch
 
-    from mlc import models
+    from mlc import models, work
 
     if layer == "manual":  # the CPU fallback's threads, as `population_for` gives it
         return models.population("mlds-gru", threads=models.native_threads() if dev.type == "cpu" else 1)
     if layer == "auto":
-        return models.population_for("mlds-gru", dev, head)
+        return work.population_for("mlds-gru", dev, head)
     if layer == "native":
         if not models.native_available():
             raise RuntimeError(f"C kernels unavailable: {models.native_unavailable_reason()}")
-        return models.population_for("mlds-gru", torch.device("cpu"), head)
+        return work.population_for("mlds-gru", torch.device("cpu"), head)
     if dev.type != "cuda":
         raise RuntimeError(f"--layer {layer} is the Triton recurrence's precision: it needs --device cuda")
     # what the trainer builds for that precision, first-run check included (`kernels` says if it fell back)
-    return models.population_for("mlds-gru", dev, head, precision=layer)
+    return work.population_for("mlds-gru", dev, head, precision=layer)
 
 
 def measure_population(device: str, steps: int, m: int, layer: str, head: str) -> dict:
@@ -185,11 +185,11 @@ def main() -> None:
     if args.child:
         import torch
 
-        from mlc import models, train
+        from mlc import train, work
 
         kind, device, steps, *rest = args.child
         if kind == "population" and device == "cpu":
-            models.set_training_threads(args.threads)  # as `mlc run` trains
+            work.set_training_threads(args.threads)  # as `mlc run` trains
         else:
             torch.set_num_threads(args.threads)  # the naive loop's intra-op threads
         # as `mlc run` does, on both sides (a revision from before it has none: revision_ab.py)

@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 import torch
 
-from mlc import models
-from mlc.models._first_run import first_run_failure
+from mlc import models, work
+from mlc.work._first_run import first_run_failure
 
 
 def _with_layer(layer) -> models.Population:
@@ -22,7 +22,7 @@ def test_passes_the_pytorch_path_and_the_cpu_kernels():
     reference = models.population("mlds-gru")
     cpu = torch.device("cpu")
     assert first_run_failure(reference, reference, cpu) is None
-    assert first_run_failure(models.population_for("mlds-gru", cpu), reference, cpu) is None
+    assert first_run_failure(work.population_for("mlds-gru", cpu), reference, cpu) is None
 
 
 def test_a_caller_without_gradients_does_not_fail_the_check():
@@ -31,12 +31,12 @@ def test_a_caller_without_gradients_does_not_fail_the_check():
         assert first_run_failure(reference, reference, torch.device("cpu")) is None
 
 
-CHECK = "mlc.models._first_run.first_run_failure"
+CHECK = "mlc.work._kernels.first_run_failure"
 
 
 @pytest.fixture
 def no_checks_yet():
-    from mlc.models import _FIRST_RUNS
+    from mlc.work._kernels import _FIRST_RUNS
 
     _FIRST_RUNS.clear()
     yield
@@ -45,7 +45,7 @@ def no_checks_yet():
 
 @pytest.mark.usefixtures("no_checks_yet")
 def test_checks_once_per_process():
-    from mlc.models import _checked_first_run
+    from mlc.work._kernels import _checked_first_run
 
     cpu, candidate = torch.device("cpu"), models.population("mlds-gru", kernels="some kernels")
     with mock.patch(CHECK, return_value="RuntimeError: no ptxas") as check:
@@ -56,7 +56,7 @@ def test_checks_once_per_process():
 
 @pytest.mark.usefixtures("no_checks_yet")
 def test_running_out_of_memory_is_not_remembered():
-    from mlc.models import _checked_first_run
+    from mlc.work._kernels import _checked_first_run
 
     cpu, candidate = torch.device("cpu"), models.population("mlds-gru", kernels="some kernels")
     with mock.patch(CHECK, return_value="OutOfMemoryError: CUDA") as check:
@@ -69,14 +69,16 @@ def test_running_out_of_memory_is_not_remembered():
 def test_wrong_c_kernels_fall_back_head_first_then_recurrence():
     if not models.native_available():
         pytest.skip(f"C kernels unavailable: {models.native_unavailable_reason()}")
-    from mlc.models import _FIRST_RUNS, _gru_native, _head_native
+    from mlc.models.native import _gru as _gru_native
+    from mlc.models.native import _head as _head_native
+    from mlc.work._kernels import _FIRST_RUNS
 
     cpu = torch.device("cpu")
-    assert models.population_for("mlds-gru", cpu).kernels.startswith("C kernels, ")
+    assert work.population_for("mlds-gru", cpu).kernels.startswith("C kernels, ")
     _FIRST_RUNS.clear()
     head = _head_native.head_loss_native
     with mock.patch.object(_head_native, "head_loss_native", lambda *args: head(*args) * 2):
-        population = models.population_for("mlds-gru", cpu)
+        population = work.population_for("mlds-gru", cpu)
     assert population.head_loss is None
     assert population.kernels.startswith("C kernels (PyTorch head), ")
     assert "; C head failed its first run: a first step disagreed with the PyTorch path" in population.kernels
@@ -88,12 +90,12 @@ def test_wrong_c_kernels_fall_back_head_first_then_recurrence():
         return loss, correct + 3
 
     with mock.patch.object(_head_native, "head_eval_native", miscounting):
-        population = models.population_for("mlds-gru", cpu)
+        population = work.population_for("mlds-gru", cpu)
     assert population.head_eval is None and population.head_loss is None
     assert "; C head failed its first run: a first evaluation disagreed" in population.kernels
     _FIRST_RUNS.clear()
     with mock.patch.object(_gru_native, "gru_layer_native", side_effect=RuntimeError("illegal instruction")):
-        population = models.population_for("mlds-gru", cpu)
+        population = work.population_for("mlds-gru", cpu)
     assert population.kernels == (
         "PyTorch GRU (C kernels failed their first run: RuntimeError: illegal instruction)"
     )
@@ -119,7 +121,9 @@ def test_reports_a_kernel_that_computes_wrongly(corrupt):
 def _triton_choices() -> dict[str, str | None]:
     """What population_for's CUDA branch picks (run on the CPU by the interpreter) when the kernels
     work, when the GRU kernel cannot launch, and when the head computes a wrong loss."""
-    from mlc.models import _FIRST_RUNS, _gru_triton, _head_triton, _triton_population_for
+    from mlc.models.triton import _gru as _gru_triton
+    from mlc.models.triton import _head as _head_triton
+    from mlc.work._kernels import _FIRST_RUNS, _triton_population_for
 
     cpu = torch.device("cpu")
 

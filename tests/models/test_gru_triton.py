@@ -33,7 +33,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _layer_errors(m, b, length, n_in, precision, block_b, x_grad) -> dict[str, float]:
     from mlc.models._gru_torch import gru_layer_torch
-    from mlc.models._gru_triton import gru_layer_triton
+    from mlc.models.triton._gru import gru_layer_triton
 
     hidden = 12
     bound = 1 / math.sqrt(hidden)
@@ -60,7 +60,7 @@ def _layer_errors(m, b, length, n_in, precision, block_b, x_grad) -> dict[str, f
 
 def _population_errors() -> dict[str, float]:
     from mlc.models import MLDS_GRU, Population, from_batch_major, reference_module
-    from mlc.models._gru_triton import gru_layer_triton
+    from mlc.models.triton._gru import gru_layer_triton
 
     seeds = [3, 11]
     fused, plain = Population(MLDS_GRU, gru_layer=from_batch_major(gru_layer_triton)), Population(MLDS_GRU)
@@ -99,7 +99,7 @@ def _tensor_core_errors() -> dict[str, dict[str, float]]:
 
 def _worker() -> None:
     """Run every interpreted check and print {name: {quantity: relative error}} as JSON."""
-    from mlc.models._gru_triton import triton_available
+    from mlc.models.triton._gru import triton_available
 
     torch.manual_seed(0)
     results: dict[str, dict[str, float]] = {"available": {"cpu": float(triton_available("cpu"))}}
@@ -143,13 +143,13 @@ def test_population_matches_reference_module(interpreted):
 
 
 def test_cpu_without_interpreter_is_not_available():
-    from mlc.models._gru_triton import _interpreted, triton_available
+    from mlc.models.triton._gru import _interpreted, triton_available
 
     assert triton_available("cpu") == _interpreted()
 
 
 def test_rejects_float64_and_bad_shapes():
-    from mlc.models._gru_triton import gru_layer_triton
+    from mlc.models.triton._gru import gru_layer_triton
 
     x = torch.zeros(2, 3, 4, 5)
     w_ih, w_hh, b = torch.zeros(2, 36, 5), torch.zeros(2, 36, 12), torch.zeros(2, 36)
@@ -162,7 +162,7 @@ def test_rejects_float64_and_bad_shapes():
 
 
 def test_imports_without_triton(monkeypatch):
-    import mlc.models._gru_triton as module
+    import mlc.models.triton._gru as module
 
     for name in ("triton", "triton.language", "triton.language.extra"):
         monkeypatch.setitem(sys.modules, name, None)

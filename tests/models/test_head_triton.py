@@ -32,7 +32,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def _head_errors(
     m: int, length: int, b: int, block_r: int, num_warps: int, precision: str
 ) -> dict[str, float]:
-    from mlc.models._head_triton import head_eval_triton, head_loss_triton
+    from mlc.models.triton._head import head_eval_triton, head_loss_triton
 
     widths = [12, 12, 24, 12, 8]
     h = torch.randn(m, b, length, 12).transpose(1, 2)  # the strided view the Triton GRU returns
@@ -62,8 +62,8 @@ def _head_errors(
 
 def _population_errors() -> dict[str, float]:
     from mlc.models import MLDS_GRU, Population, from_batch_major
-    from mlc.models._gru_triton import gru_layer_triton
-    from mlc.models._head_triton import head_eval_triton, head_loss_triton
+    from mlc.models.triton._gru import gru_layer_triton
+    from mlc.models.triton._head import head_eval_triton, head_loss_triton
 
     gru = from_batch_major(gru_layer_triton)
     fused = Population(MLDS_GRU, gru, head_loss_triton, head_eval=head_eval_triton)
@@ -86,7 +86,7 @@ def _population_errors() -> dict[str, float]:
 
 def _validation() -> dict[str, float]:
     """1.0 for each bad call rejected with the message that names its problem."""
-    from mlc.models._head_triton import head_loss_triton
+    from mlc.models.triton._head import head_loss_triton
 
     h, y = torch.zeros(1, 2, 3, 12), torch.zeros(1, 2, 3, 8)
     fcs = [(torch.zeros(1, o, i), torch.zeros(1, o)) for i, o in [(12, 12), (12, 24), (24, 12), (12, 8)]]
@@ -156,8 +156,8 @@ def test_tf32x3_keeps_float32_accuracy_on_truncating_tensor_cores(interpreted):
 
 
 def test_not_available_on_cpu_without_interpreter_or_for_other_heads():
-    from mlc.models._gru_triton import _interpreted
-    from mlc.models._head_triton import head_triton_available
+    from mlc.models.triton._gru import _interpreted
+    from mlc.models.triton._head import head_triton_available
 
     mlds = [(12, 12), (12, 24), (24, 12), (12, 8)]
     assert head_triton_available("cpu", mlds) == _interpreted()
@@ -169,15 +169,15 @@ def test_rejects_bad_tiles_precisions_and_empty_rows(interpreted):
 
 
 def test_population_for_rejects_unknown_heads_and_precisions_and_honours_torch():
-    from mlc import models
+    from mlc import work
 
     with pytest.raises(ValueError, match="head must be"):
-        models.population_for("mlds-gru", torch.device("cpu"), head="triton")
+        work.population_for("mlds-gru", torch.device("cpu"), head="triton")
     with pytest.raises(ValueError, match="tf32x3 on a CUDA device"):
-        models.population_for("mlds-gru", torch.device("cpu"), precision="tf32x3")
+        work.population_for("mlds-gru", torch.device("cpu"), precision="tf32x3")
     with pytest.raises(ValueError, match="precision must be"):
-        models.population_for("mlds-gru", torch.device("cuda"), precision="fp16")
-    assert models.population_for("mlds-gru", torch.device("cpu"), head="torch").head_loss is None
+        work.population_for("mlds-gru", torch.device("cuda"), precision="fp16")
+    assert work.population_for("mlds-gru", torch.device("cpu"), head="torch").head_loss is None
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pytest
 import torch
 from head_reference import count_bounds, head_loss
 
-from mlc import models
+from mlc import models, work
 from mlc.models._gru_manual import gru_layer_manual
 
 TOLERANCE = 1e-5  # relative, float32 kernels against float64 references; measured ~1e-7 to 5e-7
@@ -37,15 +37,15 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _gru_rows(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
     """The C layer with the rows contract of gru_layer_manual: [M, L, B, I] -> [M, L, B, H]."""
-    from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
+    from mlc.models.native._gru import LANE_LAYOUT, gru_layer_native
 
     return LANE_LAYOUT.leave(gru_layer_native(LANE_LAYOUT.enter(x), *weights), x.shape[2])
 
 
 def _head_rows(h: torch.Tensor, y: torch.Tensor, fcs) -> torch.Tensor:
     """The C head on rows h [M, L, B, H] (entering the lane layout), targets y [M, L, B, O]."""
-    from mlc.models._gru_native import LANE_LAYOUT
-    from mlc.models._head_native import head_loss_native
+    from mlc.models.native._gru import LANE_LAYOUT
+    from mlc.models.native._head import head_loss_native
 
     return head_loss_native(LANE_LAYOUT.enter(h), y, fcs)
 
@@ -115,8 +115,8 @@ def test_head_loss_matches_float64_reference(rows, widths):
 @needs_native
 @pytest.mark.parametrize("rows", [32, 37, 5])  # whole lane vectors, a partial last one, under one
 def test_head_eval_counts_the_outputs_the_reference_gets_right(rows):
-    from mlc.models._gru_native import LANE_LAYOUT
-    from mlc.models._head_native import head_eval_native
+    from mlc.models.native._gru import LANE_LAYOUT
+    from mlc.models.native._head import head_eval_native
 
     torch.manual_seed(2)
     m, widths = 3, (12, 12, 24, 12, 8)
@@ -138,8 +138,8 @@ def test_head_eval_counts_the_outputs_the_reference_gets_right(rows):
 def test_head_reads_targets_through_their_strides():
     """The trainer hands the head a time-major view of whole gathered sequences [M, B, L, O]; the
     kernel reads it in place, with the results of C-ordered targets, bit for bit."""
-    from mlc.models._gru_native import LANE_LAYOUT
-    from mlc.models._head_native import head_eval_native, head_loss_native
+    from mlc.models.native._gru import LANE_LAYOUT
+    from mlc.models.native._head import head_eval_native, head_loss_native
 
     torch.manual_seed(4)
     m, length, rows, widths = 3, 4, 37, (12, 12, 24, 12, 8)
@@ -162,8 +162,8 @@ def test_head_reads_targets_through_their_strides():
 
 @needs_native
 def test_head_loss_rejects_shapes_that_do_not_chain():
-    from mlc.models._gru_native import LANE_LAYOUT
-    from mlc.models._head_native import head_loss_native
+    from mlc.models.native._gru import LANE_LAYOUT
+    from mlc.models.native._head import head_loss_native
 
     h, y = torch.randn(2, 3, 10, 12), torch.zeros(2, 3, 10, 8)
     lanes = LANE_LAYOUT.enter(h)
@@ -179,7 +179,7 @@ def test_head_loss_rejects_shapes_that_do_not_chain():
 
 @needs_native
 def test_cpu_picks_the_native_kernels_and_they_agree_with_the_reference_module():
-    population = models.population_for("mlds-gru", torch.device("cpu"))
+    population = work.population_for("mlds-gru", torch.device("cpu"))
     assert population.head_loss is not None
     seeds = [3, 4]
     flat = population.init(seeds)
@@ -267,8 +267,8 @@ def test_a_failed_piece_is_raised_after_the_others_finish():
 def _reason_in_child(env: dict[str, str]) -> str:
     """What a fresh process reports (the kernels are built and cached once per process)."""
     code = (
-        "import torch; from mlc import models; print(models.native_unavailable_reason()); "
-        "population = models.population_for('mlds-gru', torch.device('cpu')); "
+        "import torch; from mlc import models, work; print(models.native_unavailable_reason()); "
+        "population = work.population_for('mlds-gru', torch.device('cpu')); "
         "print(population.kernels); print(population.head_loss)"
     )
     out = subprocess.run(
@@ -316,8 +316,8 @@ def test_gru_layer_keeps_nan_and_saturates_like_torch():
 
 @needs_native
 def test_head_loss_rejects_calls_it_cannot_compute():
-    from mlc.models._gru_native import LANE_LAYOUT
-    from mlc.models._head_native import head_loss_native
+    from mlc.models.native._gru import LANE_LAYOUT
+    from mlc.models.native._head import head_loss_native
 
     h, y = LANE_LAYOUT.enter(torch.randn(2, 1, 10, 12)), torch.zeros(2, 1, 10, 8)
     fc = (torch.randn(2, 8, 12), torch.randn(2, 8))
@@ -330,7 +330,7 @@ def test_head_loss_rejects_calls_it_cannot_compute():
     with pytest.raises(ValueError, match="no rows"):
         head_loss_native(h[:, :0], y[:, :0], [fc])
     with pytest.raises(ValueError, match="padded"):
-        from mlc.models._gru_native import gru_layer_native
+        from mlc.models.native._gru import gru_layer_native
 
         gru_layer_native(
             torch.randn(2, 1, 5, 3), *(torch.randn(2, 36, k) for k in (5, 12)), *torch.randn(2, 2, 36)
@@ -341,8 +341,8 @@ def test_head_loss_rejects_calls_it_cannot_compute():
 def test_head_gradients_are_not_the_saved_tensors():
     """Backward hands the kernel's own gradients on when the upstream gradient is all ones (as
     `loss.sum()` gives); nothing the graph keeps for a later backward may alias what a caller gets."""
-    from mlc.models._gru_native import LANE_LAYOUT
-    from mlc.models._head_native import head_loss_native
+    from mlc.models.native._gru import LANE_LAYOUT
+    from mlc.models.native._head import head_loss_native
 
     torch.manual_seed(3)
     h = LANE_LAYOUT.enter(torch.randn(2, 5, 2, 12)).requires_grad_()  # the head's own input as a leaf
@@ -368,10 +368,10 @@ def test_head_gradients_are_not_the_saved_tensors():
 
 _CHILD_CHECK = """
 import torch
-from mlc import models
+from mlc import models, work
 from mlc.models._gru_manual import gru_layer_manual
-from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
-from mlc.models._head_native import head_eval_native, head_loss_native
+from mlc.models.native._gru import LANE_LAYOUT, gru_layer_native
+from mlc.models.native._head import head_eval_native, head_loss_native
 assert models.native_available(), models.native_unavailable_reason()
 torch.manual_seed(0)
 x = torch.randn(3, 5, 21, 5)
@@ -437,8 +437,8 @@ def test_a_failed_build_is_remembered_and_a_damaged_one_rebuilt(tmp_path):
 
 _FORK_CHECK = """
 import multiprocessing, torch
-from mlc import models
-from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
+from mlc import models, work
+from mlc.models.native._gru import LANE_LAYOUT, gru_layer_native
 models.set_native_threads(2)
 x = LANE_LAYOUT.enter(torch.randn(4, 3, 5, 5))
 args = (x, torch.randn(4, 36, 5), torch.randn(4, 36, 12), *torch.randn(2, 4, 36))

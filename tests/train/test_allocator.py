@@ -63,16 +63,16 @@ import ctypes
 import resource
 
 import torch
-from mlc import models, tasks
+from mlc import models, tasks, work
 from mlc.train import PopulationState, PopulationTrainer, TrainConfig, TrainingArrays, keep_freed_memory
 
 assert ctypes.CDLL(None).prctl(41, 1, 0, 0, 0) == 0
 keep_freed_memory()
-models.set_training_threads(2)
+work.set_training_threads(2)
 names = ["ParityMachine"]
 spec = tasks.DataSpec(seed=1, n_train=64, n_val=8, length=100)
 data = TrainingArrays.from_shared(tasks.make_shared_data(spec, map(tasks.get, names)), names)
-population = models.population_for("mlds-gru", torch.device("cpu"))
+population = work.population_for("mlds-gru", torch.device("cpu"))
 seeds = list(range(128))  # two ranges of 64 networks, ~96 MiB a step each on the C kernels
 state = PopulationState.fresh(population.init(seeds))
 trainer = PopulationTrainer(population, TrainConfig(max_epochs=100))

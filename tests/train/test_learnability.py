@@ -9,6 +9,9 @@ from mlc import tasks
 from mlc.errors import ConfigError
 from mlc.tasks import RandomAutomaton, SharedData
 from mlc.train import LearnabilitySettings, TrainConfig, check_learnability, select_automata
+from mlc.work import population_for
+
+FAST = {"population_factory": population_for}  # the C kernels where they build, as `mlc run` trains
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,7 +35,7 @@ def test_keeps_the_learnable_and_rejects_the_unlearnable(data: SharedData) -> No
     seen: list[tuple[int, tuple[bool, ...]]] = []
     # lr 1e-2: two Adam steps per epoch here; fits within 2 to 7 epochs across reference seeds
     report = check_learnability(["NearlyConstant", "RandomAutomaton-0"], data, settings,
-                                TrainConfig(lr=1e-2), on_epoch=lambda *a: seen.append(a))
+                                TrainConfig(lr=1e-2), on_epoch=lambda *a: seen.append(a), **FAST)
     easy, hard = report.verdicts
     assert report.kept == ("NearlyConstant",) and report.rejected == ("RandomAutomaton-0",)
     assert easy.kept and easy.n_fitted >= 1 and easy.best_val_accuracy >= 0.99
@@ -46,14 +49,15 @@ def test_keeps_the_learnable_and_rejects_the_unlearnable(data: SharedData) -> No
 def test_an_impossible_requirement_rejects_everything(data: SharedData) -> None:
     # every network must fit, at perfect accuracy, within one epoch
     settings = LearnabilitySettings(networks=2, epochs=1, threshold=1.0, fit_fraction=1.0)
-    report = check_learnability(["NearlyConstant", "RandomAutomaton-0"], data, settings, TrainConfig())
+    names = ["NearlyConstant", "RandomAutomaton-0"]
+    report = check_learnability(names, data, settings, TrainConfig(), **FAST)
     assert report.kept == () and settings.required == 2
 
 
 def test_results_do_not_depend_on_the_call(data: SharedData) -> None:
     settings = LearnabilitySettings(networks=1, epochs=2, threshold=0.99)
-    a = check_learnability(["RandomAutomaton-0"], data, settings, TrainConfig())
-    b = check_learnability(["RandomAutomaton-0"], data, settings, TrainConfig())
+    a = check_learnability(["RandomAutomaton-0"], data, settings, TrainConfig(), **FAST)
+    b = check_learnability(["RandomAutomaton-0"], data, settings, TrainConfig(), **FAST)
     assert a == b
 
 
@@ -61,13 +65,13 @@ def test_selection_stops_when_the_budget_is_spent() -> None:
     spec = tasks.DataSpec(seed=1, n_train=32, n_val=8, length=8)
     settings = LearnabilitySettings(networks=1, epochs=1, threshold=1.0, max_candidates=3)
     with pytest.raises(ConfigError, match="only 0 of 2 wanted automata .* in 3 candidates"):
-        select_automata(2, {"seed": 1, "n_states": 6}, spec, settings, TrainConfig())
+        select_automata(2, {"seed": 1, "n_states": 6}, spec, settings, TrainConfig(), **FAST)
 
 
 def test_selection_keeps_the_first_that_pass_in_order() -> None:
     spec = tasks.DataSpec(seed=1, n_train=32, n_val=8, length=8)
     settings = LearnabilitySettings(networks=1, epochs=1, threshold=0.05, max_candidates=5)
-    selection = select_automata(2, {"seed": 1, "n_states": 3}, spec, settings, TrainConfig())
+    selection = select_automata(2, {"seed": 1, "n_states": 3}, spec, settings, TrainConfig(), **FAST)
     assert selection.kept == ("RandomAutomaton-0", "RandomAutomaton-1")
     assert selection.n_tried == 2 and selection.rejected == ()
 
@@ -84,6 +88,6 @@ def test_bad_settings_are_config_errors(bad: dict[str, object]) -> None:
 
 def test_missing_targets_are_named(data: SharedData) -> None:
     with pytest.raises(ConfigError, match="RandomAutomaton-9"):
-        check_learnability(["RandomAutomaton-9"], data, LearnabilitySettings(), TrainConfig())
+        check_learnability(["RandomAutomaton-9"], data, LearnabilitySettings(), TrainConfig(), **FAST)
     with pytest.raises(ConfigError, match="twice"):
-        check_learnability(["RandomAutomaton-0"] * 2, data, LearnabilitySettings(), TrainConfig())
+        check_learnability(["RandomAutomaton-0"] * 2, data, LearnabilitySettings(), TrainConfig(), **FAST)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from mlc import models, tasks
+from mlc import models, tasks, work
 from mlc.models import GRUNetConfig, Population
 from mlc.train import (
     PopulationState,
@@ -29,6 +29,7 @@ from mlc.train import (
     bytes_per_network,
     choose_population_size,
 )
+from mlc.work import _kernels
 
 TASKS = ["SingleDirectMachine", "ParityMachine"]  # 5 inputs, 8 outputs, as every MLDS task
 TOO_GENEROUS = 1.35  # estimate / measured at most; measured 1.1-1.3
@@ -50,16 +51,16 @@ SHAPES = {  # config, batch, length
 
 
 def _native(config: GRUNetConfig, fused_head: bool) -> Population:
-    from mlc.models._gru_native import LANE_LAYOUT, gru_layer_native
-    from mlc.models._head_native import head_loss_native
+    from mlc.models.native._gru import LANE_LAYOUT, gru_layer_native
+    from mlc.models.native._head import head_loss_native
 
     head = head_loss_native if fused_head else None
     return Population(config, gru_layer_native, head, LANE_LAYOUT, keeps_gates=False)
 
 
 def _triton(config: GRUNetConfig, fused_head: bool) -> Population:
-    from mlc.models._gru_triton import gru_layer_triton
-    from mlc.models._head_triton import head_loss_triton
+    from mlc.models.triton._gru import gru_layer_triton
+    from mlc.models.triton._head import head_loss_triton
 
     head = head_loss_triton if fused_head else None
     return Population(config, models.from_batch_major(gru_layer_triton), head, keeps_gates=False)
@@ -161,7 +162,7 @@ def test_population_size_is_capped_per_cpu_thread_and_at_least_one():
 def test_a_population_says_how_many_threads_split_it():
     models.set_native_threads(3)
     try:
-        assert models.population_for("mlds-gru", torch.device("cpu")).threads == 3
+        assert work.population_for("mlds-gru", torch.device("cpu")).threads == 3
     finally:
         models.set_native_threads(None)
     assert models.population("mlds-gru").threads == 1
@@ -174,10 +175,10 @@ def test_the_pytorch_fallback_is_trained_by_every_thread_too(monkeypatch, why):
         monkeypatch.setattr(models, "native_unavailable_reason", lambda: "no C compiler")
     else:
         monkeypatch.setattr(models, "native_available", lambda: True)
-        monkeypatch.setattr(models, "_checked_first_run", lambda *_: "a wrong loss")
+        monkeypatch.setattr(_kernels, "_checked_first_run", lambda *_: "a wrong loss")
     models.set_native_threads(3)
     try:
-        fallback = models.population_for("mlds-gru", torch.device("cpu"))
+        fallback = work.population_for("mlds-gru", torch.device("cpu"))
     finally:
         models.set_native_threads(None)
     assert fallback.kernels.startswith("PyTorch GRU (C kernels") and fallback.threads == 3

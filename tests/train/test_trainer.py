@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlc import models, tasks
+from mlc import models, tasks, work
 from mlc.errors import ConfigError
 from mlc.train import (
     PopulationState,
@@ -33,7 +33,7 @@ def population(request) -> models.Population:
         return models.population("mlds-gru")
     if not models.native_available():
         pytest.skip(f"C kernels unavailable here: {models.native_unavailable_reason()}")
-    return models.population_for("mlds-gru", torch.device("cpu"))
+    return work.population_for("mlds-gru", torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")

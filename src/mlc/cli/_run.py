@@ -42,7 +42,7 @@ def run(
 ) -> None:
     """Train PRESET through the full pipeline on this machine; re-running resumes."""
 
-    from mlc import models
+    from mlc import work
     from mlc._host import usable_cpus
     from mlc.executors import LocalExecutor
     from mlc.train import SelectionProgress, keep_freed_memory
@@ -59,7 +59,7 @@ def run(
             f"[yellow]warning:[/] --threads {threads} is more than the {cpus} CPUs this process may use; "
             "threads beyond them only take turns, and each one trains its own range of networks in memory"
         )
-    models.set_training_threads(threads)  # the DS3 learnability check trains while resolving
+    work.set_training_threads(threads)  # the DS3 learnability check trains while resolving
     keep_freed_memory()
     with console.status("resolving the preset") as status:
 
@@ -71,7 +71,7 @@ def run(
 
         workdir = workdir or _default_workdir(preset)
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
-    kernels = escape(models.population_for(config.model, dev).kernels)
+    kernels = escape(work.population_for(config.model, dev).kernels)
     console.print(
         f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
         f"{counted(config.networks_per_task, 'network')}, "

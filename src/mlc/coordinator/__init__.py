@@ -4,34 +4,72 @@ Experiment from preset -> work units -> lease -> report -> validate -> assimilat
 each state change one transaction. The same code serves every transport (local, Ray, HTTP).
 """
 
-from mlc.coordinator._assimilator import assimilate_valid
-from mlc.coordinator._db import connect, sqlite_url, transaction, utcnow
-from mlc.coordinator._experiments import (
-    Experiment,
-    build_shared_data,
-    create_experiment,
-    get_experiment,
-    list_experiments,
-    move_dataset,
-    stored_network_ids,
-)
-from mlc.coordinator._scheduler import (
-    DEFAULT_MAX_ATTEMPTS,
-    ReportOutcome,
-    apply_transitions,
-    lease_work,
-    report_result,
-    take_over_leases,
-)
-from mlc.coordinator._schema import NetworkState, Verdict, WUState
-from mlc.coordinator._serverdata import ServerData
-from mlc.coordinator._status import ExperimentStatus, experiment_status
-from mlc.coordinator._transition import Change, ResultView, UnitView, transition
-from mlc.coordinator._validator import validate_pending
+from typing import TYPE_CHECKING
 
+from mlc._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from mlc.coordinator._assimilator import assimilate_valid
+    from mlc.coordinator._db import connect, sqlite_url, transaction, utcnow
+    from mlc.coordinator._experiments import (
+        Experiment,
+        build_shared_data,
+        create_experiment,
+        get_experiment,
+        list_experiments,
+        move_dataset,
+        stored_network_ids,
+    )
+    from mlc.coordinator._scheduler import (
+        DEFAULT_MAX_ATTEMPTS,
+        ReportOutcome,
+        apply_transitions,
+        lease_work,
+        report_result,
+        take_over_leases,
+    )
+    from mlc.coordinator._schema import NetworkState, Verdict, WUState
+    from mlc.coordinator._serverdata import ServerData
+    from mlc.coordinator._status import ExperimentStatus, experiment_status
+    from mlc.coordinator._transition import Change, ResultView, UnitView, transition
+    from mlc.coordinator._validator import validate_pending
+
+_EXPORTS = {
+    "assimilate_valid": "_assimilator",
+    "connect": "_db",
+    "sqlite_url": "_db",
+    "transaction": "_db",
+    "utcnow": "_db",
+    "Experiment": "_experiments",
+    "build_shared_data": "_experiments",
+    "create_experiment": "_experiments",
+    "get_experiment": "_experiments",
+    "list_experiments": "_experiments",
+    "move_dataset": "_experiments",
+    "stored_network_ids": "_experiments",
+    "DEFAULT_MAX_ATTEMPTS": "_scheduler",
+    "ReportOutcome": "_scheduler",
+    "apply_transitions": "_scheduler",
+    "lease_work": "_scheduler",
+    "report_result": "_scheduler",
+    "take_over_leases": "_scheduler",
+    "NetworkState": "_schema",
+    "Verdict": "_schema",
+    "WUState": "_schema",
+    "ServerData": "_serverdata",
+    "ExperimentStatus": "_status",
+    "experiment_status": "_status",
+    "Change": "_transition",
+    "ResultView": "_transition",
+    "UnitView": "_transition",
+    "transition": "_transition",
+    "validate_pending": "_validator",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
-    "DEFAULT_MAX_ATTEMPTS",
     "Change",
+    "DEFAULT_MAX_ATTEMPTS",
     "Experiment",
     "ExperimentStatus",
     "NetworkState",

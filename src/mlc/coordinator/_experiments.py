@@ -10,15 +10,19 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, exists, select
 
-from mlc import models, tasks
+from mlc import tasks
 from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._schema import NetworkState, WUState, experiments, networks, work_units
 from mlc.errors import ConfigError, StateError, UnknownNameError
 from mlc.tasks import SharedData
-from mlc.work import ExperimentConfig, Member, WorkUnitSpec
+from mlc.work import Member, WorkUnitSpec
+
+if TYPE_CHECKING:  # the lease and report path reads no configs: it must not load torch with them
+    from mlc.work import ExperimentConfig
 
 __all__ = [
     "Experiment",
@@ -103,6 +107,8 @@ def mark_finished_if_complete(conn: Connection, experiment_id: int, now: datetim
 
 
 def _row_to_experiment(row: object) -> Experiment:
+    from mlc.work import ExperimentConfig
+
     try:
         config = ExperimentConfig.from_dict(json.loads(row.config_json))  # type: ignore[attr-defined]
     except ConfigError as exc:  # stored by an older version, or by hand, under laxer rules
@@ -146,6 +152,8 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
         if row.config_json != config_json:
             raise StateError(_settings_differ(config.name, json.loads(row.config_json), config.to_dict()))
         return _row_to_experiment(row), False
+    from mlc import models
+
     data = build_shared_data(config)
     layout_id = models.layout(config.model).layout_id
     with transaction(engine) as conn:

@@ -37,6 +37,12 @@ __all__ = [
     "select_automata",
 ]
 
+PopulationFactory = Callable[[str, torch.device], models.Population]
+
+
+def _pytorch_population(model: str, device: torch.device) -> models.Population:
+    return models.population(model)
+
 
 @dataclass(frozen=True)
 class LearnabilitySettings:
@@ -131,6 +137,7 @@ def check_learnability(
     seed: int = 0,
     device: torch.device | str = "cpu",
     on_epoch: Callable[[int, tuple[bool, ...]], None] | None = None,
+    population_factory: PopulationFactory | None = None,
 ) -> LearnabilityReport:
     """Train `settings.networks` reference networks per task, all in one population, and judge each.
 
@@ -138,6 +145,8 @@ def check_learnability(
     epoch budget `settings.epochs`; a network stops as soon as it fits, and an automaton's remaining
     networks stop once enough of them fit, so easy automata cost little. `on_epoch(epochs_done,
     kept)` is called after every epoch, `kept` saying which automata are already kept.
+    `population_factory(model, device)` builds the population that trains (the worker runtime's
+    kernel choice, `mlc.work.population_for`); None trains on the PyTorch path.
     """
     names = list(task_names)
     missing = [t for t in names if t not in data.train_targets]
@@ -148,7 +157,7 @@ def check_learnability(
     n_net = settings.networks
     member_tasks = [t for t in names for _ in range(n_net)]  # member m belongs to names[m // n_net]
     seeds = [reference_seed(seed, t, i) for t in names for i in range(n_net)]
-    population = models.population_for(model, torch.device(device))
+    population = (population_factory or _pytorch_population)(model, torch.device(device))
     arrays = TrainingArrays.from_shared(data, names, device)
     state = PopulationState.fresh(population.init(seeds)).to(device)
     # "converged" means "fits": stop at the accuracy threshold, whatever the loss.
@@ -232,6 +241,7 @@ def select_automata(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: Callable[[SelectionProgress], None] | None = None,
+    population_factory: PopulationFactory | None = None,
 ) -> AutomataSelection:
     """The first `count` learnable `RandomAutomaton-<k>` (k = 0, 1, ...; `task_params` = seed, n_states).
 
@@ -258,6 +268,7 @@ def select_automata(
                                            min(count, len(kept) + sum(now)), count))
 
         result = check_learnability(names, data, settings, train, model=model, seed=seed, device=device,
+                                    population_factory=population_factory,
                                     on_epoch=report)
         verdicts.extend(result.verdicts)
         kept.extend(result.kept[: count - len(kept)])

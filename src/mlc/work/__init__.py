@@ -3,14 +3,47 @@
 Everything here is pickle-free: tensors travel as safetensors, the rest as JSON.
 """
 
-from mlc.work._experiment import ExperimentConfig, describe_preset, load_preset, preset_names
-from mlc.work._host import describe_device, host_id, resolve_device
-from mlc.work._records import FinishedNetwork, weights_sha256
-from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
-from mlc.work._run import DataCache, WorkUnit, run_work_units, shared_data_for
-from mlc.work._spec import Member, WorkUnitSpec
-from mlc.work._validate import Tolerance, validate_result
+from typing import TYPE_CHECKING
 
+from mlc._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from mlc.work._experiment import ExperimentConfig, describe_preset, load_preset, preset_names
+    from mlc.work._host import describe_device, host_id, resolve_device
+    from mlc.work._kernels import population_for, set_training_threads
+    from mlc.work._records import FinishedNetwork, weights_sha256
+    from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
+    from mlc.work._run import DataCache, run_work_units, shared_data_for
+    from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
+    from mlc.work._validate import Tolerance, validate_result
+
+_EXPORTS = {
+    "population_for": "_kernels",
+    "set_training_threads": "_kernels",
+    "ExperimentConfig": "_experiment",
+    "describe_preset": "_experiment",
+    "load_preset": "_experiment",
+    "preset_names": "_experiment",
+    "describe_device": "_host",
+    "host_id": "_host",
+    "resolve_device": "_host",
+    "FinishedNetwork": "_records",
+    "weights_sha256": "_records",
+    "Provenance": "_result",
+    "WorkUnitResult": "_result",
+    "decode_state": "_result",
+    "encode_state": "_result",
+    "DataCache": "_run",
+    "run_work_units": "_run",
+    "shared_data_for": "_run",
+    "Member": "_spec",
+    "WorkUnit": "_spec",
+    "WorkUnitSpec": "_spec",
+    "Tolerance": "_validate",
+    "validate_result": "_validate",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "DataCache",
     "ExperimentConfig",
@@ -22,14 +55,16 @@ __all__ = [
     "WorkUnitResult",
     "WorkUnitSpec",
     "decode_state",
-    "describe_preset",
     "describe_device",
+    "describe_preset",
     "encode_state",
     "host_id",
     "load_preset",
+    "population_for",
     "preset_names",
     "resolve_device",
     "run_work_units",
+    "set_training_threads",
     "shared_data_for",
     "validate_result",
     "weights_sha256",

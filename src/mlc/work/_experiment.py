@@ -26,6 +26,7 @@ from mlc import models, tasks
 from mlc.errors import ConfigError, UnknownNameError
 from mlc.tasks import DataSpec
 from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, select_automata
+from mlc.work._kernels import population_for
 
 __all__ = ["ExperimentConfig", "describe_preset", "load_preset", "preset_names"]
 
@@ -296,6 +297,7 @@ def _expand_random_automata(
             seed=params["seed"],
             device=device,
             progress=progress,
+            population_factory=population_for,
         )
         kept, verdicts = list(selection.kept), [_finite(v.to_dict()) for v in selection.verdicts]
         tried = selection.n_tried

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,18 +18,11 @@ from mlc.errors import ConfigError
 from mlc.tasks import SharedData
 from mlc.train import EpochHistory, EpochReport, PopulationState, PopulationTrainer, TrainingArrays
 from mlc.work._host import describe_device, host_id, platform_string, torch_version
+from mlc.work._kernels import population_for
 from mlc.work._result import Provenance, WorkUnitResult, decode_state
-from mlc.work._spec import WorkUnitSpec
+from mlc.work._spec import WorkUnit, WorkUnitSpec
 
 __all__ = ["DataCache", "WorkUnit", "run_work_units", "shared_data_for"]
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """A spec plus, for a continuation, the encoded training state it starts from."""
-
-    spec: WorkUnitSpec
-    state: bytes | None = None
 
 
 def shared_data_for(spec: WorkUnitSpec) -> SharedData:
@@ -105,7 +97,7 @@ def _run_group(
     on_epoch: Callable[[EpochReport], None] | None,
 ) -> list[WorkUnitResult]:
     first = units[0].spec
-    population = (population_factory or models.population_for)(first.model, device)
+    population = (population_factory or population_for)(first.model, device)
     if population.layout.layout_id != first.layout_id:
         raise ConfigError(
             f"work unit {first.wu_id} wants layout {first.layout_id}, this worker has "

@@ -16,7 +16,7 @@ from mlc.errors import ConfigError
 from mlc.tasks import DataSpec
 from mlc.train import TrainConfig
 
-__all__ = ["SPEC_FORMAT", "Member", "WorkUnitSpec"]
+__all__ = ["SPEC_FORMAT", "Member", "WorkUnit", "WorkUnitSpec"]
 
 SPEC_FORMAT = "mlc.workunit/1"
 
@@ -100,3 +100,11 @@ class WorkUnitSpec:
         if spec.epochs < 1 or not spec.members:
             raise ConfigError("a work unit needs at least one member and one epoch")
         return spec
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """A spec plus, for a continuation, the encoded training state it starts from."""
+
+    spec: WorkUnitSpec
+    state: bytes | None = None

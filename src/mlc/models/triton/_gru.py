@@ -43,14 +43,14 @@ from dataclasses import dataclass
 
 import torch
 
-from mlc.models._triton_products import check_precision
+from mlc.models.triton._products import check_precision
 
 try:  # the fused path is optional: without Triton the trainer uses gru_layer_manual
     import triton
     import triton.language as tl
     from triton.language.extra import libdevice
 
-    from mlc.models._triton_products import _accumulate, _finish, _mm, _split, _start
+    from mlc.models.triton._products import _accumulate, _finish, _mm, _split, _start
 except ImportError:  # pragma: no cover - exercised on installs without the gpu extra
     triton = None
 

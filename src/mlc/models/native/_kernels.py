@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import torch
 
 from mlc._host import usable_cpus
-from mlc.models._native_build import NativeUnavailable, load
+from mlc.models.native._build import NativeUnavailable, load
 
 __all__ = [
     "lane_ready",

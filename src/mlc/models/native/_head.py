@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from mlc.models._fused_head import check_head, fused_head_eval, fused_head_loss
-from mlc.models._native_kernels import lane_ready, lanes, library, pointers, ptr, run_split
+from mlc.models.native._kernels import lane_ready, lanes, library, pointers, ptr, run_split
 
 __all__ = ["head_eval_native", "head_loss_native"]
 

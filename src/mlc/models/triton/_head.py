@@ -27,14 +27,14 @@ from typing import Any
 import torch
 
 from mlc.models._fused_head import check_head, fused_head_eval, fused_head_loss
-from mlc.models._gru_triton import _inner_rowmajor, triton_available
-from mlc.models._triton_products import check_precision
+from mlc.models.triton._gru import _inner_rowmajor, triton_available
+from mlc.models.triton._products import check_precision
 
 try:
     import triton
     import triton.language as tl
 
-    from mlc.models._triton_products import _accumulate, _mm, _split
+    from mlc.models.triton._products import _accumulate, _mm, _split
 except ImportError:  # pragma: no cover - exercised on installs without the gpu extra
     triton = None
 

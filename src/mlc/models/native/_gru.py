@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlc.models._native_kernels import lane_ready, lanes, library, ptr, run_split
+from mlc.models.native._kernels import lane_ready, lanes, library, ptr, run_split
 
 __all__ = ["LANE_LAYOUT", "LaneLayout", "gru_layer_native"]
 

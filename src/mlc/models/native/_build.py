@@ -65,7 +65,7 @@ def _compiler_version(cc: str) -> str:
 
 
 def _sources() -> dict[str, str]:
-    folder = resources.files("mlc.models").joinpath("native")
+    folder = resources.files("mlc.models.native")
     return {f.name: f.read_text() for f in folder.iterdir() if f.name.endswith((".c", ".h"))}
 
 
