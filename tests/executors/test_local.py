@@ -230,7 +230,7 @@ def test_a_population_larger_than_free_memory_is_refused_before_training(tiny_pr
         load_preset(str(tiny_preset))
     )
     assert summary.finalized  # only the 4 networks left are ever trained at once: they fit
-    monkeypatch.setattr("mlc.executors._local.free_memory", lambda device: 2**10)  # 1 KiB: not one network
+    monkeypatch.setattr("mlc.work._runtime.free_memory", lambda device: 2**10)  # 1 KiB: not one network
     executor = LocalExecutor(tmp_path / "b", torch.device("cpu"), population_size=4)
     with pytest.raises(ConfigError, match=r"a population of 4 networks needs about .* at most 0 fit"):
         executor.run(load_preset(str(tiny_preset)))
@@ -275,3 +275,40 @@ def test_a_device_may_be_named_as_the_cli_names_it(tiny_preset, tmp_path):
     assert executor.device == torch.device("cpu")
     summary = executor.run(load_preset(str(tiny_preset), {"networks_per_task": 1, "train.max_epochs": 1}))
     assert summary.finalized and summary.device == "cpu"
+
+
+class _StopAtEpoch:
+    """A progress sink that interrupts the run (as Ctrl-C does) after `at` epochs of its first batch,
+    and records the epochs it sees."""
+
+    def __init__(self, at: int | None) -> None:
+        self.at, self.epochs = at, []
+
+    def started(self, status, population_size) -> None: ...
+
+    def assimilated(self, status) -> None: ...
+
+    def epoch(self, report, n_in_batch) -> None:
+        self.epochs.append(report.epochs_done)
+        if report.epochs_done == self.at:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_inside_its_work_unit(tiny_preset, tmp_path):
+    text = tiny_preset.read_text().replace("epochs_per_wu = 2", "epochs_per_wu = 6")
+    tiny_preset.write_text(text.replace("networks_per_wu = 1", "networks_per_wu = 4"))
+    config = load_preset(str(tiny_preset))
+    reference = LocalExecutor(tmp_path / "ref", "cpu", population_size=4).run(config)
+    stopper = _StopAtEpoch(at=3)
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(
+            tmp_path / "w", "cpu", population_size=4, progress=stopper, checkpoint_seconds=0
+        ).run(config)
+    again = _StopAtEpoch(at=None)
+    resumed = LocalExecutor(tmp_path / "w", "cpu", population_size=4, progress=again).run(config)
+    # the checkpoint after epoch 2 was kept; only the epoch the interruption fell in is trained again
+    assert again.epochs[0] == 3
+    got, ref = mlc.dataset.open(resumed.dataset_dir), mlc.dataset.open(reference.dataset_dir)
+    np.testing.assert_array_equal(ref.weights(), got.weights())
+    pd.testing.assert_frame_equal(ref.history, got.history)
+    assert not any((tmp_path / "w" / "checkpoints").iterdir())  # dropped once the results were stored

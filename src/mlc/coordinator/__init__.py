@@ -10,6 +10,7 @@ from mlc._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mlc.coordinator._assimilator import assimilate_valid
+    from mlc.coordinator._daemons import DAEMONS, heartbeats
     from mlc.coordinator._db import connect, sqlite_url, transaction, utcnow
     from mlc.coordinator._experiments import (
         Experiment,
@@ -24,17 +25,24 @@ if TYPE_CHECKING:
         DEFAULT_MAX_ATTEMPTS,
         ReportOutcome,
         apply_transitions,
+        extend_leases,
         lease_work,
         report_result,
         take_over_leases,
     )
-    from mlc.coordinator._schema import NetworkState, Verdict, WUState
+    from mlc.coordinator._schema import ExperimentState, NetworkState, Verdict, WUState
     from mlc.coordinator._serverdata import ServerData
+    from mlc.coordinator._service import CoordinatorService
     from mlc.coordinator._status import ExperimentStatus, experiment_status
     from mlc.coordinator._transition import Change, ResultView, UnitView, transition
     from mlc.coordinator._validator import validate_pending
 
 _EXPORTS = {
+    "CoordinatorService": "_service",
+    "ExperimentState": "_schema",
+    "extend_leases": "_scheduler",
+    "heartbeats": "_daemons",
+    "DAEMONS": "_daemons",
     "assimilate_valid": "_assimilator",
     "connect": "_db",
     "sqlite_url": "_db",
@@ -69,8 +77,11 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "Change",
+    "CoordinatorService",
+    "DAEMONS",
     "DEFAULT_MAX_ATTEMPTS",
     "Experiment",
+    "ExperimentState",
     "ExperimentStatus",
     "NetworkState",
     "ReportOutcome",
@@ -85,7 +96,9 @@ __all__ = [
     "connect",
     "create_experiment",
     "experiment_status",
+    "extend_leases",
     "get_experiment",
+    "heartbeats",
     "lease_work",
     "list_experiments",
     "move_dataset",

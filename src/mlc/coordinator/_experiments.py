@@ -12,11 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, exists, select
+from sqlalchemy import Connection, Engine, case, exists, select
 
 from mlc import tasks
 from mlc.coordinator._db import reading, transaction, utcnow
-from mlc.coordinator._schema import NetworkState, WUState, experiments, networks, work_units
+from mlc.coordinator._schema import ExperimentState, NetworkState, WUState, experiments, networks, work_units
 from mlc.errors import ConfigError, StateError, UnknownNameError
 from mlc.tasks import SharedData
 from mlc.work import Member, WorkUnitSpec
@@ -102,7 +102,13 @@ def mark_finished_if_complete(conn: Connection, experiment_id: int, now: datetim
     conn.execute(
         experiments.update()
         .where(experiments.c.id == experiment_id, experiments.c.finished_at.is_(None), ~exists(training))
-        .values(finished_at=now)
+        .values(
+            finished_at=now,
+            state=case(
+                (experiments.c.state == ExperimentState.CANCELLED, experiments.c.state),
+                else_=ExperimentState.FINISHED.value,
+            ),
+        )
     )
 
 

@@ -17,7 +17,16 @@ from sqlalchemy.exc import IntegrityError
 
 from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._experiments import mark_finished_if_complete
-from mlc.coordinator._schema import NetworkState, Verdict, WUState, networks, results, work_units
+from mlc.coordinator._schema import (
+    ExperimentState,
+    NetworkState,
+    Verdict,
+    WUState,
+    experiments,
+    networks,
+    results,
+    work_units,
+)
 from mlc.coordinator._transition import ResultView, UnitView, transition
 from mlc.errors import StateError
 from mlc.work import WorkUnit, WorkUnitSpec
@@ -26,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "ReportOutcome",
     "apply_transitions",
+    "extend_leases",
     "lease_work",
     "report_result",
     "transition_unit",
@@ -47,8 +57,12 @@ def lease_work(
     lease_seconds: float,
     experiment_id: int | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    queues: tuple[str, ...] | None = None,
 ) -> list[WorkUnit]:
     """Lease ready units (oldest first) until they hold about `max_members` networks.
+
+    Only units of running experiments are leased (not paused, cancelled or finished ones); `queues`
+    limits them to experiments in those queues (a CPU host does not get a GPU queue's work).
 
     Expired leases are settled first, as the transitioner would (back to READY, or FAILED with their
     networks once `max_attempts` leases were handed out), so no unit is leased beyond its attempts.
@@ -59,6 +73,10 @@ def lease_work(
     mine = and_(work_units.c.state == WUState.LEASED, work_units.c.lease_owner == owner)
     query = select(work_units.c.id, work_units.c.spec_json, work_units.c.state_blob, work_units.c.state)
     query = query.where(or_(work_units.c.state == WUState.READY, mine))
+    running = select(experiments.c.id).where(experiments.c.state == ExperimentState.RUNNING)
+    if queues is not None:
+        running = running.where(experiments.c.queue.in_(queues))
+    query = query.where(work_units.c.experiment_id.in_(running))
     if experiment_id is not None:
         query = query.where(work_units.c.experiment_id == experiment_id)
     # PostgreSQL: rows another scheduler is leasing right now are skipped (FOR NO KEY UPDATE, so a
@@ -91,6 +109,27 @@ def lease_work(
                 )
             )
     return chosen
+
+
+def extend_leases(engine: Engine, owner: str, wu_ids: Iterable[str], lease_seconds: float) -> list[str]:
+    """New deadlines, `lease_seconds` from now, for the units in `wu_ids` that `owner` still holds;
+    returns those ids. A unit whose lease expired and went to another host is not given back: the
+    worker learns that it is training for nothing and can stop."""
+    now = utcnow()
+    ids = sorted(set(wu_ids))
+    held = and_(
+        work_units.c.id.in_(ids), work_units.c.state == WUState.LEASED, work_units.c.lease_owner == owner
+    )
+    with transaction(engine) as conn:
+        query = select(work_units.c.id).where(held).with_for_update(key_share=True)
+        kept = conn.execute(query).scalars().all()
+        if kept:
+            conn.execute(
+                work_units.update()
+                .where(work_units.c.id.in_(kept))
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+            )
+    return sorted(kept)
 
 
 def take_over_leases(

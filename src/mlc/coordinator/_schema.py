@@ -29,11 +29,14 @@ from sqlalchemy import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ExperimentState",
     "NetworkState",
     "Verdict",
     "WUState",
+    "daemons",
     "experiments",
     "history",
+    "hosts",
     "metadata",
     "meta",
     "networks",
@@ -58,6 +61,13 @@ class Verdict(enum.StrEnum):
     VALID = "valid"
     INVALID = "invalid"
     SUPERSEDED = "superseded"  # not judged: another result of its unit was already accepted
+
+
+class ExperimentState(enum.StrEnum):
+    RUNNING = "running"  # its units are handed out
+    PAUSED = "paused"  # kept, nothing handed out until resumed
+    CANCELLED = "cancelled"  # nothing more handed out, ever; what was assimilated stays
+    FINISHED = "finished"  # every network finished or failed
 
 
 class NetworkState(enum.StrEnum):
@@ -86,6 +96,8 @@ experiments = Table(
     Column("dataset_dir", Text, nullable=False),
     Column("created_at", DateTime(), nullable=False),
     Column("finished_at", DateTime()),
+    Column("state", String(16), nullable=False, server_default=ExperimentState.RUNNING.value),
+    Column("queue", String(16), nullable=False, server_default="cpu"),  # cpu, gpu or test
 )
 
 # A network's key is (experiment_id, net_id): net_id is the dataset-facing "<task>-<index:06d>", which
@@ -149,4 +161,29 @@ results = Table(
     Column("reporter", String(200)),
     Column("received_at", DateTime(), nullable=False),
     UniqueConstraint("wu_id", "sha256"),
+)
+
+# Volunteer hosts of `mlc server`: a random token is handed out once; only its SHA-256 is kept.
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("last_seen_at", DateTime(), nullable=False),
+    Column("description_json", Text, nullable=False, server_default="{}"),  # device, cores, versions...
+    Column("test_queue", Boolean, nullable=False, server_default="0"),
+)
+
+# One row per daemon (transitioner, validator, assimilator): its last pass, for /api/v1/status.
+daemons = Table(
+    "daemons",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("owner", String(200), nullable=False),  # host:pid of the process that ran the pass
+    Column("last_pass_at", DateTime(), nullable=False),
+    Column("last_pass_s", Float, nullable=False),
+    Column("passes", BigInteger, nullable=False),
+    Column("last_error", Text),
 )

@@ -1,8 +1,11 @@
-"""The local executor: the embedded default. Coordinator, worker and dataset in one process.
+"""The local executor: the embedded default. The coordinator service and the worker runtime in one
+process, over a SQLite database in the workdir.
 
-It drives the same state machine as the volunteer server (lease -> train -> report -> validate ->
-assimilate), so a local run exercises the whole pipeline, and an interrupted run resumes from the
-database: re-running it re-leases its own unfinished units and never repeats assimilated work.
+It drives the same service as the volunteer server (lease -> train -> report -> validate ->
+assimilate) with the same runtime as `mlc worker`, so a local run exercises the whole pipeline, and an
+interrupted run resumes from the database and the runtime's checkpoints: re-running it re-leases its
+own unfinished units, continues them from their last checkpoint (a few epochs lost at most), and never
+repeats assimilated work.
 
 A workdir is self-contained and used by one run at a time (a lock file): it holds one experiment,
 its database and its dataset, so it can be moved or copied whole, and a run that finds leases of an
@@ -24,34 +27,37 @@ import filelock
 import torch
 from sqlalchemy import Engine
 
-from mlc import models
 from mlc.coordinator import (
+    CoordinatorService,
     Experiment,
     ExperimentStatus,
-    ServerData,
-    apply_transitions,
-    assimilate_valid,
     connect,
     create_experiment,
     experiment_status,
-    lease_work,
     list_experiments,
     move_dataset,
-    report_result,
     sqlite_url,
     stored_network_ids,
     take_over_leases,
-    validate_pending,
 )
-from mlc.errors import ConfigError, StateError, StoreBusy
+from mlc.errors import StateError, StoreBusy
 from mlc.store import MANIFEST_FILE, DatasetWriter
-from mlc.train import EpochReport, bytes_per_network, choose_population_size, free_memory, keep_freed_memory
-from mlc.work import DataCache, ExperimentConfig, host_id, resolve_device, run_work_units
+from mlc.train import EpochReport
+from mlc.work import ExperimentConfig, WorkerRuntime, host_id
 
-__all__ = ["DATABASE_FILE", "DATASET_DIR", "LocalExecutor", "ProgressSink", "RunSummary", "run_in_progress"]
+__all__ = [
+    "CHECKPOINT_DIR",
+    "DATABASE_FILE",
+    "DATASET_DIR",
+    "LocalExecutor",
+    "ProgressSink",
+    "RunSummary",
+    "run_in_progress",
+]
 
 DATABASE_FILE = "mlc.db"  # in the workdir, as is the dataset
 DATASET_DIR = "dataset"
+CHECKPOINT_DIR = "checkpoints"  # the runtime's checkpoints inside work units
 
 _LEASE_SECONDS = 24 * 3600.0  # the local owner re-leases its own units on restart anyway
 _OWNER_PREFIX = "local:"  # lease owners of local runs: f"local:{host}:{workdir}"
@@ -82,12 +88,14 @@ class RunSummary:
 
 
 class LocalExecutor:
-    """Runs one experiment to completion in `workdir` (database `mlc.db`, dataset `dataset/`).
+    """Runs one experiment to completion in `workdir` (database `mlc.db`, dataset `dataset/`,
+    checkpoints `checkpoints/`).
 
     `device` is a torch.device or "auto", "cpu", "cuda[:n]"; `population_size` is the networks
     trained at once (None: as many as the free memory holds); `threads` the CPU threads that train
-    (None: all usable cores); `progress` receives the run's events (the CLI's display). Everything
-    is checked here, before `run` writes anything to the workdir.
+    (None: all usable cores); `progress` receives the run's events (the CLI's display);
+    `checkpoint_seconds` is how often the state inside a work unit is saved, which bounds what an
+    interruption loses. Everything is checked here, before `run` writes anything to the workdir.
     """
 
     def __init__(
@@ -97,15 +105,22 @@ class LocalExecutor:
         population_size: int | None = None,
         progress: ProgressSink | None = None,
         threads: int | None = None,
+        checkpoint_seconds: float = 15.0,
     ) -> None:
-        for name, value in (("population_size", population_size), ("threads", threads)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a whole number >= 1 (or None), got {value!r}")
         self.workdir = Path(workdir)
-        self.device = resolve_device(str(device))  # a GPU asked for but absent is refused now
-        self.population_size = population_size
+        checkpoints = self.workdir / CHECKPOINT_DIR
+        self.runtime = WorkerRuntime(
+            device,
+            threads=threads,
+            population_size=population_size,
+            checkpoint_dir=checkpoints,
+            checkpoint_seconds=checkpoint_seconds,
+        )
         self.progress = progress
-        self.threads = threads
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
 
     @property
     def database_path(self) -> Path:
@@ -116,23 +131,22 @@ class LocalExecutor:
         return self.workdir / DATASET_DIR
 
     def run(self, config: ExperimentConfig) -> RunSummary:
-        models.set_training_threads(self.threads)
-        keep_freed_memory()
+        self.runtime.prepare()
         started = time.perf_counter()
         with self._alone_in_workdir():
             engine = connect(sqlite_url(self.database_path))
             try:
+                service = CoordinatorService(engine)
                 exp, created = self._experiment(engine, config)
                 owner = f"{_OWNER_PREFIX}{host_id()}:{self.workdir.resolve()}"
                 take_over_leases(engine, exp.id, _OWNER_PREFIX, owner, _LEASE_SECONDS)
-                server = ServerData(engine)
-                writer = self._dataset_writer(engine, exp, server)
-                self._drain(engine, server, writer)  # results stored before an interruption
+                writer = self._dataset_writer(service, exp)
+                service.drain()  # results stored before an interruption
                 status = experiment_status(engine, exp.id)
-                size = self._population_size(config, status.n_training)
+                size = self.runtime.capacity(config, status.n_training)
                 if self.progress:
                     self.progress.started(status, size)
-                self._loop(engine, exp, server, writer, size, owner)
+                self._loop(service, exp, size, owner)
                 status = experiment_status(engine, exp.id)
                 if status.complete:
                     writer.finalize()
@@ -185,14 +199,14 @@ class LocalExecutor:
             exp = dataclasses.replace(exp, dataset_dir=here)
         return exp, created
 
-    def _dataset_writer(self, engine: Engine, exp: Experiment, server: ServerData) -> DatasetWriter:
+    def _dataset_writer(self, service: CoordinatorService, exp: Experiment) -> DatasetWriter:
         """The dataset's writer, refused where the dataset lacks networks the database says it stored:
         a deleted or replaced dataset would otherwise be recreated and finalized without them, and
         they would never be trained again."""
-        stored = stored_network_ids(engine, exp.id)
+        stored = stored_network_ids(service.engine, exp.id)
         if stored and not (self.dataset_dir / MANIFEST_FILE).exists():
             raise self._lacks(stored)
-        writer = server.dataset_writer(exp.name)
+        writer = service.writer(exp.name)
         missing = stored - writer.staged_ids()
         if missing:
             raise self._lacks(missing)
@@ -205,53 +219,22 @@ class LocalExecutor:
             "Put it back, or start again in a new --workdir"
         )
 
-    def _population_size(self, config: ExperimentConfig, n_left: int) -> int:
-        """From the memory of the kernels that will train (the first-run check is cached, so
-        `run_work_units` gets the same population without checking again); a size asked for is
-        refused where the networks it would train at once (at most the `n_left` still to train)
-        cannot fit in all of the free memory, rather than failing mid-run."""
-        population = models.population_for(config.model, self.device)
-        data = config.data  # evaluation passes are a whole batch even when training's are smaller
-        per = bytes_per_network(population, config.train.batch_size, data.length, data.n_train)
-        if self.population_size is None:
-            return choose_population_size(self.device, per, cpu_threads=population.threads)
-        free, at_once = free_memory(self.device), min(self.population_size, n_left)
-        if at_once * per > free:
-            raise ConfigError(
-                f"a population of {at_once:,} networks needs about {at_once * per / 2**30:.1f} GiB, and "
-                f"{self.device} has {free / 2**30:.1f} GiB free: at most {free // per:,} fit (leave the size "
-                "out to choose it from memory)"
-            )
-        return self.population_size
-
-    def _drain(self, engine: Engine, server: ServerData, writer: DatasetWriter) -> None:
-        validate_pending(engine, server)
-        assimilate_valid(engine, server, lambda _exp: writer)
-
-    def _loop(
-        self,
-        engine: Engine,
-        exp: Experiment,
-        server: ServerData,
-        writer: DatasetWriter,
-        size: int,
-        owner: str,
-    ) -> None:
-        cache = DataCache()
+    def _loop(self, service: CoordinatorService, exp: Experiment, size: int, owner: str) -> None:
         while True:
-            apply_transitions(engine)
-            units = lease_work(engine, owner, size, _LEASE_SECONDS, experiment_id=exp.id)
+            service.transition_pass()
+            units = service.lease(owner, size, _LEASE_SECONDS, experiment_id=exp.id)
             if not units:
                 return
             n_in_batch = sum(len(u.spec.members) for u in units)
             on_epoch = (
                 functools.partial(self.progress.epoch, n_in_batch=n_in_batch) if self.progress else None
             )
-            for result in run_work_units(units, self.device, cache=cache, on_epoch=on_epoch):
-                report_result(engine, result.wu_id, result.to_bytes(), owner)
-            self._drain(engine, server, writer)
+            for result in self.runtime.train(units, on_epoch=on_epoch):
+                service.report(result.wu_id, result.to_bytes(), owner)
+            self.runtime.forget(units)  # the results are in the database: their checkpoints can go
+            service.drain()
             if self.progress:
-                self.progress.assimilated(experiment_status(engine, exp.id))
+                self.progress.assimilated(experiment_status(service.engine, exp.id))
 
 
 def run_in_progress(workdir: Path) -> bool | None:

@@ -8,16 +8,22 @@ from typing import TYPE_CHECKING
 from mlc._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from mlc.work._checkpoint import CheckpointStore
     from mlc.work._experiment import ExperimentConfig, describe_preset, load_preset, preset_names
     from mlc.work._host import describe_device, host_id, resolve_device
     from mlc.work._kernels import population_for, set_training_threads
     from mlc.work._records import FinishedNetwork, weights_sha256
     from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
-    from mlc.work._run import DataCache, run_work_units, shared_data_for
+    from mlc.work._run import DataCache, TrainingStopped, run_work_units, shared_data_for
+    from mlc.work._runtime import SizedWork, WorkerRuntime
     from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
     from mlc.work._validate import Tolerance, validate_result
 
 _EXPORTS = {
+    "CheckpointStore": "_checkpoint",
+    "SizedWork": "_runtime",
+    "TrainingStopped": "_run",
+    "WorkerRuntime": "_runtime",
     "population_for": "_kernels",
     "set_training_threads": "_kernels",
     "ExperimentConfig": "_experiment",
@@ -45,15 +51,19 @@ _EXPORTS = {
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
+    "CheckpointStore",
     "DataCache",
     "ExperimentConfig",
     "FinishedNetwork",
     "Member",
     "Provenance",
+    "SizedWork",
     "Tolerance",
+    "TrainingStopped",
     "WorkUnit",
     "WorkUnitResult",
     "WorkUnitSpec",
+    "WorkerRuntime",
     "decode_state",
     "describe_device",
     "describe_preset",

@@ -6,23 +6,26 @@ large device trains many small units in one batched computation.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from mlc import models, tasks
-from mlc.errors import ConfigError
+from mlc.errors import ConfigError, MLCError
 from mlc.tasks import SharedData
 from mlc.train import EpochHistory, EpochReport, PopulationState, PopulationTrainer, TrainingArrays
+from mlc.work._checkpoint import CheckpointStore, checkpoint_key
 from mlc.work._host import describe_device, host_id, platform_string, torch_version
 from mlc.work._kernels import population_for
 from mlc.work._result import Provenance, WorkUnitResult, decode_state
-from mlc.work._spec import WorkUnit, WorkUnitSpec
+from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
 
-__all__ = ["DataCache", "WorkUnit", "run_work_units", "shared_data_for"]
+__all__ = ["DataCache", "TrainingStopped", "group_keys", "run_work_units", "shared_data_for"]
 
 
 def shared_data_for(spec: WorkUnitSpec) -> SharedData:
@@ -49,8 +52,25 @@ class DataCache:
         return self._arrays[key]
 
 
+class TrainingStopped(MLCError):
+    """Training was stopped between epochs (`should_stop`): a checkpoint holds what was done."""
+
+
 def _group_key(spec: WorkUnitSpec) -> tuple[str, str, str, int]:
     return spec.data_digest, spec.model, repr(spec.train), spec.epochs
+
+
+def _groups(units: Sequence[WorkUnit]) -> list[list[int]]:
+    """Indices of the units that train as one population (same data, model, settings and budget)."""
+    groups: dict[tuple[str, str, str, int], list[int]] = defaultdict(list)
+    for i, unit in enumerate(units):
+        groups[_group_key(unit.spec)].append(i)
+    return list(groups.values())
+
+
+def group_keys(units: Sequence[WorkUnit]) -> list[str]:
+    """The checkpoint key of each population `run_work_units` trains for `units`."""
+    return [checkpoint_key([units[i] for i in indices]) for indices in _groups(units)]
 
 
 def _initial_state(unit: WorkUnit, population: models.Population) -> PopulationState:
@@ -72,45 +92,62 @@ def run_work_units(
     cache: DataCache | None = None,
     population_factory: Callable[[str, torch.device], models.Population] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    checkpoints: CheckpointStore | None = None,
+    checkpoint_seconds: float = 15.0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[WorkUnitResult]:
-    """Train every unit for its epoch budget; results come back in the order of `units`."""
+    """Train every unit for its epoch budget; results come back in the order of `units`.
+
+    With `checkpoints`, each population's state is saved at most every `checkpoint_seconds` (after
+    the epoch that passes the mark) and a call that finds its own checkpoint continues from it,
+    bit-identically to never having stopped: the batch order of an epoch depends only on the network
+    and the epoch. `should_stop()` is asked after every epoch; True saves a checkpoint and raises
+    TrainingStopped.
+    """
     cache = cache or DataCache()
-    groups: dict[tuple[str, str, str, int], list[int]] = defaultdict(list)
-    for i, unit in enumerate(units):
-        groups[_group_key(unit.spec)].append(i)
     results: list[WorkUnitResult | None] = [None] * len(units)
-    for indices in groups.values():
-        for i, result in zip(
-            indices,
-            _run_group([units[i] for i in indices], device, cache, population_factory, on_epoch),
-            strict=True,
-        ):
+    for indices in _groups(units):
+        group = [units[i] for i in indices]
+        plan = _Plan(population_factory, on_epoch, checkpoints, checkpoint_seconds, should_stop)
+        for i, result in zip(indices, _run_group(group, device, cache, plan), strict=True):
             results[i] = result
     return [r for r in results if r is not None]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How a group trains, besides what it trains: the caller's hooks and the checkpoint settings."""
+
+    population_factory: Callable[[str, torch.device], models.Population] | None
+    on_epoch: Callable[[EpochReport], None] | None
+    checkpoints: CheckpointStore | None
+    checkpoint_seconds: float
+    should_stop: Callable[[], bool] | None
+
+
 def _run_group(
-    units: list[WorkUnit],
-    device: torch.device,
-    cache: DataCache,
-    population_factory: Callable[[str, torch.device], models.Population] | None,
-    on_epoch: Callable[[EpochReport], None] | None,
+    units: list[WorkUnit], device: torch.device, cache: DataCache, plan: _Plan
 ) -> list[WorkUnitResult]:
     first = units[0].spec
-    population = (population_factory or population_for)(first.model, device)
+    population = (plan.population_factory or population_for)(first.model, device)
     if population.layout.layout_id != first.layout_id:
         raise ConfigError(
             f"work unit {first.wu_id} wants layout {first.layout_id}, this worker has "
             f"{population.layout.layout_id}"
         )
     data = cache.arrays(first, device)
-    state = PopulationState.concat([_initial_state(u, population) for u in units]).to(device)
     members = [m for u in units for m in u.spec.members]
-    trainer = PopulationTrainer(population, first.train)
+    key = checkpoint_key(units)
+    resumed = plan.checkpoints.load(key) if plan.checkpoints is not None else None
+    if resumed is None:
+        state = PopulationState.concat([_initial_state(u, population) for u in units])
+        history = _no_history(len(members))
+    else:
+        state, history = resumed
+    state = state.to(device)
     started = time.perf_counter()
-    history = trainer.train(
-        state, [m.net_seed for m in members], [m.task for m in members], data, first.epochs, on_epoch
-    )
+    trainer = PopulationTrainer(population, first.train)
+    history = _train_in_stretches(trainer, state, members, data, history, first.epochs, key, plan)
     wall = time.perf_counter() - started
     kind, name = describe_device(device)
     state = state.to("cpu")
@@ -130,6 +167,61 @@ def _run_group(
             )
         )
     return results
+
+
+def _train_in_stretches(
+    trainer: PopulationTrainer,
+    state: PopulationState,
+    members: list[Member],
+    data: TrainingArrays,
+    history: EpochHistory,
+    epochs: int,
+    key: str,
+    plan: _Plan,
+) -> EpochHistory:
+    """Train epoch by epoch up to the budget (the epochs in `history` are done), saving a checkpoint
+    whenever `plan.checkpoint_seconds` have passed since the last; returns the whole call's history."""
+    seeds, tasks_ = [m.net_seed for m in members], [m.task for m in members]
+    done = history.train_loss.shape[1]
+    last_save = time.monotonic()
+    while done < epochs and bool((~state.stopped).any()):
+        offset = done
+
+        def report(r: EpochReport, _offset: int = offset) -> None:
+            if plan.on_epoch is not None:
+                plan.on_epoch(dataclasses.replace(r, epochs_done=r.epochs_done + _offset))
+
+        history = _joined(history, trainer.train(state, seeds, tasks_, data, 1, report))
+        done += 1
+        stop = plan.should_stop is not None and plan.should_stop()
+        due = time.monotonic() - last_save >= plan.checkpoint_seconds
+        if plan.checkpoints is not None and (stop or due) and done < epochs:
+            plan.checkpoints.save(key, state.to("cpu"), history)
+            last_save = time.monotonic()
+        if stop:
+            raise TrainingStopped(f"training stopped after {done} of {epochs} epochs")
+    return _joined(history, _no_history(len(members), epochs - done))  # NaN to the budget's width
+
+
+def _no_history(m: int, width: int = 0) -> EpochHistory:
+    """`width` epochs that no member ran (NaN)."""
+    empty = np.full((m, width), np.nan, dtype=np.float32)
+    return EpochHistory(empty, empty.copy(), empty.copy(), np.zeros(m, dtype=np.int64))
+
+
+def _joined(before: EpochHistory, after: EpochHistory) -> EpochHistory:
+    """`before` followed by `after`, member by member: a network's epochs are a prefix of each (a
+    stopped network runs no more), so its values are its `before` epochs and then its `after` ones."""
+    m, width = before.n_epochs.shape[0], before.train_loss.shape[1] + after.train_loss.shape[1]
+    out = EpochHistory(*(np.full((m, width), np.nan, dtype=np.float32) for _ in range(3)),
+                       before.n_epochs + after.n_epochs)
+    for name in ("train_loss", "val_loss", "val_accuracy"):
+        target, first, second = getattr(out, name), getattr(before, name), getattr(after, name)
+        for row in range(m):
+            n1, n2 = int(before.n_epochs[row]), int(after.n_epochs[row])
+            target[row, :n1] = first[row, :n1]
+            target[row, n1 : n1 + n2] = second[row, :n2]
+    return out
 
 
 def _history_rows(history: EpochHistory, rows: list[int]) -> EpochHistory:
