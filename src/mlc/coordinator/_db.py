@@ -10,6 +10,9 @@ for, nor blocks, a writer, so `mlc status` reads while a run is writing.
 Foreign database exceptions are translated here: a locked SQLite file, a PostgreSQL serialisation
 failure, deadlock or lock timeout is `StoreBusy` (retry), a schema from another version or a file that
 is not a readable database a `StateError`.
+
+The schema is Alembic's (`migrations/`): a new database is created by running every migration, one
+that is behind is upgraded when it is opened, and one from a newer mlc is refused.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from mlc.coordinator._schema import SCHEMA_VERSION, meta, metadata
+from mlc.coordinator._schema import meta
 from mlc.errors import StateError, StoreBusy
 
 __all__ = ["connect", "reading", "sqlite_url", "transaction", "utcnow"]
@@ -58,14 +65,24 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 def connect(url: str) -> Engine:
-    """An engine with the schema created (or checked, if it exists).
+    """An engine with the schema created, or upgraded where it is behind (Alembic).
 
-    An existing database is only read here, so opening one that a run is writing never waits.
+    An existing database at the current revision is only read here, so opening one that a run is
+    writing never waits.
     """
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
+    try:
+        _bring_up_to_date(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _bring_up_to_date(engine: Engine) -> None:
     try:
         found = _stored_version(engine)
     except DatabaseError as exc:
@@ -76,26 +93,46 @@ def connect(url: str) -> Engine:
             f"cannot read the database {where}: {exc.orig}; restore it from a copy, or start again "
             "elsewhere (for a local run, another --workdir)"
         ) from exc
-    if found is None:
-        with transaction(engine) as conn:
-            metadata.create_all(conn)
-            found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-            if found is None:
-                conn.execute(meta.insert().values(key="schema_version", value=SCHEMA_VERSION))
-                found = SCHEMA_VERSION
-    if found != SCHEMA_VERSION:
-        raise StateError(
-            f"database schema version {found}, this mlc needs {SCHEMA_VERSION}; "
-            "use the mlc version that created it"
-        )
-    return engine
+    config = _alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if found != head:
+        _migrate(engine, config, found)
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "mlc.coordinator:migrations")
+    return config
 
 
 def _stored_version(engine: Engine) -> str | None:
+    """The database's Alembic revision: None for an empty database, "0001" for one made before
+    migrations existed (its hand-kept schema version "2" is that revision's schema)."""
     with reading(engine) as conn:
-        if not inspect(conn).has_table(meta.name):
-            return None
-        return conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        revision = MigrationContext.configure(conn).get_current_revision()
+        if revision is not None or not inspect(conn).has_table(meta.name):
+            return revision
+        version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    if version != "2":
+        raise StateError(
+            f"database schema version {version} is not one this mlc knows; use the mlc that made it"
+        )
+    return "0001"
+
+
+def _migrate(engine: Engine, config: Config, found: str | None) -> None:
+    """Upgrade the database from revision `found` to the head, in one transaction."""
+    script = ScriptDirectory.from_config(config)
+    if found is not None and found not in {r.revision for r in script.walk_revisions()}:
+        raise StateError(
+            f"the database is at schema revision {found}, which this mlc does not know: a newer mlc "
+            "made it; use that version (or newer)"
+        )
+    with transaction(engine) as conn:
+        config.attributes["connection"] = conn
+        if found == "0001" and MigrationContext.configure(conn).get_current_revision() is None:
+            command.stamp(config, "0001")  # made before migrations: it is revision 0001's schema
+        command.upgrade(config, "head")
 
 
 def _translated(exc: OperationalError) -> Exception:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
     "work_units",
 ]
 
-SCHEMA_VERSION = "2"  # 2: networks and history keyed by (experiment_id, net_id)
+SCHEMA_VERSION = "3"  # the hand-kept version older mlc versions check; Alembic keeps the real one
 
 
 class WUState(enum.StrEnum):
@@ -173,7 +174,7 @@ hosts = Table(
     Column("created_at", DateTime(), nullable=False),
     Column("last_seen_at", DateTime(), nullable=False),
     Column("description_json", Text, nullable=False, server_default="{}"),  # device, cores, versions...
-    Column("test_queue", Boolean, nullable=False, server_default="0"),
+    Column("test_queue", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per daemon (transitioner, validator, assimilator): its last pass, for /api/v1/status.
