@@ -6,7 +6,7 @@ import sys
 
 from rich.markup import escape
 
-from mlc.cli import _analyze, _dataset, _run  # noqa: F401  (registers the commands)
+from mlc.cli import _analyze, _dataset, _run, _server, _worker  # noqa: F401  (registers the commands)
 from mlc.cli._app import app, err_console
 from mlc.errors import MLCError
 

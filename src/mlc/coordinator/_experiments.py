@@ -28,6 +28,7 @@ __all__ = [
     "Experiment",
     "build_shared_data",
     "create_experiment",
+    "ended_experiments",
     "get_experiment",
     "insert_work_unit",
     "list_experiments",
@@ -112,6 +113,14 @@ def mark_finished_if_complete(conn: Connection, experiment_id: int, now: datetim
     )
 
 
+def ended_experiments(engine: Engine) -> list[str]:
+    """Names of the experiments that will train nothing more: finished or cancelled."""
+    ended = (ExperimentState.FINISHED, ExperimentState.CANCELLED)
+    with reading(engine) as conn:
+        query = select(experiments.c.name).where(experiments.c.state.in_(ended)).order_by(experiments.c.id)
+        return list(conn.execute(query).scalars())
+
+
 def _row_to_experiment(row: object) -> Experiment:
     from mlc.work import ExperimentConfig
 
@@ -161,7 +170,8 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
     from mlc import models
 
     data = build_shared_data(config)
-    layout_id = models.layout(config.model).layout_id
+    layout = models.layout(config.model)
+    layout_id = layout.layout_id
     with transaction(engine) as conn:
         exp_id = conn.execute(
             experiments.insert().values(
@@ -169,6 +179,7 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
                 config_json=config_json,
                 data_digest=data.digest(),
                 layout_id=layout_id,
+                n_params=layout.n_params,
                 dataset_dir=str(dataset_dir),
                 created_at=utcnow(),
             )

@@ -23,6 +23,7 @@ from mlc.coordinator._schema import (
     Verdict,
     WUState,
     experiments,
+    leases,
     networks,
     results,
     work_units,
@@ -38,7 +39,12 @@ __all__ = [
     "extend_leases",
     "lease_work",
     "report_result",
+    "results_of",
+    "take_over_leases",
     "transition_unit",
+    "unit_for_upload",
+    "was_leased_to",
+    "work_remaining",
 ]
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -97,6 +103,8 @@ def lease_work(
             n_members += len(spec.members)
         for unit in chosen:
             again = unit.spec.wu_id in renewed
+            if not again:
+                _record_lease(conn, unit.spec.wu_id, owner, now)
             conn.execute(
                 work_units.update()
                 .where(work_units.c.id == unit.spec.wu_id)
@@ -109,6 +117,19 @@ def lease_work(
                 )
             )
     return chosen
+
+
+def _record_lease(conn: Connection, wu_id: str, owner: str, now: datetime) -> None:
+    held = select(leases.c.wu_id).where(leases.c.wu_id == wu_id, leases.c.owner == owner)
+    if conn.execute(held).first() is None:
+        conn.execute(leases.insert().values(wu_id=wu_id, owner=owner, leased_at=now))
+
+
+def was_leased_to(engine: Engine, wu_id: str, owner: str) -> bool:
+    """Whether `owner` was ever given a lease on `wu_id` (only they may upload a result for it)."""
+    with reading(engine) as conn:
+        query = select(leases.c.wu_id).where(leases.c.wu_id == wu_id, leases.c.owner == owner)
+        return conn.execute(query).first() is not None
 
 
 def extend_leases(engine: Engine, owner: str, wu_ids: Iterable[str], lease_seconds: float) -> list[str]:
@@ -285,3 +306,40 @@ def apply_transitions(engine: Engine, max_attempts: int = DEFAULT_MAX_ATTEMPTS) 
             before = conn.execute(select(work_units.c.state).where(work_units.c.id == wu_id)).scalar()
             changed += transition_unit(conn, wu_id, now, max_attempts) != before
     return changed
+
+
+def work_remaining(engine: Engine, queues: tuple[str, ...] | None = None) -> bool:
+    """Whether running experiments (in `queues`, where given) still have units that are or will be
+    handed out: ready, leased, or awaiting validation or assimilation (which may continue them)."""
+    open_states = (WUState.READY, WUState.LEASED, WUState.REPORTED, WUState.VALID)
+    running = select(experiments.c.id).where(experiments.c.state == ExperimentState.RUNNING)
+    if queues is not None:
+        running = running.where(experiments.c.queue.in_(queues))
+    query = select(work_units.c.id).where(
+        work_units.c.state.in_(open_states), work_units.c.experiment_id.in_(running)
+    )
+    with reading(engine) as conn:
+        return conn.execute(query.limit(1)).first() is not None
+
+
+def unit_for_upload(engine: Engine, wu_id: str) -> tuple[WorkUnitSpec, int | None] | None:
+    """A unit's spec and its layout's size (None where unrecorded), or None for an unknown unit: what
+    an upload is checked against before it is stored."""
+    with reading(engine) as conn:
+        row = conn.execute(
+            select(work_units.c.spec_json, experiments.c.n_params)
+            .join(experiments, experiments.c.id == work_units.c.experiment_id)
+            .where(work_units.c.id == wu_id)
+        ).first()
+    return None if row is None else (WorkUnitSpec.from_json(row.spec_json), row.n_params)
+
+
+def results_of(engine: Engine, wu_id: str, reporter: str) -> list[tuple[str, str, str | None]]:
+    """(sha256, verdict, reason) of each result `reporter` uploaded for `wu_id`, oldest first."""
+    with reading(engine) as conn:
+        rows = conn.execute(
+            select(results.c.sha256, results.c.verdict, results.c.reason)
+            .where(results.c.wu_id == wu_id, results.c.reporter == reporter)
+            .order_by(results.c.id)
+        ).all()
+    return [(r.sha256, r.verdict, r.reason) for r in rows]

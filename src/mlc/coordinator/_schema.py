@@ -38,6 +38,7 @@ __all__ = [
     "experiments",
     "history",
     "hosts",
+    "leases",
     "metadata",
     "meta",
     "networks",
@@ -99,6 +100,7 @@ experiments = Table(
     Column("finished_at", DateTime()),
     Column("state", String(16), nullable=False, server_default=ExperimentState.RUNNING.value),
     Column("queue", String(16), nullable=False, server_default="cpu"),  # cpu, gpu or test
+    Column("n_params", Integer),  # the layout's size, for checks that must not load the model
 )
 
 # A network's key is (experiment_id, net_id): net_id is the dataset-facing "<task>-<index:06d>", which
@@ -187,4 +189,13 @@ daemons = Table(
     Column("last_pass_s", Float, nullable=False),
     Column("passes", BigInteger, nullable=False),
     Column("last_error", Text),
+)
+
+# Every lease a unit was given, once per holder: who may upload for it, and who trained it.
+leases = Table(
+    "leases",
+    metadata,
+    Column("wu_id", String(200), ForeignKey("work_units.id"), primary_key=True),
+    Column("owner", String(200), primary_key=True),
+    Column("leased_at", DateTime(), nullable=False),
 )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from mlc.coordinator._daemons import DAEMONS, record_heartbeat
+from mlc.coordinator._experiments import ended_experiments
 from mlc.coordinator._scheduler import (
     DEFAULT_MAX_ATTEMPTS,
     ReportOutcome,
@@ -59,9 +60,19 @@ class CoordinatorService:
     # -- the scheduler's calls (no torch) ---------------------------------------------------------
 
     def lease(
-        self, owner: str, max_members: int, lease_seconds: float, *, experiment_id: int | None = None
+        self,
+        owner: str,
+        max_members: int,
+        lease_seconds: float,
+        *,
+        experiment_id: int | None = None,
+        queues: tuple[str, ...] | None = None,
     ) -> list[WorkUnit]:
-        return lease_work(self.engine, owner, max_members, lease_seconds, experiment_id, self.max_attempts)
+        """Ready units of running experiments (in `queues`, where given) holding up to about
+        `max_members` networks, leased to `owner` for `lease_seconds`."""
+        return lease_work(
+            self.engine, owner, max_members, lease_seconds, experiment_id, self.max_attempts, queues
+        )
 
     def extend(self, owner: str, wu_ids: list[str], lease_seconds: float) -> list[str]:
         """Push the deadlines of `owner`'s leases on `wu_ids` out by `lease_seconds` from now (the
@@ -85,10 +96,16 @@ class CoordinatorService:
         return valid + invalid
 
     def assimilate_pass(self) -> int:
-        """Fold validated results into the datasets; returns the networks that finished."""
+        """Fold validated results into the datasets, and finalize the dataset of every experiment
+        that has ended (finished, or cancelled) since; returns the networks that finished."""
         from mlc.coordinator._assimilator import assimilate_valid
 
-        return assimilate_valid(self.engine, self.server_data, lambda exp: self.writer(exp.name))
+        n = assimilate_valid(self.engine, self.server_data, lambda exp: self.writer(exp.name))
+        for name in ended_experiments(self.engine):
+            writer = self.writer(name)
+            if not writer.finalized:
+                writer.finalize()
+        return n
 
     def drain(self) -> None:
         """Validate and assimilate everything that has arrived (what an in-process run does after

@@ -147,9 +147,7 @@ class LocalExecutor:
                 if self.progress:
                     self.progress.started(status, size)
                 self._loop(service, exp, size, owner)
-                status = experiment_status(engine, exp.id)
-                if status.complete:
-                    writer.finalize()
+                status = experiment_status(engine, exp.id)  # its dataset finalized by the last drain
             finally:
                 engine.dispose()
         return RunSummary(
@@ -158,7 +156,7 @@ class LocalExecutor:
             status,
             not created,
             time.perf_counter() - started,
-            status.complete,
+            status.complete and writer.finalized,
             size,
             str(self.device),
         )

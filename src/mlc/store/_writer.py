@@ -205,6 +205,11 @@ class DatasetWriter:
         self._slots[key] = staged.net_id
         return True
 
+    @property
+    def finalized(self) -> bool:
+        """Whether the release files hold every staged network (no add since the last finalize)."""
+        return self._manifest.get("finalized") is not None
+
     def finalize(self) -> Path:
         """Consolidate every staged network into the release files; returns the dataset path.
 

@@ -9,9 +9,17 @@ from mlc._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mlc.work._checkpoint import CheckpointStore
-    from mlc.work._experiment import ExperimentConfig, describe_preset, load_preset, preset_names
+    from mlc.work._experiment import (
+        ExperimentConfig,
+        describe_preset,
+        load_preset,
+        preset_from_text,
+        preset_names,
+        preset_text,
+    )
     from mlc.work._host import describe_device, host_id, resolve_device
     from mlc.work._kernels import population_for, set_training_threads
+    from mlc.work._precheck import precheck_result
     from mlc.work._records import FinishedNetwork, weights_sha256
     from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
     from mlc.work._run import DataCache, TrainingStopped, run_work_units, shared_data_for
@@ -20,6 +28,7 @@ if TYPE_CHECKING:
     from mlc.work._validate import Tolerance, validate_result
 
 _EXPORTS = {
+    "precheck_result": "_precheck",
     "CheckpointStore": "_checkpoint",
     "SizedWork": "_runtime",
     "TrainingStopped": "_run",
@@ -30,6 +39,8 @@ _EXPORTS = {
     "describe_preset": "_experiment",
     "load_preset": "_experiment",
     "preset_names": "_experiment",
+    "preset_from_text": "_experiment",
+    "preset_text": "_experiment",
     "describe_device": "_host",
     "host_id": "_host",
     "resolve_device": "_host",
@@ -71,7 +82,10 @@ __all__ = [
     "host_id",
     "load_preset",
     "population_for",
+    "precheck_result",
+    "preset_from_text",
     "preset_names",
+    "preset_text",
     "resolve_device",
     "run_work_units",
     "set_training_threads",

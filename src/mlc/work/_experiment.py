@@ -28,7 +28,14 @@ from mlc.tasks import DataSpec
 from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, select_automata
 from mlc.work._kernels import population_for
 
-__all__ = ["ExperimentConfig", "describe_preset", "load_preset", "preset_names"]
+__all__ = [
+    "ExperimentConfig",
+    "describe_preset",
+    "load_preset",
+    "preset_from_text",
+    "preset_names",
+    "preset_text",
+]
 
 _TOP_KEYS = {
     "name",
@@ -359,22 +366,42 @@ def load_preset(
     name and the same generator and check settings lends its selection instead, so resuming a run
     never repeats the check.
     """
+    text = preset_text(name_or_path)
+    return preset_from_text(
+        text, overrides, progress=progress, device=device, known=known, source=name_or_path
+    )
+
+
+def preset_text(name_or_path: str) -> str:
+    """The TOML text of a shipped preset (by name) or of a preset file (by path)."""
     path = Path(name_or_path)
     toml = path.suffix.lower() == ".toml"  # Base.TOML too
     if toml and path.is_file():
-        text = path.read_text()
-    elif name_or_path in preset_names():
-        text = _preset_text(name_or_path)
-    elif toml:
+        return path.read_text()
+    if name_or_path in preset_names():
+        return _preset_text(name_or_path)
+    if toml:
         raise ConfigError(f"no preset file {name_or_path}: {'a folder' if path.exists() else 'no such file'}")
-    else:
-        raise UnknownNameError(
-            f"unknown preset {name_or_path!r}: not a .toml file, and not one of {', '.join(preset_names())}"
-        )
+    raise UnknownNameError(
+        f"unknown preset {name_or_path!r}: not a .toml file, and not one of {', '.join(preset_names())}"
+    )
+
+
+def preset_from_text(
+    text: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    progress: Callable[[SelectionProgress], None] | None = None,
+    device: str = "cpu",
+    known: Sequence[ExperimentConfig] = (),
+    source: str = "text",
+) -> ExperimentConfig:
+    """`load_preset` for a preset's TOML text (what `mlc admin submit` sends a server); `source`
+    names it in messages."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"preset {name_or_path}: invalid TOML: {exc}") from None
+        raise ConfigError(f"preset {source}: invalid TOML: {exc}") from None
     for dotted, value in (overrides or {}).items():
         table = raw
         *parents, leaf = dotted.split(".")

@@ -1,5 +1,6 @@
-"""The volunteer server: experiments get a state (running, paused, cancelled, finished) and a queue;
-hosts (token hashes) and daemon heartbeats get tables. The hand-kept schema version becomes "3", so
+"""The volunteer server: experiments get a state (running, paused, cancelled, finished), a queue and
+their layout's size; hosts (token hashes), every lease given (who may upload) and daemon heartbeats
+get tables. The hand-kept schema version becomes "3", so
 an mlc from before migrations refuses this database with its own message instead of misreading it.
 
 Revision ID: 0002
@@ -19,6 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table("experiments") as batch:
         batch.add_column(sa.Column("state", sa.String(16), nullable=False, server_default="running"))
         batch.add_column(sa.Column("queue", sa.String(16), nullable=False, server_default="cpu"))
+        batch.add_column(sa.Column("n_params", sa.Integer))
     op.execute("UPDATE experiments SET state = 'finished' WHERE finished_at IS NOT NULL")
     op.create_table(
         "hosts",
@@ -39,13 +41,21 @@ def upgrade() -> None:
         sa.Column("passes", sa.BigInteger, nullable=False),
         sa.Column("last_error", sa.Text),
     )
+    op.create_table(
+        "leases",
+        sa.Column("wu_id", sa.String(200), sa.ForeignKey("work_units.id"), primary_key=True),
+        sa.Column("owner", sa.String(200), primary_key=True),
+        sa.Column("leased_at", sa.DateTime(), nullable=False),
+    )
     op.execute("UPDATE mlc_meta SET value = '3' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
     op.execute("UPDATE mlc_meta SET value = '2' WHERE key = 'schema_version'")
+    op.drop_table("leases")
     op.drop_table("daemons")
     op.drop_table("hosts")
     with op.batch_alter_table("experiments") as batch:
+        batch.drop_column("n_params")
         batch.drop_column("queue")
         batch.drop_column("state")

@@ -1,0 +1,89 @@
+"""The admin's calls (`mlc admin`): submit an experiment, pause, resume or cancel one, list hosts.
+Each needs the admin token from `DIR/admin.token`."""
+
+from __future__ import annotations
+
+import tomllib
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+
+from mlc import coordinator
+from mlc.errors import ConfigError
+from mlc.protocol import ExperimentInfo, HostDescription, HostInfo, Problem, SubmitRequest
+from mlc.server._auth import require_admin
+from mlc.server._public_api import experiment_infos
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+_ERRORS = {401: {"model": Problem, "description": "no admin token, or a wrong one"}}
+
+
+def _info(request: Request, name: str) -> ExperimentInfo:
+    return next(e for e in experiment_infos(request.app.state.engine) if e.name == name)
+
+
+@router.post("/experiments", response_model=ExperimentInfo, status_code=201, responses=_ERRORS)
+def submit(body: SubmitRequest, request: Request) -> ExperimentInfo:
+    """Add an experiment from a preset's TOML text (data, never code), with its dataset under the
+    server's `datasets/`. Submitting the same preset and settings again is a no-op; other settings
+    under an existing name are refused."""
+    from mlc.work import preset_from_text
+
+    engine, settings = request.app.state.engine, request.app.state.settings
+    overrides: dict[str, object] = {}
+    if body.networks_per_task is not None:
+        overrides["networks_per_task"] = body.networks_per_task
+    if body.max_epochs is not None:
+        overrides["train.max_epochs"] = body.max_epochs
+    _refuse_unresolved_automata(body.preset_toml)
+    config = preset_from_text(body.preset_toml, overrides, source="submitted")
+    exp, _created = coordinator.create_experiment(engine, config, settings.datasets_dir / config.name)
+    coordinator.set_experiment_queue(engine, exp.name, body.queue)
+    return _info(request, exp.name)
+
+
+def _refuse_unresolved_automata(text: str) -> None:
+    """A [random_automata] preset chooses its tasks by training reference networks (minutes to hours):
+    not something an API request may start."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the submitted preset is not valid TOML: {exc}") from None
+    table = raw.get("random_automata")
+    if isinstance(table, dict) and "selection" not in table and "tasks" not in raw:
+        raise ConfigError(
+            "a [random_automata] preset chooses its automata by a learnability check that trains for "
+            "minutes to hours; the server does not run it: submit a preset that lists its tasks"
+        )
+
+
+@router.post("/experiments/{name}/{action}", response_model=ExperimentInfo, responses=_ERRORS)
+def change_state(name: str, action: str, request: Request) -> ExperimentInfo:
+    """`pause` (nothing more handed out), `resume`, or `cancel` (for good; what was assimilated stays)."""
+    states = {
+        "pause": coordinator.ExperimentState.PAUSED,
+        "resume": coordinator.ExperimentState.RUNNING,
+        "cancel": coordinator.ExperimentState.CANCELLED,
+    }
+    if action not in states:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}; use pause, resume or cancel")
+    coordinator.set_experiment_state(request.app.state.engine, name, states[action])
+    return _info(request, name)
+
+
+@router.get("/hosts", response_model=list[HostInfo], responses=_ERRORS)
+def hosts(request: Request) -> list[HostInfo]:
+    """Every registered host: what it says it has, when it was last seen, units leased to it."""
+    return [
+        HostInfo(
+            host_id=h.id,
+            name=h.name,
+            created_at=h.created_at.isoformat() + "Z",
+            last_seen_at=h.last_seen_at.isoformat() + "Z",
+            description=HostDescription(**h.description),
+            test_queue=h.test_queue,
+            units_leased=h.units_leased,
+        )
+        for h in coordinator.list_hosts(request.app.state.engine)
+    ]
