@@ -1,0 +1,44 @@
+"""End to end on loopback: a real server and real workers finish a small DS1+DS2 preset, and the
+dataset they build is the one a local `mlc run` builds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from server_setup import SMALL_PRESET
+
+import mlc.dataset
+from mlc.executors import LocalExecutor
+from mlc.work import preset_from_text
+
+pytestmark = pytest.mark.slow
+
+_SAME = ["net_id", "task", "index", "net_seed", "epochs", "converged", "final_val_loss", "weights_sha256"]
+
+
+@pytest.fixture(scope="module")
+def local_dataset(tmp_path_factory: pytest.TempPathFactory) -> mlc.dataset.Dataset:
+    workdir = tmp_path_factory.mktemp("local")
+    summary = LocalExecutor(workdir, "cpu", threads=1).run(preset_from_text(SMALL_PRESET))
+    return mlc.dataset.open(summary.dataset_dir)
+
+
+def test_three_workers_build_the_local_runs_dataset(server, start_worker, local_dataset):
+    info = server.submit()
+    workers = [start_worker(server, f"w{i}", "--exit-when-idle") for i in range(3)]
+    for proc in workers:
+        assert proc.wait(timeout=300) == 0
+    info = server.wait_finished("small", timeout=60)
+    assert info["finished"] == info["n_networks"] == 8 and info["failed"] == 0
+    assert mlc.dataset.verify(info["dataset_dir"]).ok
+    got = mlc.dataset.open(info["dataset_dir"])
+    # the same networks, trained by the same C kernels: the same weights, bit for bit
+    pd.testing.assert_frame_equal(local_dataset.networks[_SAME], got.networks[_SAME])
+    np.testing.assert_array_equal(local_dataset.weights(), got.weights())
+    pd.testing.assert_frame_equal(local_dataset.history, got.history)
+    hosts = set(got.networks["host_id"])
+    assert len(hosts) >= 1
+    with server.admin() as admin:
+        registered = admin.get("/admin/hosts").json()
+    assert sorted(h["name"] for h in registered) == ["w0", "w1", "w2"]
