@@ -24,6 +24,9 @@ def worker(
     exit_when_idle: Annotated[bool, typer.Option(help="exit once the server has no work left")] = False,
     name: Annotated[str | None, typer.Option(help="the host name the server shows [this host's]")] = None,
     test_queue: Annotated[bool, typer.Option(help="also take the server's test queue")] = False,
+    checkpoint_seconds: Annotated[
+        float, typer.Option(min=0, help="save the training state at most this often (what a kill can lose)")
+    ] = 15.0,
 ) -> None:
     """Register with the server (once; the token is kept in WORKDIR, mode 0600), then lease work units
     sized to this device, train them, and upload the results, retrying while the server is away.
@@ -34,7 +37,9 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     folder = WorkerFolder(workdir)
-    runtime = WorkerRuntime(device, threads=threads, checkpoint_dir=folder.checkpoints)
+    runtime = WorkerRuntime(
+        device, threads=threads, checkpoint_dir=folder.checkpoints, checkpoint_seconds=checkpoint_seconds
+    )
     client = ServerClient(server)
     try:
         summary = Worker(

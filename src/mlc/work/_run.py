@@ -7,6 +7,7 @@ large device trains many small units in one batched computation.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -50,6 +51,9 @@ class DataCache:
         if key not in self._arrays:
             self._arrays[key] = TrainingArrays.from_shared(shared_data_for(spec), spec.tasks, device)
         return self._arrays[key]
+
+
+_log = logging.getLogger("mlc.work")
 
 
 class TrainingStopped(MLCError):
@@ -144,6 +148,7 @@ def _run_group(
         history = _no_history(len(members))
     else:
         state, history = resumed
+        _log.info("resumed from a checkpoint after %d of %d epochs", history.train_loss.shape[1], first.epochs)
     state = state.to(device)
     started = time.perf_counter()
     trainer = PopulationTrainer(population, first.train)
