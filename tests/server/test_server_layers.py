@@ -23,13 +23,13 @@ args = json.loads(sys.argv[1])
 settings = ServerSettings(workdir=Path(args["workdir"]))
 app = create_app(settings, connect(settings.database_url))
 auth = {"Authorization": "Bearer " + args["token"]}
-with TestClient(app) as client:
+upload, result = "/api/v1/results/" + args["wu_id"], Path(args["result"]).read_bytes()
+with TestClient(app, headers=auth) as client:
     codes = {
-        "lease": client.post("/api/v1/work/lease", json={"max_networks": 4}, headers=auth).status_code,
-        "extend": client.post("/api/v1/work/extend", json={"wu_ids": [args["wu_id"]]}, headers=auth).status_code,
-        "upload": client.put("/api/v1/results/" + args["wu_id"], content=Path(args["result"]).read_bytes(),
-                             headers=auth).json()["outcome"],
-        "garbage": client.put("/api/v1/results/" + args["wu_id"], content=b"not a result", headers=auth).status_code,
+        "lease": client.post("/api/v1/work/lease", json={"max_networks": 4}).status_code,
+        "extend": client.post("/api/v1/work/extend", json={"wu_ids": [args["wu_id"]]}).status_code,
+        "upload": client.put(upload, content=result).json()["outcome"],
+        "garbage": client.put(upload, content=b"not a result").status_code,
         "status": client.get("/api/v1/status").status_code,
         "experiments": client.get("/api/v1/experiments").status_code,
     }
