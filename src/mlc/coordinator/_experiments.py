@@ -66,6 +66,7 @@ def make_spec(exp: Experiment, wu_id: str, members: list[Member], parent: str | 
         epochs=c.epochs_per_wu,
         parent=parent,
         task_params=c.task_params,
+        segments=min(c.replay_segments, c.epochs_per_wu),
     )
 
 

@@ -57,6 +57,10 @@ class PopulationState:
     def to(self, device: torch.device | str) -> PopulationState:
         return replace(self, **{k: getattr(self, k).to(device) for k in _FIELDS})
 
+    def cpu_copy(self) -> PopulationState:
+        """A copy on the CPU that later training of this state does not change (a snapshot)."""
+        return replace(self, **{k: getattr(self, k).detach().to("cpu", copy=True) for k in _FIELDS})
+
     def select(self, rows: torch.Tensor | list[int]) -> PopulationState:
         """The sub-population of the given row indices (copies)."""
         idx = torch.as_tensor(rows, dtype=torch.long)

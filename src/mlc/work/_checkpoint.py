@@ -48,11 +48,19 @@ class CheckpointStore:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.safetensors"
 
-    def save(self, key: str, state: PopulationState, history: EpochHistory) -> None:
+    def save(
+        self,
+        key: str,
+        state: PopulationState,
+        history: EpochHistory,
+        boundaries: Sequence[PopulationState] = (),
+    ) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         tensors = {f"state.{k}": v for k, v in state.tensors().items()}
+        for i, boundary in enumerate(boundaries):
+            tensors.update({f"boundary.{i}.{k}": v for k, v in boundary.tensors().items()})
         tensors.update({f"history.{k}": torch.from_numpy(getattr(history, k)) for k in _HISTORY})
-        blob = pack(tensors, {"key": key}, _KEY)
+        blob = pack(tensors, {"key": key, "boundaries": len(boundaries)}, _KEY)
         tmp = self._path(key).with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(blob)
@@ -60,7 +68,7 @@ class CheckpointStore:
             os.fsync(f.fileno())
         os.replace(tmp, self._path(key))
 
-    def load(self, key: str) -> tuple[PopulationState, EpochHistory] | None:
+    def load(self, key: str) -> tuple[PopulationState, EpochHistory, list[PopulationState]] | None:
         """The checkpoint of `key`, or None where there is none or it cannot be read (a damaged
         checkpoint only costs the epochs since the unit's start, so it is dropped, not trusted)."""
         path = self._path(key)
@@ -70,12 +78,16 @@ class CheckpointStore:
                 raise MalformedTensorFile("checkpoint of another training call")
             state = PopulationState.from_tensors({k: tensors[f"state.{k}"] for k in _STATE})
             history = EpochHistory(**{k: np.array(tensors[f"history.{k}"].numpy()) for k in _HISTORY})
+            boundaries = [
+                PopulationState.from_tensors({k: tensors[f"boundary.{i}.{k}"] for k in _STATE})
+                for i in range(int(doc.get("boundaries", 0)))
+            ]
         except FileNotFoundError:
             return None
-        except (OSError, KeyError, MalformedTensorFile):
+        except (OSError, KeyError, ValueError, MalformedTensorFile):
             self.discard(key)
             return None
-        return state, history
+        return state, history, boundaries
 
     def discard(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

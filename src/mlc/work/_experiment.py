@@ -47,6 +47,7 @@ _TOP_KEYS = {
     "networks_per_task",
     "networks_per_wu",
     "epochs_per_wu",
+    "replay_segments",
     "subsets",
     "data",
     "train",
@@ -72,6 +73,9 @@ class ExperimentConfig:
     subsets: tuple[int, ...] = ()
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     random_automata: dict[str, Any] | None = None  # DS3: generator settings + learnability record
+    # segments per work unit whose start states a worker uploads, so a validator can replay one of
+    # them (1: none; a trusted local run needs none, a volunteer server asks for several)
+    replay_segments: int = 1
 
     def net_seed(self, task: str, index: int) -> int:
         """A network's init seed, from (preset seed, task, index) alone: stable under any schedule."""
@@ -96,7 +100,9 @@ class ExperimentConfig:
             "task_params": self.task_params,
             "data": self.data.to_dict(),
             "train": self.train.to_dict(),
-        } | ({"random_automata": self.random_automata} if self.random_automata is not None else {})
+        } | ({"random_automata": self.random_automata} if self.random_automata is not None else {}) | (
+            {"replay_segments": self.replay_segments} if self.replay_segments != 1 else {}
+        )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
@@ -120,6 +126,7 @@ class ExperimentConfig:
                 train=TrainConfig.from_dict(_table(raw, "train", None)),
                 task_params=_task_params(raw),
                 random_automata=record,
+                replay_segments=_int(raw, "replay_segments", minimum=1) if "replay_segments" in raw else 1,
             )
         except TypeError as exc:
             raise ConfigError(f"preset: {exc}") from None

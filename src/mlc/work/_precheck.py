@@ -56,11 +56,14 @@ def precheck_result(blob: bytes, spec: WorkUnitSpec, n_params: int | None) -> No
         tensors = load_numpy(bytes(blob))
     except Exception as exc:  # safetensors raises its own error type for any malformation
         raise ResultRejected("malformed", f"unreadable tensors: {exc}") from None
-    if set(tensors) != set(_TENSORS):
-        missing, extra = sorted(set(_TENSORS) - set(tensors)), sorted(set(tensors) - set(_TENSORS))
+    expected = dict(_TENSORS)
+    for i in range(len(spec.boundaries)):  # the state at each segment boundary, as the final state
+        expected.update({f"boundary.{i}.{k[6:]}": v for k, v in _TENSORS.items() if k.startswith("state.")})
+    if set(tensors) != set(expected):
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         raise ResultRejected("tensor_names", f"missing {missing}, unexpected {extra}")
     sizes = {"m": (len(members),), "mp": (len(members), n_params), "me": (len(members), spec.epochs)}
-    for name, (dtype, kind) in _TENSORS.items():
+    for name, (dtype, kind) in expected.items():
         array = tensors[name]
         if array.dtype != np.dtype(dtype):
             raise ResultRejected("dtype", f"{name} is {array.dtype}, expected {dtype}")
@@ -70,8 +73,8 @@ def precheck_result(blob: bytes, spec: WorkUnitSpec, n_params: int | None) -> No
         )
         if not fits:
             raise ResultRejected("shape", f"{name} has shape {list(array.shape)}, expected {list(want)}")
-    for name in ("state.params", "state.exp_avg", "state.exp_avg_sq"):
-        if not np.isfinite(tensors[name]).all():
+    for name, (_dtype, kind) in expected.items():
+        if kind == "mp" and not np.isfinite(tensors[name]).all():  # weights and optimiser moments
             raise ResultRejected("non_finite", f"{name} holds NaN or infinite values")
 
 

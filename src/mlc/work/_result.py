@@ -40,9 +40,13 @@ class WorkUnitResult:
     state: PopulationState
     history: EpochHistory
     provenance: Provenance
+    # the training state at each of the spec's segment boundaries, for segment replay
+    boundaries: tuple[PopulationState, ...] = ()
 
     def to_bytes(self) -> bytes:
         tensors = {f"state.{k}": v for k, v in self.state.tensors().items()}
+        for i, boundary in enumerate(self.boundaries):
+            tensors.update({f"boundary.{i}.{k}": v for k, v in boundary.tensors().items()})
         tensors.update(
             {
                 "history.train_loss": torch.from_numpy(self.history.train_loss),
@@ -71,7 +75,9 @@ class WorkUnitResult:
             raise ResultRejected("malformed", str(exc)) from None
         if doc.get("format") != RESULT_FORMAT:
             raise ResultRejected("malformed", f"format {doc.get('format')!r}, expected {RESULT_FORMAT}")
+        n_boundaries = len({name.split(".")[1] for name in tensors if name.startswith("boundary.")})
         expected = {f"state.{k}" for k in _STATE_TENSORS} | {f"history.{k}" for k in _HISTORY_TENSORS}
+        expected |= {f"boundary.{i}.{k}" for i in range(n_boundaries) for k in _STATE_TENSORS}
         if set(tensors) != expected:
             missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
             raise ResultRejected("tensor_names", f"missing {missing}, unexpected {extra}")
@@ -93,6 +99,10 @@ class WorkUnitResult:
                 n_epochs=history_n.numpy(),
             ),
             provenance=prov,
+            boundaries=tuple(
+                PopulationState.from_tensors({k: tensors[f"boundary.{i}.{k}"] for k in _STATE_TENSORS})
+                for i in range(n_boundaries)
+            ),
         )
 
 

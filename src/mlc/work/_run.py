@@ -145,14 +145,15 @@ def _run_group(
     resumed = plan.checkpoints.load(key) if plan.checkpoints is not None else None
     if resumed is None:
         state = PopulationState.concat([_initial_state(u, population) for u in units])
-        history = _no_history(len(members))
+        history, boundaries = _no_history(len(members)), []
     else:
-        state, history = resumed
-        _log.info("resumed from a checkpoint after %d of %d epochs", history.train_loss.shape[1], first.epochs)
+        state, history, boundaries = resumed
+        done = history.train_loss.shape[1]
+        _log.info("resumed from a checkpoint after %d of %d epochs", done, first.epochs)
     state = state.to(device)
     started = time.perf_counter()
     trainer = PopulationTrainer(population, first.train)
-    history = _train_in_stretches(trainer, state, members, data, history, first.epochs, key, plan)
+    history = _train_in_stretches(trainer, state, members, data, history, boundaries, first, key, plan)
     wall = time.perf_counter() - started
     kind, name = describe_device(device)
     state = state.to("cpu")
@@ -169,6 +170,7 @@ def _run_group(
                 state=state.select(rows),
                 history=_history_rows(history, rows),
                 provenance=prov,
+                boundaries=tuple(b.select(rows) for b in boundaries),
             )
         )
     return results
@@ -180,14 +182,16 @@ def _train_in_stretches(
     members: list[Member],
     data: TrainingArrays,
     history: EpochHistory,
-    epochs: int,
+    boundaries: list[PopulationState],
+    spec: WorkUnitSpec,
     key: str,
     plan: _Plan,
 ) -> EpochHistory:
-    """Train epoch by epoch up to the budget (the epochs in `history` are done), saving a checkpoint
-    whenever `plan.checkpoint_seconds` have passed since the last; returns the whole call's history."""
+    """Train epoch by epoch up to the budget (the epochs in `history` are done), snapshotting the
+    state at the spec's segment boundaries into `boundaries` and saving a checkpoint whenever
+    `plan.checkpoint_seconds` have passed since the last; returns the whole call's history."""
     seeds, tasks_ = [m.net_seed for m in members], [m.task for m in members]
-    done = history.train_loss.shape[1]
+    epochs, done = spec.epochs, history.train_loss.shape[1]
     last_save = time.monotonic()
     while done < epochs and bool((~state.stopped).any()):
         offset = done
@@ -198,13 +202,17 @@ def _train_in_stretches(
 
         history = _joined(history, trainer.train(state, seeds, tasks_, data, 1, report))
         done += 1
+        if done in spec.boundaries:
+            boundaries.append(state.cpu_copy())
         stop = plan.should_stop is not None and plan.should_stop()
         due = time.monotonic() - last_save >= plan.checkpoint_seconds
         if plan.checkpoints is not None and (stop or due) and done < epochs:
-            plan.checkpoints.save(key, state.to("cpu"), history)
+            plan.checkpoints.save(key, state.to("cpu"), history, boundaries)
             last_save = time.monotonic()
         if stop:
             raise TrainingStopped(f"training stopped after {done} of {epochs} epochs")
+    while len(boundaries) < len(spec.boundaries):  # every network stopped before the boundary
+        boundaries.append(state.cpu_copy())
     return _joined(history, _no_history(len(members), epochs - done))  # NaN to the budget's width
 
 

@@ -46,6 +46,13 @@ class WorkUnitSpec:
     epochs: int  # epoch budget of this unit
     parent: str | None = None  # the unit whose returned state this one continues
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. random automata
+    segments: int = 1  # the unit's epochs cut in this many; a result carries each segment's start state
+
+    @property
+    def boundaries(self) -> tuple[int, ...]:
+        """Epochs of the unit (1-based, exclusive of its end) where a segment ends and the next starts:
+        the result carries the training state at each, for a validator to replay any one segment."""
+        return tuple(sorted({self.epochs * i // self.segments for i in range(1, self.segments)} - {0}))
 
     @property
     def batches_per_epoch(self) -> int:
@@ -67,7 +74,8 @@ class WorkUnitSpec:
                 "members": [vars(m) for m in self.members],
                 "epochs": self.epochs,
                 "parent": self.parent,
-            },
+            }
+            | ({"segments": self.segments} if self.segments != 1 else {}),
             sort_keys=True,
         )
 
@@ -92,6 +100,7 @@ class WorkUnitSpec:
                 members=members,
                 epochs=int(raw["epochs"]),
                 parent=raw.get("parent"),
+                segments=int(raw.get("segments", 1)),
             )
         except ConfigError:
             raise
@@ -99,6 +108,8 @@ class WorkUnitSpec:
             raise ConfigError(f"malformed work unit spec: {type(exc).__name__}: {exc}") from None
         if spec.epochs < 1 or not spec.members:
             raise ConfigError("a work unit needs at least one member and one epoch")
+        if not 1 <= spec.segments <= spec.epochs:
+            raise ConfigError(f"a work unit of {spec.epochs} epochs cannot have {spec.segments} segments")
         return spec
 
 
