@@ -144,6 +144,7 @@ class HostInfo(_Strict):
     description: HostDescription
     test_queue: bool
     units_leased: int
+    trust: Literal["new", "trusted", "untrusted"]
 
 
 class ServerStatus(_Strict):

@@ -43,14 +43,18 @@ if TYPE_CHECKING:
         was_leased_to,
         work_remaining,
     )
-    from mlc.coordinator._schema import ExperimentState, NetworkState, Verdict, WUState
+    from mlc.coordinator._schema import ExperimentState, HostTrust, NetworkState, Verdict, WUState
     from mlc.coordinator._serverdata import ServerData
     from mlc.coordinator._service import CoordinatorService
     from mlc.coordinator._status import ExperimentStatus, experiment_status
     from mlc.coordinator._transition import Change, ResultView, UnitView, transition
+    from mlc.coordinator._trust import distrust_reporter, is_trusted
     from mlc.coordinator._validator import validate_pending
 
 _EXPORTS = {
+    "distrust_reporter": "_trust",
+    "is_trusted": "_trust",
+    "HostTrust": "_schema",
     "set_experiment_queue": "_overview",
     "work_remaining": "_scheduler",
     "unit_for_upload": "_scheduler",
@@ -113,6 +117,7 @@ __all__ = [
     "ExperimentState",
     "ExperimentStatus",
     "Host",
+    "HostTrust",
     "NetworkState",
     "ReportOutcome",
     "ResultView",
@@ -127,12 +132,14 @@ __all__ = [
     "build_shared_data",
     "connect",
     "create_experiment",
+    "distrust_reporter",
     "experiment_overviews",
     "experiment_status",
     "extend_leases",
     "get_experiment",
     "heartbeats",
     "host_owner",
+    "is_trusted",
     "lease_work",
     "list_experiments",
     "list_hosts",

@@ -34,6 +34,7 @@ class Host:
     description: dict[str, Any]
     test_queue: bool
     units_leased: int = 0
+    trust: str = "new"
 
     @property
     def owner(self) -> str:
@@ -91,6 +92,7 @@ def authenticate_host(engine: Engine, token: str, description: dict[str, Any] | 
         now,
         description if description is not None else json.loads(row.description_json),
         bool(row.test_queue),
+        trust=row.trust,
     )
 
 
@@ -107,6 +109,7 @@ def list_hosts(engine: Engine) -> list[Host]:
             json.loads(r.description_json),
             bool(r.test_queue),
             counts.get(host_owner(r.id), 0),
+            r.trust,
         )
         for r in rows
     ]

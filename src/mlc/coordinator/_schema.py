@@ -31,6 +31,7 @@ from sqlalchemy import (
 __all__ = [
     "SCHEMA_VERSION",
     "ExperimentState",
+    "HostTrust",
     "NetworkState",
     "Verdict",
     "WUState",
@@ -70,6 +71,12 @@ class ExperimentState(enum.StrEnum):
     PAUSED = "paused"  # kept, nothing handed out until resumed
     CANCELLED = "cancelled"  # nothing more handed out, ever; what was assimilated stays
     FINISHED = "finished"  # every network finished or failed
+
+
+class HostTrust(enum.StrEnum):
+    NEW = "new"  # no run of valid results yet
+    TRUSTED = "trusted"  # a run of valid results
+    UNTRUSTED = "untrusted"  # a result of its failed replay: no more work, its unconfirmed results voided
 
 
 class NetworkState(enum.StrEnum):
@@ -177,6 +184,7 @@ hosts = Table(
     Column("last_seen_at", DateTime(), nullable=False),
     Column("description_json", Text, nullable=False, server_default="{}"),  # device, cores, versions...
     Column("test_queue", Boolean, nullable=False, server_default=false()),
+    Column("trust", String(16), nullable=False, server_default="new"),  # HostTrust
 )
 
 # One row per daemon (transitioner, validator, assimilator): its last pass, for /api/v1/status.

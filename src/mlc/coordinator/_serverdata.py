@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from sqlalchemy import Engine
 
 from mlc import models
@@ -39,6 +40,13 @@ class ServerData:
 
     def population(self, name: str) -> models.Population:
         return self._load(name)[3]
+
+    def replay_population(self, name: str) -> models.Population:
+        """The fastest correct kernels here (first-run checked), for replaying segments: a replay
+        is training, and on the kernels of a result's own class it must agree bit for bit."""
+        from mlc.work import population_for
+
+        return population_for(self.experiment(name).config.model, torch.device("cpu"))
 
     def dataset_writer(self, name: str) -> DatasetWriter:
         """The writer of experiment `name`'s dataset (created, or reopened where it exists)."""

@@ -7,12 +7,15 @@ Payloads are loaded one at a time, so a long queue of uploads is never all in me
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import Engine, select
 
 from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._scheduler import DEFAULT_MAX_ATTEMPTS, transition_unit
 from mlc.coordinator._schema import Verdict, WUState, results, work_units
 from mlc.coordinator._serverdata import ServerData
+from mlc.coordinator._trust import distrust_reporter, is_trusted, note_valid_result
 from mlc.errors import ResultRejected
 from mlc.work import WorkUnitResult, WorkUnitSpec, validate_result
 
@@ -21,13 +24,44 @@ __all__ = ["judge", "validate_pending"]
 _ANSWERED = (WUState.VALID, WUState.DONE)  # units whose answer is in: further results are not judged
 
 
-def judge(spec: WorkUnitSpec, payload: bytes, server: ServerData) -> tuple[Verdict, str | None]:
+def judge(
+    spec: WorkUnitSpec,
+    payload: bytes,
+    server: ServerData,
+    start_blob: bytes | None = None,
+    replay_all: bool = False,
+) -> tuple[Verdict, str | None]:
+    """Re-evaluate the result and, for a unit cut into segments, replay one segment chosen at
+    random after the upload (the worker cannot know which), or every segment (`replay_all`: a host
+    not yet trusted), from `start_blob` (the unit's continuation state; None: the networks'
+    initial weights) where it is the first."""
     try:
         result = WorkUnitResult.from_bytes(payload)
         validate_result(spec, result, server.population(spec.experiment), server.arrays(spec.experiment))
+        if spec.segments > 1:
+            chosen = range(spec.segments) if replay_all else [secrets.randbelow(spec.segments)]
+            for segment in chosen:
+                _replay(spec, result, server, start_blob, segment)
     except ResultRejected as exc:
         return Verdict.INVALID, str(exc)
     return Verdict.VALID, None
+
+
+def _replay(
+    spec: WorkUnitSpec, result: WorkUnitResult, server: ServerData, start_blob: bytes | None, segment: int
+) -> None:
+    import torch
+
+    from mlc.train import PopulationState
+    from mlc.work import decode_state, kernel_class, replay_segment
+
+    population = server.replay_population(spec.experiment)
+    if start_blob is None:
+        start = PopulationState.fresh(population.init([m.net_seed for m in spec.members]))
+    else:
+        start = decode_state(start_blob, spec.parent or "")
+    exact = result.provenance.kernel_class == kernel_class(torch.device("cpu"), population.kernels)
+    replay_segment(spec, result, start, segment, population, server.arrays(spec.experiment), exact=exact)
 
 
 def validate_pending(
@@ -40,7 +74,7 @@ def validate_pending(
     """
     with reading(engine) as conn:
         pending = conn.execute(
-            select(results.c.id, results.c.wu_id, work_units.c.state)
+            select(results.c.id, results.c.wu_id, results.c.reporter, work_units.c.state)
             .join(work_units, work_units.c.id == results.c.wu_id)
             .where(results.c.verdict == Verdict.PENDING)
             .order_by(results.c.id)
@@ -53,7 +87,7 @@ def validate_pending(
                 f"superseded: {row.wu_id} already had a valid result",
             )
         else:
-            judged = _judge_stored(engine, row.id, server)
+            judged = _judge_stored(engine, row.id, server, replay_all=not is_trusted(engine, row.reporter))
         if judged is None:  # no longer pending: another validator or the assimilator closed it
             continue
         verdict, reason = judged
@@ -69,17 +103,23 @@ def validate_pending(
             if updated.rowcount:
                 transition_unit(conn, row.wu_id, utcnow(), max_attempts)
                 counts[verdict] += 1
+                if verdict == Verdict.VALID:
+                    note_valid_result(conn, row.reporter)
+        if verdict == Verdict.INVALID:  # a well-formed result that the data contradicts: never benign
+            distrust_reporter(engine, row.reporter, reason or "invalid result", max_attempts)
     return counts[Verdict.VALID], counts[Verdict.INVALID]
 
 
-def _judge_stored(engine: Engine, result_id: int, server: ServerData) -> tuple[Verdict, str | None] | None:
+def _judge_stored(
+    engine: Engine, result_id: int, server: ServerData, replay_all: bool
+) -> tuple[Verdict, str | None] | None:
     """Judge one pending result, outside any transaction (the re-evaluation is the slow part)."""
     with reading(engine) as conn:
         row = conn.execute(
-            select(results.c.payload, work_units.c.spec_json)
+            select(results.c.payload, work_units.c.spec_json, work_units.c.state_blob)
             .join(work_units, work_units.c.id == results.c.wu_id)
             .where(results.c.id == result_id, results.c.verdict == Verdict.PENDING)
         ).first()
     if row is None:
         return None
-    return judge(WorkUnitSpec.from_json(row.spec_json), row.payload, server)
+    return judge(WorkUnitSpec.from_json(row.spec_json), row.payload, server, row.state_blob, replay_all)

@@ -36,16 +36,18 @@ def submit(body: SubmitRequest, request: Request) -> ExperimentInfo:
         overrides["networks_per_task"] = body.networks_per_task
     if body.max_epochs is not None:
         overrides["train.max_epochs"] = body.max_epochs
-    _refuse_unresolved_automata(body.preset_toml)
+    if "replay_segments" not in _parsed(body.preset_toml):
+        overrides["replay_segments"] = settings.replay_segments
     config = preset_from_text(body.preset_toml, overrides, source="submitted")
     exp, _created = coordinator.create_experiment(engine, config, settings.datasets_dir / config.name)
     coordinator.set_experiment_queue(engine, exp.name, body.queue)
     return _info(request, exp.name)
 
 
-def _refuse_unresolved_automata(text: str) -> None:
-    """A [random_automata] preset chooses its tasks by training reference networks (minutes to hours):
-    not something an API request may start."""
+def _parsed(text: str) -> dict[str, object]:
+    """The submitted preset's table, refused where it is a [random_automata] preset still to be
+    resolved: its learnability check trains reference networks for minutes to hours, not something
+    an API request may start."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -56,6 +58,7 @@ def _refuse_unresolved_automata(text: str) -> None:
             "a [random_automata] preset chooses its automata by a learnability check that trains for "
             "minutes to hours; the server does not run it: submit a preset that lists its tasks"
         )
+    return raw
 
 
 @router.post("/experiments/{name}/{action}", response_model=ExperimentInfo, responses=_ERRORS)
@@ -84,6 +87,7 @@ def hosts(request: Request) -> list[HostInfo]:
             description=HostDescription(**h.description),
             test_queue=h.test_queue,
             units_leased=h.units_leased,
+            trust=h.trust,
         )
         for h in coordinator.list_hosts(request.app.state.engine)
     ]

@@ -41,6 +41,12 @@ def _host(request: Request, description: dict | None = None) -> coordinator.Host
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "unknown host token: register again (mlc worker does)"
         )
+    if host.trust == "untrusted":
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "this host's results failed validation (they were not trained as their work units say); "
+            "it gets no more work",
+        )
     return host
 
 
@@ -128,6 +134,8 @@ async def upload(wu_id: str, request: Request) -> UploadResponse:
     try:
         precheck_result(body, spec, n_params)
     except ResultRejected as exc:
+        if exc.reason in ("wrong_unit", "members"):  # another unit's result for this lease: no accident
+            await run_in_threadpool(coordinator.distrust_reporter, state.engine, host.owner, str(exc))
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"result refused: {exc}") from None
     outcome = await run_in_threadpool(state.service.report, wu_id, body, host.owner)
     return UploadResponse(wu_id=wu_id, sha256=hashlib.sha256(body).hexdigest(), outcome=outcome.value)

@@ -31,6 +31,9 @@ class ServerSettings(BaseSettings):
     max_upload_bytes: int = Field(64 * 2**20, gt=0)  # refused before the body is read
     max_lease_networks: int = Field(16384, ge=1)
     daemon_interval_s: float = Field(1.0, gt=0)  # a daemon's sleep after a pass that found nothing
+    # segments a submitted experiment's units are cut into (a preset's replay_segments wins): the
+    # validator replays one of them per result, 1/replay_segments of the unit's training
+    replay_segments: int = Field(4, ge=1)
 
     @property
     def database_url(self) -> str:

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
         preset_names,
         preset_text,
     )
-    from mlc.work._host import describe_device, host_id, resolve_device
+    from mlc.work._host import describe_device, host_id, kernel_class, resolve_device
     from mlc.work._kernels import population_for, set_training_threads
     from mlc.work._precheck import precheck_result
     from mlc.work._records import FinishedNetwork, weights_sha256
+    from mlc.work._replay import ReplayTolerance, replay_segment, segment_bounds
     from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
     from mlc.work._run import DataCache, TrainingStopped, run_work_units, shared_data_for
     from mlc.work._runtime import SizedWork, WorkerRuntime
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from mlc.work._validate import Tolerance, validate_result
 
 _EXPORTS = {
+    "ReplayTolerance": "_replay",
+    "replay_segment": "_replay",
+    "segment_bounds": "_replay",
+    "kernel_class": "_host",
     "precheck_result": "_precheck",
     "CheckpointStore": "_checkpoint",
     "SizedWork": "_runtime",
@@ -68,6 +73,7 @@ __all__ = [
     "FinishedNetwork",
     "Member",
     "Provenance",
+    "ReplayTolerance",
     "SizedWork",
     "Tolerance",
     "TrainingStopped",
@@ -80,14 +86,17 @@ __all__ = [
     "describe_preset",
     "encode_state",
     "host_id",
+    "kernel_class",
     "load_preset",
     "population_for",
     "precheck_result",
     "preset_from_text",
     "preset_names",
     "preset_text",
+    "replay_segment",
     "resolve_device",
     "run_work_units",
+    "segment_bounds",
     "set_training_threads",
     "shared_data_for",
     "validate_result",

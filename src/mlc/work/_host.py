@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import socket
 import uuid
@@ -12,7 +13,7 @@ import torch
 
 from mlc.errors import ConfigError
 
-__all__ = ["describe_device", "host_id", "platform_string", "resolve_device", "torch_version"]
+__all__ = ["describe_device", "host_id", "kernel_class", "platform_string", "resolve_device", "torch_version"]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -43,6 +44,29 @@ def host_id() -> str:
     machine_id = Path("/etc/machine-id")
     seed = machine_id.read_text().strip() if machine_id.exists() else f"{uuid.getnode():x}"
     return hashlib.sha256(f"{socket.gethostname()}:{seed}".encode()).hexdigest()[:16]
+
+
+def kernel_class(device: torch.device, kernels: str) -> str:
+    """The class of hosts that compute a work unit bit for bit alike (BOINC's homogeneous
+    redundancy): the device kind, the kernel family that trained, and for the C kernels the vector
+    instruction set they were built for (the build's MLC_NATIVE_ARCH, or what this CPU has)."""
+    family = kernels.split(" ")[0] if kernels else "PyTorch"  # "C", "fused" (Triton), "PyTorch"
+    if device.type != "cpu" or family != "C":
+        return f"{device.type}/{family}"
+    arch = os.environ.get("MLC_NATIVE_ARCH", "native")
+    if arch == "native":
+        flags = _cpu_flags()
+        arch = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else platform.machine()
+    return f"cpu/C/{arch}"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    return set(line.split(":", 1)[-1].split())
 
 
 def platform_string() -> str:

@@ -31,6 +31,7 @@ class Provenance:
     platform: str
     host_id: str
     wall_time_s: float  # wall time of the whole unit; each member is charged an equal share
+    kernel_class: str = ""  # `kernel_class`: results of one class agree bit for bit
 
 
 @dataclass

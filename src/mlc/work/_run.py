@@ -21,7 +21,7 @@ from mlc.errors import ConfigError, MLCError
 from mlc.tasks import SharedData
 from mlc.train import EpochHistory, EpochReport, PopulationState, PopulationTrainer, TrainingArrays
 from mlc.work._checkpoint import CheckpointStore, checkpoint_key
-from mlc.work._host import describe_device, host_id, platform_string, torch_version
+from mlc.work._host import describe_device, host_id, kernel_class, platform_string, torch_version
 from mlc.work._kernels import population_for
 from mlc.work._result import Provenance, WorkUnitResult, decode_state
 from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
@@ -156,13 +156,16 @@ def _run_group(
     history = _train_in_stretches(trainer, state, members, data, history, boundaries, first, key, plan)
     wall = time.perf_counter() - started
     kind, name = describe_device(device)
+    klass = kernel_class(device, population.kernels)
     state = state.to("cpu")
     results, row = [], 0
     for unit in units:
         n = len(unit.spec.members)
         rows = list(range(row, row + n))
         row += n
-        prov = Provenance(kind, name, torch_version(), platform_string(), host_id(), wall * n / len(members))
+        prov = Provenance(
+            kind, name, torch_version(), platform_string(), host_id(), wall * n / len(members), klass
+        )
         results.append(
             WorkUnitResult(
                 wu_id=unit.spec.wu_id,

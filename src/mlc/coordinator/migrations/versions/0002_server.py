@@ -1,6 +1,6 @@
 """The volunteer server: experiments get a state (running, paused, cancelled, finished), a queue and
 their layout's size; hosts (token hashes), every lease given (who may upload) and daemon heartbeats
-get tables. The hand-kept schema version becomes "3", so
+get tables; hosts carry a trust state. The hand-kept schema version becomes "3", so
 an mlc from before migrations refuses this database with its own message instead of misreading it.
 
 Revision ID: 0002
@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("last_seen_at", sa.DateTime(), nullable=False),
         sa.Column("description_json", sa.Text, nullable=False, server_default="{}"),
         sa.Column("test_queue", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("trust", sa.String(16), nullable=False, server_default="new"),
     )
     op.create_table(
         "daemons",
