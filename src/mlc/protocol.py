@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "API_PREFIX",
@@ -37,9 +37,32 @@ Device = Literal["cpu", "cuda"]
 
 
 class _Strict(BaseModel):
-    """Unknown fields are refused: a misspelt field is an error, not silently ignored."""
+    """Unknown fields are refused: a misspelt field is an error, not silently ignored. No text may
+    hold a NUL character or an unpaired surrogate: neither can be stored (PostgreSQL refuses both)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> _Strict:
+        for name, value in self:
+            for text in _texts(value):
+                if "\x00" in text:
+                    raise ValueError(f"{name} holds a NUL character")
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{name} holds an unpaired surrogate (not UTF-8 text)") from None
+        return self
+
+
+def _texts(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _texts(item)]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (*_texts(k), *_texts(v))]
+    return []
 
 
 class Problem(_Strict):
