@@ -23,11 +23,12 @@ REFRESH_S = 30  # how often a page reloads itself
 
 def format_credit(value: float) -> str:
     """Credit as the pages show it: thousands separated with two decimals, or three significant
-    digits below one (a small unit earns a few thousandths)."""
+    digits below one (a small unit earns a few thousandths), never in exponent notation."""
     if value == 0:
         return "0"
     if abs(value) < 1:
-        return f"{value:.3g}"
+        decimals = 2 - math.floor(math.log10(abs(value)))
+        return f"{value:.{decimals}f}"
     return f"{value:,.2f}"
 
 
