@@ -14,6 +14,7 @@ from sqlalchemy import select
 from mlc.coordinator import (
     create_account,
     distrust_reporter,
+    experiment_detail,
     host_detail,
     lease_work,
     link_host,
@@ -71,6 +72,7 @@ def test_a_voided_result_loses_its_credit(coord: Setup) -> None:
         assert holder.validity_rate == 0.0
     with coord.engine.connect() as conn:
         assert conn.execute(select(results.c.credit)).scalars().all() == [0.0]
+    assert experiment_detail(coord.engine, coord.exp.name).rejections == {"voided": 1}
 
 
 def test_local_results_earn_nobody_credit(coord: Setup) -> None:
