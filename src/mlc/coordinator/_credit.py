@@ -87,9 +87,9 @@ def settle_credit(engine: Engine) -> tuple[int, int]:
             )
             .order_by(results.c.id)
         ).all()
-        to_revoke = conn.execute(
+        to_revoke = conn.execute(  # voiding makes a result invalid; nothing else takes back a verdict
             select(results.c.id, results.c.reporter).where(
-                results.c.verdict != Verdict.VALID, results.c.credit > 0
+                results.c.verdict == Verdict.INVALID, results.c.credited_at.isnot(None), results.c.credit > 0
             )
         ).all()
     granted = sum(_grant(engine, r.id, _host_id(r.reporter), r.spec_json) for r in to_grant)
@@ -120,7 +120,9 @@ def _grant(engine: Engine, result_id: int, host_id: int, spec_json: str) -> bool
 
 
 def _revoke(engine: Engine, result_id: int, host_id: int) -> bool:
-    """Take back a voided result's credit: its total, and what is left of its share of the average."""
+    """Take back a voided result's credit: its total, and what is left of its share of the average,
+    from the host and the account it is linked to now (a host that moved in between takes it from
+    its new volunteer: rare, and never more than that volunteer holds)."""
     now = utcnow()
     with transaction(engine) as conn:
         row = conn.execute(

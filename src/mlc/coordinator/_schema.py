@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -175,6 +176,7 @@ results = Table(
     Column("credit", Float),  # granted to its host when judged valid; 0 once revoked (voided later)
     Column("credited_at", DateTime()),  # when granted: None for results never credited
     UniqueConstraint("wu_id", "sha256"),
+    Index("ix_results_verdict_credited_at", "verdict", "credited_at"),  # credit's pass finds its rows
 )
 
 

@@ -42,10 +42,12 @@ def upgrade() -> None:
     with op.batch_alter_table("results") as batch:
         batch.add_column(sa.Column("credit", sa.Float))
         batch.add_column(sa.Column("credited_at", sa.DateTime()))
+        batch.create_index("ix_results_verdict_credited_at", ["verdict", "credited_at"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("results") as batch:
+        batch.drop_index("ix_results_verdict_credited_at")
         batch.drop_column("credited_at")
         batch.drop_column("credit")
     with op.batch_alter_table("hosts") as batch:
