@@ -17,3 +17,10 @@ def test_equal_losses_make_one_bin_and_none_make_an_empty_histogram() -> None:
     assert loss_histogram([0.3, 0.3]).counts == [2]
     empty = loss_histogram([])
     assert (empty.counts, empty.n, empty.median) == ([], 0, None)
+
+
+def test_losses_spanning_orders_of_magnitude_are_binned_on_a_log_scale() -> None:
+    hist = loss_histogram([1e-5, 1e-4, 1e-3, 0.1], bins=4)
+    assert hist.log_scale and hist.counts == [1, 1, 1, 1]
+    assert hist.edges == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 0.1])
+    assert not loss_histogram([0.1, 0.2, 0.3]).log_scale

@@ -7,6 +7,7 @@ HTML and as JSON, so the two never disagree. Plain SQL counts, no torch.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,10 +53,13 @@ __all__ = [
     "volunteer_detail",
 ]
 
-MILESTONES = (100, 500, 1000, 5000, 10000)  # networks per task, as MLC@Home's DS1-100 ... DS1-10000
+# networks per task, as MLC@Home's DS1-100 ... DS1-10000: a preset's `subsets` (its release sizes),
+# else these up to its target, and the target
+MILESTONES = (100, 500, 1000, 5000, 10000)
 ACTIVE_WITHIN = timedelta(days=1)  # a host seen in this window is active, and so is its volunteer
 STALE_DAEMON_S = 120.0  # a daemon whose last pass is older than this is shown unhealthy
 _TOP = 10
+LOG_SPAN = 100.0  # a loss histogram spanning more than this factor is binned in log10(loss)
 
 
 @dataclass(frozen=True)
@@ -133,12 +137,14 @@ class TaskDetail:
 
 @dataclass(frozen=True)
 class LossHistogram:
-    """Final validation losses of finished networks in `counts[i]` between `edges[i]` and `edges[i+1]`."""
+    """Final validation losses of finished networks in `counts[i]` between `edges[i]` and `edges[i+1]`;
+    bins of equal width in log10(loss) where `log_scale` (losses span orders of magnitude)."""
 
     edges: list[float]
     counts: list[int]
     n: int
     median: float | None
+    log_scale: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,19 +268,20 @@ def _top(conn: Connection, table: Table, now: datetime) -> list[CreditRow]:
 def experiment_progress(engine: Engine) -> list[ExperimentProgress]:
     """Each experiment's finished networks against its target, milestones and per-task cells."""
     with reading(engine) as conn:
-        targets = {
-            name: int(json.loads(config).get("networks_per_task", 0))
+        configs = {
+            name: json.loads(config)
             for name, config in conn.execute(select(experiments.c.name, experiments.c.config_json))
         }
     out = []
     for e in experiment_overviews(engine):
-        per_task = targets.get(e.name, 0)
+        config = configs.get(e.name, {})
+        per_task = int(config.get("networks_per_task", 0))
         cells = [
             TaskCell(t.task, t.finished, per_task, min(1.0, t.finished / per_task) if per_task else 0.0)
             for t in e.tasks
         ]
         least = min((t.finished for t in e.tasks), default=0)
-        marks = sorted({m for m in MILESTONES if m < per_task} | {per_task})
+        marks = sorted(config.get("subsets") or {m for m in MILESTONES if m < per_task} | {per_task})
         target = per_task * len(cells)
         out.append(
             ExperimentProgress(
@@ -357,18 +364,26 @@ def experiment_detail(engine: Engine, name: str) -> ExperimentDetail:
 
 
 def loss_histogram(losses: list[float], bins: int = 20) -> LossHistogram:
-    """`bins` equal-width bins from the smallest loss to the largest (one bin where all are equal)."""
+    """`bins` equal-width bins from the smallest loss to the largest (one bin where all are equal),
+    in log10(loss) where every loss is positive and the largest is over LOG_SPAN times the smallest:
+    a converged network's loss is orders of magnitude below a stalled one's."""
     if not losses:
         return LossHistogram([], [], 0, None)
     low, high = min(losses), max(losses)
     if high == low:
         return LossHistogram([low, high], [len(losses)], len(losses), low)
-    width = (high - low) / bins
+    log_scale = low > 0 and high / low > LOG_SPAN
+    scale = math.log10 if log_scale else float
+    values = [scale(x) for x in losses]
+    low_v, width = scale(low), (scale(high) - scale(low)) / bins
     counts = [0] * bins
-    for x in losses:
-        counts[min(bins - 1, int((x - low) / width))] += 1
-    edges = [low + i * width for i in range(bins + 1)]
-    return LossHistogram(edges, counts, len(losses), statistics.median(losses))
+    for v in values:
+        counts[min(bins - 1, int((v - low_v) / width))] += 1
+    edges = [low_v + i * width for i in range(bins + 1)]
+    if log_scale:
+        edges = [10**e for e in edges]
+    edges[0], edges[-1] = low, high  # exactly, not as rounded through the logarithm
+    return LossHistogram(edges, counts, len(losses), statistics.median(losses), log_scale)
 
 
 # -- hosts and volunteers ---------------------------------------------------------------------------
