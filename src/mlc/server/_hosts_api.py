@@ -65,13 +65,14 @@ def register(body: RegisterRequest, request: Request) -> RegisterResponse:
     """Register a host; the token in the answer is shown once (the server keeps its hash). With an
     `account_key` the host is linked to that volunteer's account (an unknown key registers nothing)."""
     engine = request.app.state.engine
-    if body.account_key is not None and coordinator.account_by_key(engine, body.account_key) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, _UNKNOWN_KEY)
-    host, token = coordinator.register_host(
-        engine, body.name, body.description.model_dump(), body.test_queue
-    )
+    account = None
     if body.account_key is not None:
-        coordinator.link_host(engine, host.id, body.account_key)
+        account = coordinator.account_by_key(engine, body.account_key)
+        if account is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, _UNKNOWN_KEY)
+    host, token = coordinator.register_host(
+        engine, body.name, body.description.model_dump(), body.test_queue, account and account.id
+    )
     return RegisterResponse(host_id=host.id, token=token)
 
 
