@@ -98,7 +98,7 @@ def test_credit_is_the_units_flop_count_for_host_and_volunteer(run: Run) -> None
     assert overview["units_done_today"] == sum(h["units_done"] for h in hosts.values())
     (exp,) = overview["experiments"]
     assert (exp["finished"], exp["target"], exp["fraction"]) == (8, 8, 1.0)
-    assert [(m["label"], m["reached"]) for m in exp["milestones"]] == [("small-2", True)]
+    assert [(m["label"], m["reached"]) for m in exp["milestones"]] == [("SMALL-2", True)]
     detail = httpx.get(f"{run.api}/experiments/small").json()
     assert detail["loss"]["n"] == 8 and sum(detail["loss"]["counts"]) == 8
     assert detail["dataset_final"] and detail["rejections"] == {}

@@ -265,6 +265,12 @@ def _top(conn: Connection, table: Table, now: datetime) -> list[CreditRow]:
     return [CreditRow(r.id, r.name, r.credit, decayed_rac(r.rac, r.rac_at, now)) for r in rows]
 
 
+def release_name(preset: str, per_task: int) -> str:
+    """A milestone's name: that of the release `mlc dataset export` cuts at it (`MLDS-DS1-100`).
+    `mlc.store.default_export_name` says the same, but importing the store loads torch."""
+    return f"{preset.upper()}-{per_task}"
+
+
 def experiment_progress(engine: Engine) -> list[ExperimentProgress]:
     """Each experiment's finished networks against its target, milestones and per-task cells."""
     with reading(engine) as conn:
@@ -291,7 +297,7 @@ def experiment_progress(engine: Engine) -> list[ExperimentProgress]:
                 finished=e.total("finished"),
                 target=target,
                 fraction=round(min(1.0, e.total("finished") / target), 4) if target else 0.0,
-                milestones=[Milestone(f"{e.preset}-{m}", m, least >= m) for m in marks],
+                milestones=[Milestone(release_name(e.preset, m), m, least >= m) for m in marks],
                 tasks=cells,
             )
         )
