@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "API_PREFIX",
+    "AccountRequest",
+    "AccountResponse",
     "ExperimentInfo",
     "ExtendRequest",
     "ExtendResponse",
@@ -22,6 +24,8 @@ __all__ = [
     "LeaseRequest",
     "LeaseResponse",
     "LeasedUnit",
+    "LinkRequest",
+    "LinkResponse",
     "Problem",
     "RegisterRequest",
     "RegisterResponse",
@@ -88,6 +92,27 @@ class RegisterRequest(_Strict):
     name: str = Field(..., min_length=1, max_length=200)
     description: HostDescription = Field(default_factory=HostDescription)
     test_queue: bool = False  # also take the test queue (new kernels and versions first)
+    account_key: str | None = Field(None, max_length=200)  # the volunteer's, to credit this host to
+
+
+class AccountRequest(_Strict):
+    name: str = Field(..., min_length=1, max_length=200)  # shown on the project's pages
+    email: str = Field(..., min_length=3, max_length=320)  # never shown; one account per address
+
+
+class AccountResponse(_Strict):
+    account_id: int
+    account_key: str  # shown once; the server keeps only its SHA-256. Give it to `mlc worker`
+
+
+class LinkRequest(_Strict):
+    account_key: str = Field(..., min_length=1, max_length=200)
+
+
+class LinkResponse(_Strict):
+    host_id: int
+    account_id: int
+    account_name: str
 
 
 class RegisterResponse(_Strict):
