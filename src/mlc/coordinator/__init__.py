@@ -60,8 +60,8 @@ if TYPE_CHECKING:
     )
     from mlc.coordinator._status import ExperimentStatus, experiment_status
     from mlc.coordinator._transition import Change, ResultView, UnitView, transition
-    from mlc.coordinator._trust import distrust_reporter, is_trusted
-    from mlc.coordinator._validator import validate_pending
+    from mlc.coordinator._trust import TRUSTED_AFTER, distrust_reporter, is_trusted
+    from mlc.coordinator._validator import segments_to_replay, validate_pending
 
 _EXPORTS = {
     "Account": "_accounts",
@@ -80,6 +80,7 @@ _EXPORTS = {
     "host_detail": "_stats",
     "volunteer_detail": "_stats",
     "distrust_reporter": "_trust",
+    "TRUSTED_AFTER": "_trust",
     "is_trusted": "_trust",
     "HostTrust": "_schema",
     "set_experiment_queue": "_overview",
@@ -130,6 +131,7 @@ _EXPORTS = {
     "ResultView": "_transition",
     "UnitView": "_transition",
     "transition": "_transition",
+    "segments_to_replay": "_validator",
     "validate_pending": "_validator",
 }
 
@@ -153,6 +155,7 @@ __all__ = [
     "ReportOutcome",
     "ResultView",
     "ServerData",
+    "TRUSTED_AFTER",
     "TaskCounts",
     "UnitView",
     "Verdict",
@@ -185,6 +188,7 @@ __all__ = [
     "register_host",
     "report_result",
     "results_of",
+    "segments_to_replay",
     "server_overview",
     "set_experiment_queue",
     "set_experiment_state",

@@ -19,7 +19,7 @@ from mlc.coordinator._trust import distrust_reporter, is_trusted, note_valid_res
 from mlc.errors import ResultRejected
 from mlc.work import WorkUnitResult, WorkUnitSpec, validate_result
 
-__all__ = ["judge", "validate_pending"]
+__all__ = ["judge", "segments_to_replay", "validate_pending"]
 
 _ANSWERED = (WUState.VALID, WUState.DONE)  # units whose answer is in: further results are not judged
 
@@ -38,13 +38,20 @@ def judge(
     try:
         result = WorkUnitResult.from_bytes(payload)
         validate_result(spec, result, server.population(spec.experiment), server.arrays(spec.experiment))
-        if spec.segments > 1:
-            chosen = range(spec.segments) if replay_all else [secrets.randbelow(spec.segments)]
-            for segment in chosen:
-                _replay(spec, result, server, start_blob, segment)
+        for segment in segments_to_replay(spec.segments, replay_all):
+            _replay(spec, result, server, start_blob, segment)
     except ResultRejected as exc:
         return Verdict.INVALID, str(exc)
     return Verdict.VALID, None
+
+
+def segments_to_replay(n_segments: int, replay_all: bool, randbelow=secrets.randbelow) -> list[int]:  # type: ignore[no-untyped-def]
+    """The segments the validator replays: all of them for a host not yet trusted, else one chosen
+    at random after the upload (so the worker cannot know which); none for an uncut unit (its
+    re-evaluation is the check). `randbelow` is replaceable for simulations of this policy."""
+    if n_segments <= 1:
+        return []
+    return list(range(n_segments)) if replay_all else [randbelow(n_segments)]
 
 
 def _replay(
