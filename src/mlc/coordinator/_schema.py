@@ -175,6 +175,7 @@ results = Table(
     Column("received_at", DateTime(), nullable=False),
     Column("credit", Float),  # granted to its host when judged valid; 0 once revoked (voided later)
     Column("credited_at", DateTime()),  # when granted: None for results never credited
+    Column("replayed", Integer),  # segments of its unit the validator replayed (None: not judged)
     UniqueConstraint("wu_id", "sha256"),
     Index("ix_results_verdict_credited_at", "verdict", "credited_at"),  # credit's pass finds its rows
 )

@@ -147,6 +147,10 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
         raise ValueError(f"wall_time_s must be finite and non-negative, got {net.wall_time_s}")
     if isinstance(net.work_units, str) or not all(isinstance(w, str) for w in net.work_units):
         raise ValueError("work_units must be a sequence of work-unit id strings")
+    for name in ("trained_by", "replayed_segments"):
+        values = getattr(net, name)
+        if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{name} must be a sequence of strings")
     if not isinstance(net.extra, dict):
         raise ValueError("extra must be a dict")
     meta = {
@@ -155,6 +159,8 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
         "data_seed": _integer("data_seed", net.data_seed), "model": net.model,
         "layout_id": net.layout_id, "hyperparameters": _check_hyperparameters(net.hyperparameters),
         "converged": bool(net.converged), "wall_time_s": wall, "work_units": list(net.work_units),
+        "trained_by": list(net.trained_by), "replayed_segments": list(net.replayed_segments),
+        "confirmed": bool(net.confirmed),
         **{name: getattr(net, name) for name in _TEXT_FIELDS},
     }
     try:
@@ -237,6 +243,10 @@ def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
     columns["converged"] = np.array([m["converged"] for m in meta], dtype=bool)
     columns["wall_time_s"] = np.array([m["wall_time_s"] for m in meta], dtype=np.float64)
     columns["work_units"] = [_canonical_json(m["work_units"]) for m in meta]
+    # staged before these were recorded: unknown trainers, nothing replayed, not confirmed
+    columns["trained_by"] = [_canonical_json(m.get("trained_by", [])) for m in meta]
+    columns["replayed_segments"] = [_canonical_json(m.get("replayed_segments", [])) for m in meta]
+    columns["confirmed"] = np.array([m.get("confirmed", False) for m in meta], dtype=bool)
     columns["extra"] = [_canonical_json(m["extra"]) for m in meta]
     columns["weights_sha256"] = [weights_sha256(s.arrays["weights"]) for s in staged]
     schema = pa.schema([f for f in NETWORKS_SCHEMA if f.name not in ("shard", "shard_row")])
