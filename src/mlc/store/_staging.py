@@ -4,11 +4,14 @@ One file per network (safetensors: the weights and the history arrays as float32
 other field as canonical JSON in the metadata) makes an add a single atomic file creation, so a
 crash loses at most the network being added, and a re-add can be compared byte for byte with what is
 stored. Records are checked here before they are believed: a dataset must never hold a network it
-cannot describe.
+cannot describe. Each file carries the SHA-256 of its content (every field and every array), written
+with it and checked whenever it is read, so a flipped bit in a staged file is refused by name rather
+than consolidated into a release.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import operator
@@ -19,7 +22,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import safetensors.numpy
-from safetensors import SafetensorError
 
 from mlc.errors import DatasetError
 from mlc.store._consolidate import TaskBatch
@@ -32,12 +34,15 @@ from mlc.store._format import (
 )
 from mlc.work._records import FinishedNetwork, weights_sha256
 
-__all__ = ["StagedNetwork", "describe_difference", "encode", "read_key", "read_staged", "stage",
-           "to_batch"]
+__all__ = ["STAGED_REMEDY", "StagedNetwork", "content_sha256", "describe_difference", "encode",
+           "read_key", "read_staged", "stage", "to_batch"]
 
 _HISTORY = ("train_loss", "val_loss", "val_accuracy")
 _TEXT_FIELDS = ("device_kind", "device_name", "torch_version", "platform", "host_id")
 _FLAT_HYPERPARAMETERS = {"lr": float, "batch_size": int, "max_epochs": int}
+_DIGEST = "content_sha256"  # metadata key of the file's own content hash
+STAGED_REMEDY = ("`mlc run` on its workdir sets it aside and trains that network again (with a "
+                 "DatasetWriter of your own: delete the file and add that network again)")
 
 
 @dataclass(frozen=True)
@@ -179,19 +184,38 @@ def stage(net: FinishedNetwork, manifest: dict[str, Any]) -> StagedNetwork:
     return StagedNetwork(meta, arrays)
 
 
+def content_sha256(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the canonical JSON of `meta` and every array's name, dtype, shape and bytes."""
+    h = hashlib.sha256(_canonical_json(meta).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
+        h.update(memoryview(array).cast("B"))
+    return h.hexdigest()
+
+
 def encode(staged: StagedNetwork) -> bytes:
-    """The staging file's bytes: identical records give identical bytes."""
-    return tensors_to_bytes(staged.arrays, staged.meta)
+    """The staging file's bytes, its content hash included: identical records give identical bytes."""
+    meta = {**staged.meta, _DIGEST: content_sha256(staged.meta, staged.arrays)}
+    return tensors_to_bytes(staged.arrays, meta)
 
 
 def read_staged(path: Path) -> StagedNetwork:
+    """The record in the staged file `path`, checked against the content hash it was written with."""
     try:
         arrays = safetensors.numpy.load_file(path)
         meta = tensors_meta(path)
-    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any damage (bad UTF-8, JSON, offsets) means unreadable
         raise DatasetError(
-            f"staged network {path} is unreadable ({exc}); move it aside and add that network again"
+            f"staged network {path} is unreadable ({type(exc).__name__}: {exc}); {STAGED_REMEDY}"
         ) from None
+    recorded = meta.pop(_DIGEST, None)
+    if recorded is None:
+        raise DatasetError(f"staged network {path} carries no content hash (damaged, or written by "
+                           f"an MLC older than staged hashes); {STAGED_REMEDY}")
+    if recorded != content_sha256(meta, arrays):
+        raise DatasetError(f"staged network {path} is corrupted: its content does not match the "
+                           f"SHA-256 recorded when it was written; {STAGED_REMEDY}")
     return StagedNetwork(meta, arrays)
 
 
@@ -200,9 +224,9 @@ def read_key(path: Path) -> tuple[str, str, int]:
     try:
         meta = tensors_meta(path)
         return str(meta["net_id"]), str(meta["task"]), int(meta["index"])
-    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any damage (bad UTF-8, JSON, offsets) means unreadable
         raise DatasetError(
-            f"staged network {path} is unreadable ({exc}); move it aside and add that network again"
+            f"staged network {path} is unreadable ({type(exc).__name__}: {exc}); {STAGED_REMEDY}"
         ) from None
 
 
