@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import mlc.store._reader as reader
 from mlc.errors import DatasetError
-from mlc.store import DatasetWriter, verify_dataset
+from mlc.store import Dataset, DatasetWriter, open_dataset, verify_dataset
 
 TASKS = ("SingleDirectMachine", "ParityModified")  # the store fixtures' tasks
 MakeNet = Callable[..., object]
@@ -118,3 +119,61 @@ def test_a_deleted_staged_network_of_a_released_dataset_is_reported(finished: Pa
     problems = verify_dataset(finished).problems
     assert "staging/: 1 networks are in networks.parquet but have no staged file (deleted from " \
         "staging/?) (ParityModified-000001)" in problems
+
+
+READS: dict[str, Callable[[Dataset], object]] = {
+    "config.json": lambda ds: ds.config,
+    "layout.json": lambda ds: ds.layout,
+    "data.safetensors": lambda ds: ds.data(),
+    "networks.parquet": lambda ds: ds.networks,
+    "history.parquet": lambda ds: ds.history,
+    "weights/ParityModified.safetensors": lambda ds: ds.weights(task="ParityModified"),
+}
+
+
+@pytest.mark.parametrize("fault", ["low bit at the end", "middle byte", "truncated"])
+@pytest.mark.parametrize("name", READS)
+def test_the_reader_refuses_a_damaged_file_by_name(finished: Path, name: str, fault: str) -> None:
+    FAULTS[fault](finished / name)
+    ds = open_dataset(finished)
+    with pytest.raises(DatasetError, match=f"{name} does not match its SHA-256 in the manifest"):
+        READS[name](ds)
+
+
+def test_the_reader_refuses_swapped_shards(finished: Path) -> None:
+    swap(finished / "weights" / "ParityModified.safetensors",
+         finished / "weights" / "SingleDirectMachine.safetensors")
+    with pytest.raises(DatasetError, match="ParityModified.safetensors does not match its SHA-256"):
+        open_dataset(finished).weights(task="ParityModified")
+
+
+def test_each_file_is_hashed_once_per_open(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed: list[str] = []
+    real = reader.file_sha256
+    monkeypatch.setattr(reader, "file_sha256", lambda path: hashed.append(path.name) or real(path))
+    ds = open_dataset(finished)
+    for _ in range(2):
+        ds.weights(task="ParityModified")
+        ds.weights(net_ids=["ParityModified-000001"])
+    assert hashed == ["networks.parquet", "ParityModified.safetensors"]
+    open_dataset(finished, verify=False).weights()
+    assert len(hashed) == 2
+
+
+def test_verify_false_reads_a_changed_shard_as_it_is(finished: Path) -> None:
+    before = open_dataset(finished).weights(task="ParityModified")
+    flip(finished / "weights" / "ParityModified.safetensors", -4)
+    after = open_dataset(finished, verify=False).weights(task="ParityModified")
+    assert (after != before).sum() == 1  # the opt-out reads exactly what is there
+
+
+def test_an_undecodable_table_is_a_dataset_error_even_unverified(finished: Path) -> None:
+    """A column name in the footer that is not UTF-8 passes Arrow's read and fails only in
+    to_pandas (it was a UnicodeDecodeError from verify, info, analyze and the reader)."""
+    path = finished / "networks.parquet"
+    data = path.read_bytes()
+    name = data.index(b"net_id", data.index(b"\x06schema"))  # the footer's schema: root, then columns
+    flip(path, name, 7)  # "net_id" -> b"\xeeet_id"
+    with pytest.raises(DatasetError, match="networks.parquet is unreadable"):
+        _ = open_dataset(finished, verify=False).networks
+    assert any(p.startswith("networks.parquet: ") for p in verify_dataset(finished).problems)

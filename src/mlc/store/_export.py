@@ -71,7 +71,7 @@ def _take_first(networks: pa.Table, tasks: list[str], per_task: int,
 
 
 def _batches(ds: Dataset, chosen: dict[str, pa.Table]) -> Iterator[TaskBatch]:
-    history = read_table(ds.path / HISTORY_FILE)
+    history = read_table(ds.file(HISTORY_FILE))
     for task, rows in chosen.items():
         ids = rows["net_id"]
         yield TaskBatch(task, rows.drop_columns(["shard", "shard_row"]),
@@ -132,7 +132,7 @@ def export_dataset(src: Path | str | Dataset, out_dir: Path | str, *, per_task: 
     if taken:
         raise DatasetError(f"export target already exists: {', '.join(taken)}; remove it or pick "
                            "another name")
-    chosen = _take_first(read_table(ds.path / NETWORKS_FILE), list(ds.tasks), per_task, allow_short)
+    chosen = _take_first(read_table(ds.file(NETWORKS_FILE)), list(ds.tasks), per_task, allow_short)
     tmp = new_build_dir(directory, "exporting")
     try:
         inputs = {fixed: ds.manifest["files"].get(fixed) for fixed in INPUT_FILES}
@@ -142,7 +142,7 @@ def export_dataset(src: Path | str | Dataset, out_dir: Path | str, *, per_task: 
                 raise DatasetError(f"{ds.path / fixed} does not match its SHA-256 in the manifest; "
                                    "the source is damaged (run `mlc dataset verify` on it)")
         consolidate(tmp, _subset_manifest(ds.manifest, name, per_task),
-                    read_json(ds.path / CONFIG_FILE), _batches(ds, chosen), inputs)
+                    read_json(ds.file(CONFIG_FILE)), _batches(ds, chosen), inputs)
         report = verify_dataset(tmp)
         if not report.ok:
             raise DatasetError(f"the export of {ds.path} fails verification, so the source is "

@@ -119,13 +119,13 @@ def _check_shard(root: Path, shard: str, rows: pd.DataFrame, n_params: int,
 def _check_networks(root: Path, manifest: dict[str, Any],
                     problems: list[str]) -> pd.DataFrame | None:
     """The networks table after checking it and its shards; None if it cannot be read."""
-    table = _attempt(problems, root, NETWORKS_FILE, lambda: pq.read_table(root / NETWORKS_FILE), None)
-    if table is None:
-        return None
-    if table.schema.names != NETWORKS_SCHEMA.names:
-        problems.append(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
-        return None
-    networks = _attempt(problems, root, NETWORKS_FILE, table.to_pandas, None)
+    def load() -> pd.DataFrame:  # whatever fails in here (Arrow, UTF-8, pandas) is a reported problem
+        table = pq.read_table(root / NETWORKS_FILE)
+        if table.schema.names != NETWORKS_SCHEMA.names:
+            raise DatasetError(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
+        return table.to_pandas()
+
+    networks = _attempt(problems, root, NETWORKS_FILE, load, None)
     if networks is None:
         return None
     duplicated = networks["net_id"][networks["net_id"].duplicated()].tolist()
