@@ -10,6 +10,7 @@ from mlc._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mlc.coordinator._assimilator import assimilate_valid
+    from mlc.coordinator._consistency import Consistency, check_consistency, orphaned_dataset, reconcile
     from mlc.coordinator._daemons import DAEMONS, heartbeats
     from mlc.coordinator._db import connect, sqlite_url, transaction, utcnow
     from mlc.coordinator._experiments import (
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
     from mlc.coordinator._validator import validate_pending
 
 _EXPORTS = {
+    "Consistency": "_consistency",
+    "check_consistency": "_consistency",
+    "orphaned_dataset": "_consistency",
+    "reconcile": "_consistency",
     "distrust_reporter": "_trust",
     "is_trusted": "_trust",
     "HostTrust": "_schema",
@@ -109,6 +114,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "Change",
+    "Consistency",
     "CoordinatorService",
     "DAEMONS",
     "DEFAULT_MAX_ATTEMPTS",
@@ -130,6 +136,7 @@ __all__ = [
     "assimilate_valid",
     "authenticate_host",
     "build_shared_data",
+    "check_consistency",
     "connect",
     "create_experiment",
     "distrust_reporter",
@@ -144,6 +151,8 @@ __all__ = [
     "list_experiments",
     "list_hosts",
     "move_dataset",
+    "orphaned_dataset",
+    "reconcile",
     "register_host",
     "report_result",
     "results_of",

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import operator
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from mlc.store._consolidate import TaskBatch
 from mlc.store._format import (
     HISTORY_SCHEMA,
     NETWORKS_SCHEMA,
+    STAGING_DIR,
     check_name,
     tensors_meta,
     tensors_to_bytes,
@@ -35,7 +37,7 @@ from mlc.store._format import (
 from mlc.work._records import FinishedNetwork, weights_sha256
 
 __all__ = ["STAGED_REMEDY", "StagedNetwork", "content_sha256", "describe_difference", "encode",
-           "read_key", "read_staged", "stage", "to_batch"]
+           "read_key", "read_staged", "scan_staged", "set_aside_staged", "stage", "to_batch"]
 
 _HISTORY = ("train_loss", "val_loss", "val_accuracy")
 _TEXT_FIELDS = ("device_kind", "device_name", "torch_version", "platform", "host_id")
@@ -228,6 +230,37 @@ def read_key(path: Path) -> tuple[str, str, int]:
         raise DatasetError(
             f"staged network {path} is unreadable ({type(exc).__name__}: {exc}); {STAGED_REMEDY}"
         ) from None
+
+
+def scan_staged(root: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Every staged network of the dataset at `root`, each checked against its content hash:
+    ({net_id: its record's fields, with `epochs`}, {net_id: why its file is damaged}). The staging
+    folder's absence is no network."""
+    good: dict[str, dict[str, Any]] = {}
+    damaged: dict[str, str] = {}
+    for path in sorted((root / STAGING_DIR).glob("*.safetensors")):
+        try:
+            record = read_staged(path)
+        except DatasetError as exc:
+            damaged[path.stem] = str(exc)
+            continue
+        if record.net_id != path.stem:
+            damaged[path.stem] = f"staged file {path} holds network {record.net_id!r}; {STAGED_REMEDY}"
+            continue
+        good[record.net_id] = {**record.meta, "epochs": int(record.arrays["val_loss"].shape[0])}
+    return good, damaged
+
+
+def set_aside_staged(root: Path, net_id: str) -> Path:
+    """Move a damaged staged file out of the dataset's way (kept beside it for inspection); returns
+    where it went. Nothing reads `*.damaged-N` files."""
+    path = root / STAGING_DIR / f"{net_id}.safetensors"
+    for n in range(1, 10_000):
+        target = path.with_name(f"{path.name}.damaged-{n}")
+        if not target.exists():
+            os.rename(path, target)
+            return target
+    raise DatasetError(f"{path.parent} holds 10,000 set-aside copies of {net_id}; clear them out")
 
 
 def describe_difference(stored: StagedNetwork, new: StagedNetwork) -> str:

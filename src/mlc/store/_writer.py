@@ -209,6 +209,10 @@ class DatasetWriter:
             raise DatasetError(
                 f"network {staged.net_id!r} rejected: {staged.task} index {staged.index} is "
                 f"already stored as {self._slots[key]!r}; a network must not be stored twice")
+        if self.finalized:  # its release files no longer hold every network: say so on disk first
+            self._manifest = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
+            self._manifest["finalized"] = None
+            write_manifest(self.path, self._manifest)
         if not create_exclusive(path, data):
             return self._check_same(path, staged, data)  # another process stored it first
         self._keys[staged.net_id] = key
