@@ -44,6 +44,7 @@ def run(
 
     from mlc import work
     from mlc._host import usable_cpus
+    from mlc._storage import writable_dir
     from mlc.executors import LocalExecutor
     from mlc.train import SelectionProgress, keep_freed_memory
     from mlc.work import load_preset, resolve_device
@@ -70,6 +71,8 @@ def run(
             )
 
         workdir = workdir or _default_workdir(preset)
+        if workdir.is_dir():  # said plainly here, before SQLite says it its own way
+            writable_dir(workdir)
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
     kernels = escape(work.population_for(config.model, dev).kernels)
     console.print(

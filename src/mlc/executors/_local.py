@@ -27,6 +27,7 @@ import filelock
 import torch
 from sqlalchemy import Engine
 
+from mlc._storage import writable_dir
 from mlc.coordinator import (
     CoordinatorService,
     Experiment,
@@ -43,7 +44,7 @@ from mlc.coordinator import (
 )
 from mlc.errors import StateError, StoreBusy
 from mlc.train import EpochReport
-from mlc.work import ExperimentConfig, WorkerRuntime, host_id
+from mlc.work import ExperimentConfig, WorkerRuntime, check_resources, host_id
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -132,6 +133,9 @@ class LocalExecutor:
         return self.workdir / DATASET_DIR
 
     def run(self, config: ExperimentConfig) -> RunSummary:
+        staged = self.dataset_dir / "staging"
+        n_stored = sum(1 for _ in staged.glob("*.safetensors")) if staged.is_dir() else 0
+        check_resources(config, self.workdir, n_stored=n_stored)  # before anything is allocated
         self.runtime.prepare()
         started = time.perf_counter()
         with self._alone_in_workdir():
@@ -175,6 +179,7 @@ class LocalExecutor:
             self.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file in the way, no permission, a read-only or virtual file system
             raise StateError(f"cannot use {self.workdir} as the workdir: {exc.strerror or exc}") from exc
+        writable_dir(self.workdir)  # else the lock file and SQLite fail, each in its own words
         lock = filelock.FileLock(self.workdir / _LOCK_FILE)
         try:
             lock.acquire(timeout=_LOCK_WAIT_S)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import mlc.models
+from mlc._storage import storage_errors
 from mlc.errors import DatasetError
 from mlc.store._consolidate import INPUT_FILES, TaskBatch, check_inputs, consolidate, now_utc
 from mlc.store._files import (
@@ -91,16 +92,18 @@ def _build_new(root: Path, manifest: dict[str, Any], config: dict[str, Any],
                data: SharedData) -> None:
     """Write a fresh dataset directory beside `root` and rename it into place in one step."""
     tmp = new_build_dir(root, "creating")
-    (tmp / STAGING_DIR).mkdir()
-    (tmp / WEIGHTS_DIR).mkdir()
+    with storage_errors(tmp):
+        (tmp / STAGING_DIR).mkdir()
+        (tmp / WEIGHTS_DIR).mkdir()
     write_json(tmp / CONFIG_FILE, config)
     write_json(tmp / LAYOUT_FILE, layout_json(mlc.models.layout(manifest["model"])))
     save_data(tmp / DATA_FILE, data)
     manifest["inputs"] = {name: file_sha256(tmp / name) for name in INPUT_FILES}
     write_manifest(tmp, manifest)
-    if root.exists():
-        root.rmdir()  # empty, checked by the caller
-    os.rename(tmp, root)
+    with storage_errors(root):
+        if root.exists():
+            root.rmdir()  # empty, checked by the caller
+        os.rename(tmp, root)
 
 
 class DatasetWriter:
