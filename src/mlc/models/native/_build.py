@@ -128,6 +128,8 @@ def _cache_folder() -> Path:
     except OSError as exc:
         return _private_folder(f"cannot make the cache {cache} ({exc.strerror or exc})")
     why = _untrusted(cache) or _untrusted_ancestor(cache)
+    if not why:
+        cache.chmod(0o700)  # one made by an older version: 0755 hid nothing, yet nothing needs it
     return _private_folder(f"the kernel cache is not private ({why})") if why else cache
 
 
