@@ -11,6 +11,7 @@ from mlc._lazy import lazy_exports
 if TYPE_CHECKING:
     from mlc.coordinator._accounts import Account, account_by_key, create_account, link_host
     from mlc.coordinator._assimilator import assimilate_valid
+    from mlc.coordinator._consistency import Consistency, check_consistency, orphaned_dataset, reconcile
     from mlc.coordinator._credit import settle_credit, unit_credit, unit_flop
     from mlc.coordinator._daemons import DAEMONS, heartbeats
     from mlc.coordinator._db import connect, sqlite_url, transaction, utcnow
@@ -79,6 +80,10 @@ _EXPORTS = {
     "front_page": "_stats",
     "host_detail": "_stats",
     "volunteer_detail": "_stats",
+    "Consistency": "_consistency",
+    "check_consistency": "_consistency",
+    "orphaned_dataset": "_consistency",
+    "reconcile": "_consistency",
     "distrust_reporter": "_trust",
     "TRUSTED_AFTER": "_trust",
     "is_trusted": "_trust",
@@ -139,6 +144,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "Account",
     "Change",
+    "Consistency",
     "CoordinatorService",
     "DAEMONS",
     "DEFAULT_MAX_ATTEMPTS",
@@ -166,6 +172,7 @@ __all__ = [
     "assimilate_valid",
     "authenticate_host",
     "build_shared_data",
+    "check_consistency",
     "connect",
     "create_account",
     "create_experiment",
@@ -185,6 +192,8 @@ __all__ = [
     "list_experiments",
     "list_hosts",
     "move_dataset",
+    "orphaned_dataset",
+    "reconcile",
     "register_host",
     "report_result",
     "results_of",

@@ -169,7 +169,9 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
             raise StateError(_settings_differ(config.name, json.loads(row.config_json), config.to_dict()))
         return _row_to_experiment(row), False
     from mlc import models
+    from mlc.work import check_resources
 
+    check_resources(config)  # memory, before the rows and the data are built
     data = build_shared_data(config)
     layout = models.layout(config.model)
     layout_id = layout.layout_id

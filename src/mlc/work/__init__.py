@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     )
     from mlc.work._host import describe_device, host_id, kernel_class, resolve_device
     from mlc.work._kernels import population_for, set_training_threads
+    from mlc.work._limits import check_resources
     from mlc.work._precheck import precheck_result
     from mlc.work._records import FinishedNetwork, weights_sha256
     from mlc.work._replay import ReplayTolerance, replay_segment, segment_bounds
@@ -50,6 +51,7 @@ _EXPORTS = {
     "host_id": "_host",
     "resolve_device": "_host",
     "FinishedNetwork": "_records",
+    "check_resources": "_limits",
     "weights_sha256": "_records",
     "Provenance": "_result",
     "WorkUnitResult": "_result",
@@ -81,6 +83,7 @@ __all__ = [
     "WorkUnitResult",
     "WorkUnitSpec",
     "WorkerRuntime",
+    "check_resources",
     "decode_state",
     "describe_device",
     "describe_preset",

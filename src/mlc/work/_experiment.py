@@ -27,6 +27,7 @@ from mlc.errors import ConfigError, UnknownNameError
 from mlc.tasks import DataSpec
 from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, select_automata
 from mlc.work._kernels import population_for
+from mlc.work._limits import check_data_memory
 
 __all__ = [
     "ExperimentConfig",
@@ -384,7 +385,13 @@ def preset_text(name_or_path: str) -> str:
     path = Path(name_or_path)
     toml = path.suffix.lower() == ".toml"  # Base.TOML too
     if toml and path.is_file():
-        return path.read_text()
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"preset file {path} is not a TOML text file (byte {exc.start} is not UTF-8: "
+                              "a binary or differently encoded file?)") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the preset file {path}: {exc.strerror or exc}") from None
     if name_or_path in preset_names():
         return _preset_text(name_or_path)
     if toml:
@@ -416,6 +423,8 @@ def preset_from_text(
             table = table.setdefault(part, {})
         table[leaf] = _plain(value)
     _reject_non_finite(raw)  # before the learnability check trains anything; from_dict checks again
+    if isinstance(raw.get("data"), dict):  # before the learnability check draws the data
+        check_data_memory(_data_spec(raw), max(len(raw.get("tasks") or ()), 1))
     automata = raw.get("random_automata")
     if "tasks" in raw and isinstance(automata, dict) and "selection" not in automata:
         raise ConfigError(
