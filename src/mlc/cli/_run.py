@@ -45,7 +45,7 @@ def run(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, help="CPU threads that train, a range of networks each [all cores; with ray: 1 per task]"
+            min=1, help="CPU threads that train, a range of networks each (ray: per task, 1) [all cores]"
         ),
     ] = None,
     executor: Annotated[
