@@ -2,9 +2,11 @@
 overhead goes.
 
 Both train the same networks (the same weights); the local executor in this process, the Ray
-executor in tasks of a local Ray instance with as many CPUs as this machine's usable cores, one
-thread per task. Printed: each wall time and their ratio, then Ray's costs one by one, measured in
-the same run:
+executor in tasks of a local Ray instance with as many CPUs as this machine's usable cores; both with
+`--threads` training threads (per task, for Ray: 1 by default, so that one Ray task is what the
+local executor does). The local executor runs before and after the Ray one (their mean is the baseline: a
+busy machine slows both alike). Printed: each wall time and their ratio, then Ray's costs one by
+one, measured in the same run:
 
 - start-up: `ray.init` of the local instance, and the first task on each worker process (it imports
   torch and mlc, as every fresh worker on a cluster does);
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--networks-per-task", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, default=4)
     parser.add_argument("--population-size", type=int, default=None, help="networks per Ray task [memory]")
+    parser.add_argument("--threads", type=int, default=1, help="training threads (per Ray task)")
     parser.add_argument("--repeats", type=int, default=30, help="round trips per latency measurement")
     args = parser.parse_args()
     import ray
@@ -112,7 +115,7 @@ def main() -> None:
     cpus = usable_cpus()
     with tempfile.TemporaryDirectory() as tmp:
         with _Timed() as local_driver:
-            local = LocalExecutor(Path(tmp) / "local", "cpu").run(config)
+            local = LocalExecutor(Path(tmp) / "local", "cpu", threads=args.threads).run(config)
 
         started = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
@@ -122,7 +125,7 @@ def main() -> None:
         imports = ray.get([warm.remote() for _ in range(cpus)])  # one per worker process, in parallel
         warm_s = time.perf_counter() - started
 
-        executor = RayExecutor(Path(tmp) / "ray", "cpu", args.population_size)
+        executor = RayExecutor(Path(tmp) / "ray", "cpu", args.population_size, threads=args.threads)
         n_tasks = 0
         collect = executor._collect
 
@@ -139,15 +142,18 @@ def main() -> None:
         per_task_bytes = sum(ray_driver.payloads) // max(n_tasks, 1)
         bytes_s = _round_trip(ray, _payload, per_task_bytes, repeats=args.repeats) - noop_s
         ray.shutdown()
+        # the local executor once more, after: a busy machine slows both alike, not just the first
+        local_after = LocalExecutor(Path(tmp) / "local-after", "cpu", threads=args.threads).run(config)
         same = np.array_equal(
             mlc.dataset.open(local.dataset_dir).weights(), mlc.dataset.open(remote.dataset_dir).weights()
         )
 
     n = local.status.n_networks
     print(f"{config.name}: {n} networks, {args.max_epochs} epochs at most; {cpus} CPUs; same weights: {same}")
+    local_s = (local.wall_time_s + local_after.wall_time_s) / 2
     print(
-        f"local executor: {local.wall_time_s:7.2f} s  "
-        f"({local.population_size} networks at once, {local.device})"
+        f"local executor: {local_s:7.2f} s  (mean of {local.wall_time_s:.2f} before and "
+        f"{local_after.wall_time_s:.2f} after; {local.population_size} networks at once, {local.device})"
     )
     ray_total = init_s + warm_s + remote.wall_time_s
     print(
@@ -174,8 +180,8 @@ def main() -> None:
             f"  driver, {name:5s}: report {driver.seconds['report']:.2f} s, validate + assimilate "
             f"{driver.seconds['drain']:.2f} s"
         )
-    print(f"run-only ratio ray/local: {remote.wall_time_s / local.wall_time_s:.2f}x")
-    print(f"ratio ray/local: {ray_total / local.wall_time_s:.2f}x")
+    print(f"run-only ratio ray/local: {remote.wall_time_s / local_s:.2f}x")
+    print(f"ratio ray/local: {ray_total / local_s:.2f}x")
 
 
 if __name__ == "__main__":
