@@ -29,9 +29,9 @@ COLUMNS = ["net_id", "task", "index", "net_seed", "epochs", "converged", "final_
 @pytest.fixture(scope="module")
 def ray_instance() -> Iterator[object]:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mlc[ray]')")
-    # the task processes import mlc from this tree as the test process does
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    with pytest.MonkeyPatch.context() as patch:  # the task processes import mlc from this tree
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
