@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_PRESET
 
 import mlc.dataset
+from conftest import TINY_PRESET
 from mlc.errors import ConfigError
 from mlc.executors import LocalExecutor, RayExecutor, RunSummary
 from mlc.work import load_preset
@@ -57,7 +57,9 @@ def assert_same_networks(ref: RunSummary, got: RunSummary) -> None:
     assert mlc.dataset.verify(got.dataset_dir).ok
 
 
-def test_a_tiny_preset_through_ray_gives_the_local_executors_networks(ray_instance, preset, local_run, tmp_path):
+def test_a_tiny_preset_through_ray_gives_the_local_executors_networks(
+    ray_instance, preset, local_run, tmp_path
+):
     # one unit per task: twelve tasks, two at a time, each under its own slot's lease owner
     ray = RayExecutor(tmp_path / "ray", "cpu", population_size=1)
     summary = ray.run(load_preset(str(preset)))
@@ -75,7 +77,9 @@ def _training_workers() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::_train_population"):
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(
+                b"ray::_train_population"
+            ):
                 pids.append(int(entry.name))
         except OSError:  # the process ended meanwhile
             continue
