@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import mlc.dataset
-from conftest import TINY_PRESET
 from mlc.errors import ConfigError
 from mlc.executors import LocalExecutor, RayExecutor, RunSummary
 from mlc.work import load_preset
@@ -36,16 +35,9 @@ def ray_instance() -> Iterator[object]:
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def preset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("preset") / "tiny.toml"
-    path.write_text(TINY_PRESET)
-    return path
-
-
-@pytest.fixture(scope="module")
-def local_run(preset: Path, tmp_path_factory: pytest.TempPathFactory) -> RunSummary:
-    return LocalExecutor(tmp_path_factory.mktemp("local"), torch.device("cpu")).run(load_preset(str(preset)))
+@pytest.fixture
+def local_run(tiny_preset: Path, tmp_path: Path) -> RunSummary:
+    return LocalExecutor(tmp_path / "local", torch.device("cpu")).run(load_preset(str(tiny_preset)))
 
 
 def assert_same_networks(ref: RunSummary, got: RunSummary) -> None:
@@ -58,14 +50,14 @@ def assert_same_networks(ref: RunSummary, got: RunSummary) -> None:
 
 
 def test_a_tiny_preset_through_ray_gives_the_local_executors_networks(
-    ray_instance, preset, local_run, tmp_path
+    ray_instance, tiny_preset, local_run, tmp_path
 ):
     # one unit per task: twelve tasks, two at a time, each under its own slot's lease owner
     ray = RayExecutor(tmp_path / "ray", "cpu", population_size=1)
-    summary = ray.run(load_preset(str(preset)))
+    summary = ray.run(load_preset(str(tiny_preset)))
     assert ray.n_slots == 2 and summary.population_size == 1 and not summary.resumed
     assert_same_networks(local_run, summary)
-    again = RayExecutor(tmp_path / "ray", "cpu").run(load_preset(str(preset)))  # nothing left: no task
+    again = RayExecutor(tmp_path / "ray", "cpu").run(load_preset(str(tiny_preset)))  # nothing left: no task
     assert again.resumed and again.finalized
     pd.testing.assert_frame_equal(
         mlc.dataset.open(summary.dataset_dir).networks, mlc.dataset.open(again.dataset_dir).networks
@@ -87,7 +79,7 @@ def _training_workers() -> list[int]:
 
 
 def test_a_task_whose_worker_is_killed_is_retried_and_nothing_is_lost_or_stored_twice(
-    ray_instance, preset, local_run, tmp_path
+    ray_instance, tiny_preset, local_run, tmp_path
 ):
     killed: list[int] = []
     stop = threading.Event()
@@ -102,7 +94,7 @@ def test_a_task_whose_worker_is_killed_is_retried_and_nothing_is_lost_or_stored_
     killer = threading.Thread(target=kill_the_first_training_worker)
     killer.start()
     try:
-        summary = RayExecutor(tmp_path / "ray", "cpu", population_size=1).run(load_preset(str(preset)))
+        summary = RayExecutor(tmp_path / "ray", "cpu", population_size=1).run(load_preset(str(tiny_preset)))
     finally:
         stop.set()
         killer.join()
@@ -122,9 +114,9 @@ def test_the_ray_executor_refuses_a_device_that_ray_assigns(tmp_path):
         RayExecutor(tmp_path, "cuda:1")
 
 
-def test_without_ray_the_cli_says_how_to_install_it(preset, tmp_path):
+def test_without_ray_the_cli_says_how_to_install_it(tiny_preset, tmp_path):
     hide_ray = "import sys; sys.modules['ray'] = None; from mlc.cli import main; main()"
-    args = ["run", str(preset), "--executor", "ray", "--workdir", str(tmp_path / "w")]
+    args = ["run", str(tiny_preset), "--executor", "ray", "--workdir", str(tmp_path / "w")]
     env = dict(os.environ, PYTHONPATH=SRC)
     proc = subprocess.run(
         [sys.executable, "-c", hide_ray, *args], env=env, capture_output=True, text=True, timeout=120
