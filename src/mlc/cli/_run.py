@@ -70,7 +70,7 @@ def run(
         from mlc.executors import RayExecutor
 
         trainer = RayExecutor(
-            workdir or _default_workdir(preset), device, population_size, None, threads or 1, ray_address
+            workdir or _default_workdir(preset), device, population_size, None, threads, ray_address
         )
         device = "auto"  # the driver's own, for what resolving a preset trains (DS3's learnability check)
     elif ray_address is not None:

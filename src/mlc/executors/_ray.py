@@ -99,8 +99,8 @@ class RayExecutor(WorkdirExecutor):
     node); None starts a local Ray instance with `local_cpus` CPUs (None: this machine's usable
     cores), and a Ray that the caller already started (`ray.init`) is used as it is. `device` is
     "auto" (a GPU where the cluster has one), "cpu" or "cuda": Ray assigns the GPUs. `threads` are the
-    CPU threads (and Ray CPUs) of one task; `population_size` the networks one task trains (None: what
-    a node's memory holds for them). Leases last `lease_seconds` and are extended every third of that.
+    CPU threads (and Ray CPUs) of one task (None: 1); `population_size` the networks one task trains
+    (None: what a node's memory holds for them). Leases last `lease_seconds`, extended every third.
     """
 
     owner_prefix = "ray:"
@@ -111,7 +111,7 @@ class RayExecutor(WorkdirExecutor):
         device: torch.device | str = "auto",
         population_size: int | None = None,
         progress: ProgressSink | None = None,
-        threads: int = 1,
+        threads: int | None = None,
         address: str | None = None,
         *,
         local_cpus: int | None = None,
@@ -123,6 +123,7 @@ class RayExecutor(WorkdirExecutor):
             raise ConfigError(
                 f"the Ray executor's device is auto, cpu or cuda (Ray assigns GPUs), got {device!r}"
             )
+        threads = 1 if threads is None else threads
         for name, value in (
             ("threads", threads),
             ("population_size", population_size),
@@ -130,6 +131,8 @@ class RayExecutor(WorkdirExecutor):
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not lease_seconds > 0:
+            raise ConfigError(f"lease_seconds must be > 0, got {lease_seconds!r}")
         self.ray = import_ray()
         self.device = device
         self.population_size = population_size
