@@ -108,10 +108,19 @@ def test_a_task_whose_worker_is_killed_is_retried_and_nothing_is_lost_or_stored_
     assert len(list((summary.dataset_dir / "staging").iterdir())) == 4
 
 
-def test_the_ray_executor_refuses_a_device_that_ray_assigns(tmp_path):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"device": "cuda:1"}, "Ray assigns GPUs"),
+        ({"threads": 0}, "threads must be a whole number >= 1"),
+        ({"lease_seconds": 0.0}, "lease_seconds must be > 0"),
+    ],
+)
+def test_the_ray_executor_refuses_bad_arguments_before_anything_runs(tmp_path, kwargs, message):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'mlc[ray]')")
-    with pytest.raises(ConfigError, match="Ray assigns GPUs"):
-        RayExecutor(tmp_path, "cuda:1")
+    with pytest.raises(ConfigError, match=message):
+        RayExecutor(tmp_path / "w", **kwargs)
+    assert not (tmp_path / "w").exists()
 
 
 def test_without_ray_the_cli_says_how_to_install_it(tiny_preset, tmp_path):
