@@ -40,3 +40,8 @@ def test_models_and_train_know_nothing_of_work_or_storage():
 def test_analysis_does_not_pull_in_training_or_the_coordinator():
     loaded = loaded_after("mlc.analysis")
     assert not loaded & {"mlc.train", "mlc.coordinator", "mlc.executors", "umap", *WEB_AND_DB}
+
+
+def test_ray_is_loaded_only_by_the_ray_executor_being_made():
+    """Ray is an optional extra: importing the executors (and so `mlc run`) must work without it."""
+    assert "ray" not in loaded_after("mlc.executors")

@@ -31,6 +31,7 @@ from mlc.coordinator import (
     experiment_status,
     lease_work,
     list_experiments,
+    release_leases,
     report_result,
     transaction,
     utcnow,
@@ -285,6 +286,21 @@ def test_the_same_owner_re_leases_its_own_units_after_a_restart(coord: Setup) ->
     assert (row.state, row.lease_owner) == (WUState.LEASED, "local:host")
     assert row.lease_expires_at > expires  # the new lease's deadline
     assert row.attempts == 1  # the same attempt, renewed: a restart does not use up attempts
+
+
+def test_released_leases_go_back_to_the_queue_at_once_then_fail(coord: Setup) -> None:
+    """A holder that lost its training (a crashed Ray task) gives its leases back: each release is one
+    attempt, as an expired lease is, so a unit that kills every process training it ends failed."""
+    for attempt in range(1, DEFAULT_MAX_ATTEMPTS + 1):
+        assert len(lease_work(coord.engine, "ray:0", 100, LEASE)) == 2
+        assert release_leases(coord.engine, "someone-else", list(FIRST)) == []  # only the holder's
+        assert release_leases(coord.engine, "ray:0", [*FIRST, "no-such-unit"]) == sorted(FIRST)
+        row = unit_row(coord.engine, FIRST[0])
+        assert (row.lease_owner, row.lease_expires_at, row.attempts) == (None, None, attempt)
+        if attempt < DEFAULT_MAX_ATTEMPTS:
+            assert row.state == WUState.READY
+    assert row.state == WUState.FAILED
+    assert {r.state for r in network_rows(coord.engine).values()} == {NetworkState.FAILED}
 
 
 # ---- reports ---------------------------------------------------------------------------------------

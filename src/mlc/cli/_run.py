@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,6 +24,11 @@ def _default_workdir(preset: str) -> Path:
     return Path("runs") / Path(preset).stem
 
 
+class ExecutorName(StrEnum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
 @app.command(short_help="Train a preset here; re-running resumes.")
 def run(
     preset: Annotated[str, typer.Argument(help="preset name (see `mlc presets`) or a .toml file")],
@@ -37,17 +43,39 @@ def run(
     ] = None,
     analyze: Annotated[bool, typer.Option(help="write the weight-space analysis report at the end")] = True,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads that train, a range of networks each [all cores]")
+        int | None,
+        typer.Option(
+            min=1, help="CPU threads that train, a range of networks each (ray: per task, 1) [all cores]"
+        ),
+    ] = None,
+    executor: Annotated[
+        ExecutorName, typer.Option(help="local: in this process; ray: in Ray tasks on a cluster")
+    ] = ExecutorName.LOCAL,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="with --executor ray: auto or HEAD_HOST:PORT of a running cluster [a local Ray]"),
     ] = None,
 ) -> None:
-    """Train PRESET through the full pipeline on this machine; re-running resumes."""
+    """Train PRESET through the full pipeline (on this machine, or on a Ray cluster); re-running
+    resumes."""
 
     from mlc import work
     from mlc._host import usable_cpus
     from mlc._storage import writable_dir
-    from mlc.executors import LocalExecutor
+    from mlc.errors import ConfigError
     from mlc.train import SelectionProgress, keep_freed_memory
     from mlc.work import load_preset, resolve_device
+
+    if executor is ExecutorName.RAY:
+        # made first: a missing Ray or a bad device says so before the preset is resolved
+        from mlc.executors import RayExecutor
+
+        trainer = RayExecutor(
+            workdir or _default_workdir(preset), device, population_size, None, threads, ray_address
+        )
+        device = "auto"  # the driver's own, for what resolving a preset trains (DS3's learnability check)
+    elif ray_address is not None:
+        raise ConfigError("--ray-address is for --executor ray")
 
     overrides: dict[str, object] = {}
     if networks_per_task is not None:
@@ -55,12 +83,13 @@ def run(
     if max_epochs is not None:
         overrides["train.max_epochs"] = max_epochs
     dev = resolve_device(device)
-    if threads is not None and dev.type == "cpu" and threads > (cpus := usable_cpus()):
+    local = executor is ExecutorName.LOCAL
+    if local and threads is not None and dev.type == "cpu" and threads > (cpus := usable_cpus()):
         err_console.print(
             f"[yellow]warning:[/] --threads {threads} is more than the {cpus} CPUs this process may use; "
             "threads beyond them only take turns, and each one trains its own range of networks in memory"
         )
-    work.set_training_threads(threads)  # the DS3 learnability check trains while resolving
+    work.set_training_threads(threads if local else None)  # DS3's learnability check trains here
     keep_freed_memory()
     with console.status("resolving the preset") as status:
 
@@ -74,14 +103,21 @@ def run(
         if workdir.is_dir():  # said plainly here, before SQLite says it its own way
             writable_dir(workdir)
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
-    kernels = escape(work.population_for(config.model, dev).kernels)
+    if local:
+        from mlc.executors import LocalExecutor
+
+        where = f"on {dev} ({escape(work.population_for(config.model, dev).kernels)})"
+        trainer = LocalExecutor(workdir, dev, population_size, None, threads)
+    else:
+        where = f"in Ray tasks ({escape(ray_address or 'a local Ray instance')}, device {trainer.device})"
     console.print(
         f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
         f"{counted(config.networks_per_task, 'network')}, "
-        f"up to {config.train.max_epochs} epochs, on {dev} ({kernels}); workdir {workdir}"
+        f"up to {config.train.max_epochs} epochs, {where}; workdir {workdir}"
     )
     with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:
-        summary = LocalExecutor(workdir, dev, population_size, progress, threads).run(config)
+        trainer.progress = progress
+        summary = trainer.run(config)
     for line in summary.repaired:
         err_console.print(f"[yellow]database and dataset disagreed:[/] {escape(line)}")
     _print_summary(summary, config.tasks)

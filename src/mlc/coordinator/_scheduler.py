@@ -38,6 +38,7 @@ __all__ = [
     "apply_transitions",
     "extend_leases",
     "lease_work",
+    "release_leases",
     "report_result",
     "results_of",
     "take_over_leases",
@@ -151,6 +152,32 @@ def extend_leases(engine: Engine, owner: str, wu_ids: Iterable[str], lease_secon
                 .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
             )
     return sorted(kept)
+
+
+def release_leases(
+    engine: Engine, owner: str, wu_ids: Iterable[str], max_attempts: int = DEFAULT_MAX_ATTEMPTS
+) -> list[str]:
+    """End `owner`'s leases on `wu_ids` now, as if they had expired: each unit goes back to the queue,
+    or fails once it has had `max_attempts` leases; returns the ids released. For a holder that knows
+    its training is lost (a crashed process, a lost cluster node), so the units need not wait out their
+    deadline, and a unit that kills every process training it still ends failed."""
+    now = utcnow()
+    ids = sorted(set(wu_ids))
+    held = and_(
+        work_units.c.id.in_(ids), work_units.c.state == WUState.LEASED, work_units.c.lease_owner == owner
+    )
+    with transaction(engine) as conn:
+        released = conn.execute(select(work_units.c.id).where(held).with_for_update(key_share=True))
+        released_ids = sorted(released.scalars().all())
+        if released_ids:
+            conn.execute(
+                work_units.update()
+                .where(work_units.c.id.in_(released_ids))
+                .values(lease_expires_at=now, updated_at=now)
+            )
+        for wu_id in released_ids:
+            transition_unit(conn, wu_id, now, max_attempts)
+    return released_ids
 
 
 def take_over_leases(

@@ -30,6 +30,7 @@ from mlc.coordinator._scheduler import (
     apply_transitions,
     extend_leases,
     lease_work,
+    release_leases,
     report_result,
 )
 from mlc.work import WorkUnit
@@ -78,6 +79,11 @@ class CoordinatorService:
         """Push the deadlines of `owner`'s leases on `wu_ids` out by `lease_seconds` from now (the
         worker's heartbeat); returns the ids it still holds (a unit reissued to another host is not)."""
         return extend_leases(self.engine, owner, wu_ids, lease_seconds)
+
+    def release(self, owner: str, wu_ids: list[str]) -> list[str]:
+        """Give `owner`'s leases on `wu_ids` back now (its training of them was lost): the units return
+        to the queue, or fail after `max_attempts` leases; returns the ids released."""
+        return release_leases(self.engine, owner, wu_ids, self.max_attempts)
 
     def report(self, wu_id: str, payload: bytes, reporter: str) -> ReportOutcome:
         return report_result(self.engine, wu_id, payload, reporter, self.max_attempts)
