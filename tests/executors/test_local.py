@@ -288,7 +288,7 @@ class _StopAtEpoch:
 
     def assimilated(self, status) -> None: ...
 
-    def epoch(self, report, n_in_batch) -> None:
+    def epoch(self, report) -> None:
         self.epochs.append(report.epochs_done)
         if report.epochs_done == self.at:
             raise KeyboardInterrupt

@@ -6,12 +6,14 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "counted", "err_console", "path_value"]
+__all__ = ["app", "console", "counted", "emit_json", "err_console", "path_value"]
 
 app = typer.Typer(
     name="mlc",
@@ -40,3 +42,11 @@ def path_value(text: str | Path) -> Path:
 def counted(n: int, noun: str) -> str:
     """ "1 task", "3 tasks": a smoke run's single networks read "1 networks" otherwise."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def emit_json(event: str, **fields: object) -> None:
+    """One JSON object on one line of stdout (`--log-format json`): written as is, never wrapped or
+    styled by rich."""
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    console.file.write(json.dumps({"time": stamp, "event": event, **fields}) + "\n")
+    console.file.flush()

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import app, console, counted, err_console, path_value
-from mlc.cli._progress import RichProgress
+from mlc.cli._app import app, console, counted, emit_json, err_console, path_value
+from mlc.cli._progress import LOG_FORMATS, make_progress
 
 if TYPE_CHECKING:
     from mlc.executors import RunSummary
@@ -39,8 +39,17 @@ def run(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads that train, a range of networks each [all cores]")
     ] = None,
+    log_format: Annotated[
+        str, typer.Option(help="auto (rich on a terminal, else text), rich, text or json (one object a line)")
+    ] = "auto",
+    log_interval: Annotated[
+        float, typer.Option(min=0, help="seconds between text or json progress lines")
+    ] = 10.0,
 ) -> None:
-    """Train PRESET through the full pipeline on this machine; re-running resumes."""
+    """Train PRESET through the full pipeline on this machine; re-running resumes.
+
+    With a larger --networks-per-task than an earlier run in the same workdir, the experiment grows:
+    its networks stay and the new ones are trained."""
 
     from mlc import work
     from mlc._host import usable_cpus
@@ -48,6 +57,11 @@ def run(
     from mlc.train import SelectionProgress, keep_freed_memory
     from mlc.work import load_preset, resolve_device
 
+    if log_format not in LOG_FORMATS:
+        raise typer.BadParameter(
+            f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}", param_hint="--log-format"
+        )
+    as_json = log_format == "json"
     overrides: dict[str, object] = {}
     if networks_per_task is not None:
         overrides["networks_per_task"] = networks_per_task
@@ -64,26 +78,36 @@ def run(
     with console.status("resolving the preset") as status:
 
         def selection(p: SelectionProgress) -> None:  # only DS3 presets train while resolving
-            status.update(
-                f"learnability check: batch {p.batch} ({p.batch_size} automata), epoch "
-                f"{p.epochs_done}/{p.epochs}; {p.n_kept}/{p.count} automata kept, {p.n_tried} tried"
-            )
+            if console.is_terminal:
+                status.update(
+                    f"learnability check: batch {p.batch} ({p.batch_size} automata), epoch "
+                    f"{p.epochs_done}/{p.epochs}; {p.n_kept}/{p.count} automata kept, {p.n_tried} tried"
+                )
 
         workdir = workdir or _default_workdir(preset)
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
-    kernels = escape(work.population_for(config.model, dev).kernels)
-    console.print(
-        f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
-        f"{counted(config.networks_per_task, 'network')}, "
-        f"up to {config.train.max_epochs} epochs, on {dev} ({kernels}); workdir {workdir}"
-    )
-    with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:
+    kernels = work.population_for(config.model, dev).kernels
+    if as_json:
+        emit_json("run", experiment=config.name, tasks=list(config.tasks),
+                  networks_per_task=config.networks_per_task, max_epochs=config.train.max_epochs,
+                  device=str(dev), kernels=kernels, workdir=str(workdir))  # fmt: skip
+    else:
+        console.print(
+            f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
+            f"{counted(config.networks_per_task, 'network')}, "
+            f"up to {config.train.max_epochs} epochs, on {dev} ({escape(kernels)}); workdir {workdir}"
+        )
+    progress = make_progress(console, log_format, config.train.max_epochs, log_interval)
+    with progress:
         summary = LocalExecutor(workdir, dev, population_size, progress, threads).run(config)
-    _print_summary(summary, config.tasks)
+    if as_json:
+        _emit_summary(summary)
+    else:
+        _print_summary(summary, config.tasks)
     if analyze and summary.finalized:
         from mlc.cli._analyze import write_report
 
-        write_report([summary.dataset_dir], workdir / "analysis")
+        write_report([summary.dataset_dir], workdir / "analysis", as_json=as_json)
 
 
 def _stored(workdir: Path) -> list[ExperimentConfig]:
@@ -99,6 +123,26 @@ def _stored(workdir: Path) -> list[ExperimentConfig]:
         return [e.config for e in list_experiments(engine)]
     finally:
         engine.dispose()
+
+
+def _emit_summary(summary: RunSummary) -> None:
+    s = summary.status
+    emit_json(
+        "summary",
+        experiment=summary.experiment,
+        networks=s.n_networks,
+        finished=s.n_finished,
+        converged=s.n_converged,
+        failed=s.n_failed,
+        epochs=s.epochs_done,
+        per_task={
+            t: dict(zip(("networks", "finished", "converged"), v, strict=True)) for t, v in s.per_task.items()
+        },
+        wall_time_s=round(summary.wall_time_s, 1),
+        device=summary.device,
+        resumed=summary.resumed,
+        dataset=str(summary.dataset_dir) if summary.finalized else None,
+    )
 
 
 def _print_summary(summary: RunSummary, tasks: tuple[str, ...]) -> None:

@@ -15,7 +15,6 @@ earlier local run (interrupted under another path or host name) takes them over.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,8 +41,7 @@ from mlc.coordinator import (
 )
 from mlc.errors import StateError, StoreBusy
 from mlc.store import MANIFEST_FILE, DatasetWriter
-from mlc.train import EpochReport
-from mlc.work import ExperimentConfig, WorkerRuntime, host_id
+from mlc.work import EpochProgress, ExperimentConfig, WorkerRuntime, host_id
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -66,11 +64,12 @@ _LOCK_WAIT_S = 2.0  # long enough for `mlc status`'s look at the lock to end
 
 
 class ProgressSink(Protocol):
-    """What the executor tells a progress display (the CLI's is rich; tests pass None)."""
+    """What the executor tells a progress display (the CLI's; tests pass None): the experiment's
+    status when training starts and after each batch is assimilated, and every epoch of a batch."""
 
     def started(self, status: ExperimentStatus, population_size: int) -> None: ...
 
-    def epoch(self, report: EpochReport, n_in_batch: int) -> None: ...
+    def epoch(self, progress: EpochProgress) -> None: ...
 
     def assimilated(self, status: ExperimentStatus) -> None: ...
 
@@ -223,10 +222,7 @@ class LocalExecutor:
             units = service.lease(owner, size, _LEASE_SECONDS, experiment_id=exp.id)
             if not units:
                 return
-            n_in_batch = sum(len(u.spec.members) for u in units)
-            on_epoch = (
-                functools.partial(self.progress.epoch, n_in_batch=n_in_batch) if self.progress else None
-            )
+            on_epoch = self.progress.epoch if self.progress else None
             for result in self.runtime.train(units, on_epoch=on_epoch):
                 service.report(result.wu_id, result.to_bytes(), owner)
             self.runtime.forget(units)  # the results are in the database: their checkpoints can go

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mlc.work._host import describe_device, host_id, kernel_class, resolve_device
     from mlc.work._kernels import population_for, set_training_threads
     from mlc.work._precheck import precheck_result
+    from mlc.work._progress import EpochProgress
     from mlc.work._records import FinishedNetwork, weights_sha256
     from mlc.work._replay import ReplayTolerance, replay_segment, segment_bounds
     from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
@@ -34,6 +35,7 @@ _EXPORTS = {
     "segment_bounds": "_replay",
     "kernel_class": "_host",
     "precheck_result": "_precheck",
+    "EpochProgress": "_progress",
     "CheckpointStore": "_checkpoint",
     "SizedWork": "_runtime",
     "TrainingStopped": "_run",
@@ -69,6 +71,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "CheckpointStore",
     "DataCache",
+    "EpochProgress",
     "ExperimentConfig",
     "FinishedNetwork",
     "Member",
