@@ -86,10 +86,12 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         "cpu",
         "--no-analyze",
         "--networks-per-task",
-        "2",
+        "1",
+        "--max-epochs",
+        "3",
         cwd=tmp_path,
     )
-    assert clash.returncode == 2 and "other settings" in clash.stderr
+    assert clash.returncode == 2 and "other settings (train.max_epochs: stored 2, asked 3)" in clash.stderr
 
     shard = next((work / "dataset" / "weights").glob("*.safetensors"))
     blob = bytearray(shard.read_bytes())
