@@ -23,6 +23,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mlc import __version__
+
+        print(f"mlc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """MLC: train, validate, keep and analyse large populations of small neural networks."""
+
+
 dataset_app = typer.Typer(help="Inspect, verify and export datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
