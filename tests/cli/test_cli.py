@@ -259,3 +259,24 @@ def test_the_cli_class_cap_minimum_is_the_analysis_minimum():
 
     option = typing.get_type_hints(_analyze.analyze, include_extras=True)["max_per_class"]
     assert option.__metadata__[0].min == MIN_PER_CLASS
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "extra"),
+    [
+        ("sklearn", ["analyze", "ds", "--out", "o"], "analysis"),
+        ("fastapi", ["server", "--workdir", "s"], "server"),
+        ("psycopg", ["server", "--workdir", "s", "--db", "postgresql+psycopg://h/db"], "postgres"),
+    ],
+)
+def test_a_command_whose_extra_is_missing_says_what_to_install(blocked, args, extra, tmp_path):
+    """The base install trains and stores; a command of another role names its `pip install`."""
+    code = (
+        f"import sys, runpy; sys.modules[{blocked!r}] = None; sys.argv = ['mlc', *{args!r}]\n"
+        "runpy.run_module('mlc', run_name='__main__')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="200")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"needs the {extra} extra ({blocked} is not installed): pip install 'mlc[{extra}]'" in done.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was written

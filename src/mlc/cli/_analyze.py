@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlc.cli._app import app, console, emit_json, path_value
+from mlc.cli._app import app, console, emit_json, path_value, require_extra
 
 __all__ = ["analyze", "write_report"]
 
@@ -47,4 +47,5 @@ def analyze(
 
     Trojan detection, task identification, learning curve, CPU vs GPU, projections and honest
     baselines, as tables (Markdown, HTML, CSV) and PNG plots in OUT."""
+    require_extra("analysis", "mlc analyze")
     write_report(datasets, out, max_per_class)

@@ -7,13 +7,25 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "counted", "emit_json", "err_console", "path_value"]
+from mlc.errors import ConfigError
+
+__all__ = [
+    "app",
+    "console",
+    "counted",
+    "emit_json",
+    "err_console",
+    "missing_extra",
+    "path_value",
+    "require_extra",
+]
 
 app = typer.Typer(
     name="mlc",
@@ -69,3 +81,27 @@ def emit_json(event: str, **fields: object) -> None:
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     console.file.write(json.dumps({"time": stamp, "event": event, **fields}) + "\n")
     console.file.flush()
+
+
+# The modules each install extra brings (pyproject.toml), looked up without importing them.
+_EXTRAS = {
+    "analysis": ("sklearn", "matplotlib", "umap"),
+    "server": ("fastapi", "fastapi_offline", "uvicorn", "pydantic_settings"),
+    "postgres": ("psycopg",),
+    "ray": ("ray",),
+}
+
+
+def missing_extra(extra: str) -> str | None:
+    """The first module of install extra `extra` that is not installed, or None."""
+    return next((m for m in _EXTRAS[extra] if importlib.util.find_spec(m) is None), None)
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Refuse `what` in one line naming the pip command, where its extra is not installed (the base
+    install trains and stores; analysis, the server, PostgreSQL and Ray are extras)."""
+    module = missing_extra(extra)
+    if module is not None:
+        raise ConfigError(
+            f"{what} needs the {extra} extra ({module} is not installed): pip install 'mlc[{extra}]'"
+        )

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import app, console, counted, emit_json, err_console, path_value
+from mlc.cli._app import app, console, counted, emit_json, err_console, missing_extra, path_value
 from mlc.cli._progress import LOG_FORMATS, make_progress
 
 if TYPE_CHECKING:
@@ -104,7 +104,9 @@ def run(
         _emit_summary(summary)
     else:
         _print_summary(summary, config.tasks)
-    if analyze and summary.finalized:
+    if analyze and summary.finalized and missing_extra("analysis"):
+        err_console.print("no analysis report: it needs the analysis extra (pip install 'mlc[analysis]')")
+    elif analyze and summary.finalized:
         from mlc.cli._analyze import write_report
 
         write_report([summary.dataset_dir], workdir / "analysis", as_json=as_json)
