@@ -330,6 +330,9 @@ def test_an_experiment_grown_from_2_to_3_networks_per_task_equals_a_fresh_one_wi
     pd.testing.assert_frame_equal(got.networks[columns], ref.networks[columns])
     np.testing.assert_array_equal(got.weights(), ref.weights())
     pd.testing.assert_frame_equal(got.history, ref.history)
+    readme = (grown.dataset_dir / "README.md").read_text()
+    assert "aims at 3 networks per task" in readme
+    assert "(`mlc dataset export --per-task N`): 2 (reached)" in readme  # the preset's milestones
     # the networks of the first run were kept, not trained again
     kept = got.networks.set_index("net_id").loc[first.index]
     assert (kept["work_units"] == first["work_units"]).all()
