@@ -16,7 +16,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 if TYPE_CHECKING:
@@ -53,6 +61,8 @@ class RunMetrics:
         self.last: EpochProgress | None = None
         self._started = 0.0
         self._trained = 0  # network-epochs trained by this run
+        self._rate: float | None = None  # network-epochs per second, as of the last epoch
+        self._rate_at = 0.0
         self._steps, self._step_seconds = 0, 0.0
         self._converged_in_batch: dict[int, int] = {}  # population -> its networks converged so far
 
@@ -65,6 +75,9 @@ class RunMetrics:
         self.last = progress
         trained = progress.n_active + progress.n_stopped_now
         self._trained += trained
+        self._rate_at = time.monotonic()
+        elapsed = self._rate_at - self._started
+        self._rate = self._trained / elapsed if elapsed > 0 else None
         self.budget_done += trained
         self._steps += progress.model_steps
         self._step_seconds += progress.seconds
@@ -97,11 +110,12 @@ class RunMetrics:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the rate so far; None before the first epoch."""
-        elapsed = self.elapsed
-        if self._trained == 0 or elapsed <= 0:
+        """Seconds left at the rate so far (as of the last epoch, counting down since); None before
+        the first epoch."""
+        if not self._rate:
             return None
-        return max(self.budget_total - self.budget_done, 0) / (self._trained / elapsed)
+        left = max(self.budget_total - self.budget_done, 0) / self._rate
+        return max(left - (time.monotonic() - self._rate_at), 0.0)
 
     def fields(self) -> dict[str, object]:
         """The numbers a log line carries (JSON-ready; None where there is none yet)."""
@@ -148,6 +162,17 @@ def _finite(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
+class _EtaColumn(ProgressColumn):
+    """The run's own ETA, computed at every refresh so it counts down between epochs."""
+
+    def __init__(self, metrics: RunMetrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def render(self, task: Task) -> Text:
+        return Text(f"ETA {clock(self.metrics.eta)}", style="progress.remaining")
+
+
 class _BarThenDetails(Progress):
     """The bar, counts and times on one line and the details on the next: on one line they came to
     ~120 characters, and an 80-column terminal cropped the counts and the ETA to "0:0…". The details
@@ -174,11 +199,11 @@ class RichProgress:
             MofNCompleteColumn(),
             TextColumn("epochs"),
             TimeElapsedColumn(),
-            TextColumn("ETA {task.fields[eta]}"),
+            _EtaColumn(self.metrics),
             console=console,
             transient=False,
         )
-        self._task = self._progress.add_task("training", total=1, eta=clock(None))
+        self._task = self._progress.add_task("training", total=1)
 
     def __enter__(self) -> RichProgress:
         return self  # the display starts with the training, so a refused run shows no empty bar
@@ -190,16 +215,14 @@ class RichProgress:
     def _show(self) -> None:
         m = self.metrics
         self._progress.details = m.details()
-        self._progress.update(
-            self._task, total=max(m.budget_total, 1), completed=m.budget_done, eta=clock(m.eta)
-        )
+        self._progress.update(self._task, total=max(m.budget_total, 1), completed=m.budget_done)
 
     def started(self, status: ExperimentStatus, population_size: int) -> None:
         self.metrics.started(status, population_size)
         self._progress.console.print(
             f"training {status.n_training} networks, up to {population_size} at once"
         )
-        self._progress.reset(self._task, total=max(self.metrics.budget_total, 1), eta=clock(None))
+        self._progress.reset(self._task, total=max(self.metrics.budget_total, 1))
         self._show()
         self._progress.start()
 
