@@ -70,7 +70,8 @@ def test_lines_come_at_the_interval_with_a_timestamp_and_a_last_one_at_the_end()
         progress.started(_status(), population_size=128)
         for k in range(1, 6):
             progress.epoch(_epoch(done=k))
-    lines = out.getvalue().splitlines()
+    first, *lines = out.getvalue().splitlines()
+    assert first == "training 747 networks, up to 128 at once"
     assert len(lines) == 2  # the start and the end: the interval never passed in between
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
     assert re.match(stamp + r" epochs 253640/1000000 \(25%\), networks 250/1000", lines[1])
@@ -80,7 +81,7 @@ def test_lines_come_at_the_interval_with_a_timestamp_and_a_last_one_at_the_end()
         progress.started(_status(), population_size=128)
         for k in range(1, 6):
             progress.epoch(_epoch(done=k))
-    assert len(out.getvalue().splitlines()) == 7  # every epoch once the interval is 0
+    assert len(out.getvalue().splitlines()) == 8  # every epoch once the interval is 0
 
 
 def test_json_lines_carry_the_numbers_and_nan_is_null():
@@ -90,7 +91,7 @@ def test_json_lines_carry_the_numbers_and_nan_is_null():
         progress.epoch(_epoch(median=math.nan, best=math.nan))
     start, epoch, end = (json.loads(line) for line in out.getvalue().splitlines())
     assert (start["event"], epoch["event"], end["event"]) == ("start", "progress", "end")
-    assert start["eta_s"] is None and start["batch_epoch"] is None
+    assert start["eta_s"] is None and start["batch_epoch"] is None and start["training"] == 747
     assert epoch["converged"] == 125 and epoch["batch_epoch"] == 17 and epoch["model_steps_per_s"] == 2560.0
     assert epoch["val_loss_median"] is None and epoch["eta_s"] > 0 and "time" in epoch
 

@@ -123,6 +123,7 @@ class RunMetrics:
         rate = self.steps_per_second
         out: dict[str, object] = {
             "population_size": self.population_size,
+            "training": s.n_training if s else 0,
             "epochs_done": self.budget_done,
             "epochs_total": self.budget_total,
             "networks": s.n_networks if s else 0,
@@ -281,6 +282,8 @@ class LineProgress:
 
     def started(self, status: ExperimentStatus, population_size: int) -> None:
         self.metrics.started(status, population_size)
+        if not self.json:  # the terminal display's first line too (JSON has it as fields)
+            self.stream.write(f"training {status.n_training} networks, up to {population_size} at once\n")
         self._emit("start")
 
     def epoch(self, progress: EpochProgress) -> None:
