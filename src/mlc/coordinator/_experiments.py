@@ -159,11 +159,14 @@ def list_experiments(engine: Engine) -> list[Experiment]:
     return [_row_to_experiment(r) for r in rows]
 
 
-def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Path) -> tuple[Experiment, bool]:
+def create_experiment(
+    engine: Engine, config: ExperimentConfig, dataset_dir: Path, *, grow: bool = False
+) -> tuple[Experiment, bool]:
     """The experiment `config.name`, created with all its networks and first work units if new.
 
-    Returns (experiment, created). An existing experiment asked for with more networks per task
-    grows (`grow_experiment`); with any other setting changed it is a StateError naming the setting.
+    Returns (experiment, created). With `grow`, an existing experiment asked for with more networks
+    per task grows (`grow_experiment`: the caller must then reopen its dataset writer with the new
+    config, as a local run does); any other change of settings is a StateError naming the setting.
     """
     config_json = json.dumps(config.to_dict(), sort_keys=True)
     with reading(engine) as conn:
@@ -171,9 +174,9 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
     if row is not None:
         if row.config_json != config_json:
             stored = json.loads(row.config_json)
-            if _only_more_networks(stored, config.to_dict()):
+            if grow and _only_more_networks(stored, config.to_dict()):
                 return grow_experiment(engine, _row_to_experiment(row), config), False
-            raise StateError(_settings_differ(config.name, stored, config.to_dict()))
+            raise StateError(_settings_differ(config.name, stored, config.to_dict(), grow))
         return _row_to_experiment(row), False
     from mlc import models
 
@@ -301,13 +304,18 @@ def _flat(settings: dict[str, object], prefix: str = "") -> dict[str, object]:
     return out
 
 
-def _settings_differ(name: str, stored: dict[str, object], wanted: dict[str, object]) -> str:
+def _settings_differ(name: str, stored: dict[str, object], wanted: dict[str, object], grow: bool) -> str:
     stored, wanted = _flat(stored), _flat(wanted)
     diffs = [
         f"{k}: stored {stored.get(k)!r}, asked {wanted.get(k)!r}"
         for k in sorted(set(stored) | set(wanted))
         if stored.get(k) != wanted.get(k)
     ]
+    if not grow:
+        return (
+            f"experiment {name!r} already exists here with other settings ({'; '.join(diffs)}); "
+            "re-run with the same settings to resume, or use another --workdir"
+        )
     fewer = ""
     if wanted.get("networks_per_task", 0) < stored.get("networks_per_task", 0):  # type: ignore[operator]
         fewer = (

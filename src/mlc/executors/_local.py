@@ -182,7 +182,8 @@ class LocalExecutor:
             lock.release()
 
     def _experiment(self, engine: Engine, config: ExperimentConfig) -> tuple[Experiment, bool]:
-        """The workdir's one experiment, created if new, with its dataset where the workdir is now."""
+        """The workdir's one experiment, created if new or grown if asked for with more networks per
+        task, with its dataset where the workdir is now."""
         names = [e.name for e in list_experiments(engine)]
         others = [name for name in names if name != config.name]
         if others and config.name not in names:
@@ -190,7 +191,7 @@ class LocalExecutor:
                 f"{self.workdir} holds experiment {others[0]!r}; run {config.name!r} in another --workdir"
             )
         here = self.dataset_dir.resolve()
-        exp, created = create_experiment(engine, config, here)
+        exp, created = create_experiment(engine, config, here, grow=True)  # the writer reopens grown
         if exp.dataset_dir != here:  # the workdir was moved or copied: its own dataset is the one
             move_dataset(engine, exp.id, here)
             exp = dataclasses.replace(exp, dataset_dir=here)
