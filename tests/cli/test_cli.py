@@ -280,3 +280,20 @@ def test_a_command_whose_extra_is_missing_says_what_to_install(blocked, args, ex
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
     assert f"needs the {extra} extra ({blocked} is not installed): pip install 'mlc[{extra}]'" in done.stderr
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_the_base_install_trains_and_stores_without_the_analysis_or_server_extras(tiny_preset, tmp_path):
+    blocked = ["sklearn", "matplotlib", "umap", "fastapi", "uvicorn", "pydantic_settings", "triton", "ray"]
+    args = ["run", str(tiny_preset), "--workdir", "w", "--device", "cpu", "--networks-per-task", "1",
+            "--max-epochs", "2"]  # fmt: skip
+    code = (
+        f"import sys, runpy\nfor m in {blocked!r}:\n    sys.modules[m] = None\n"
+        f"sys.argv = ['mlc', *{args!r}]\nrunpy.run_module('mlc', run_name='__main__')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="200")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "2/2 networks finished" in done.stdout and (tmp_path / "w" / "dataset" / "dataset.json").exists()
+    assert "no analysis report: it needs the analysis extra (pip install 'mlc[analysis]')" in done.stderr
+    assert not (tmp_path / "w" / "analysis").exists()

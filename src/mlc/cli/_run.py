@@ -105,7 +105,9 @@ def run(
     else:
         _print_summary(summary, config.tasks)
     if analyze and summary.finalized and missing_extra("analysis"):
-        err_console.print("no analysis report: it needs the analysis extra (pip install 'mlc[analysis]')")
+        err_console.print(
+            "no analysis report: it needs the analysis extra (pip install 'mlc[analysis]')", markup=False
+        )
     elif analyze and summary.finalized:
         from mlc.cli._analyze import write_report
 
