@@ -124,6 +124,8 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["analyze", "ds", "--out", ""], "'--out': is empty"),
         (["analyze", ""], "'datasets': is empty"),
         (["dataset", "export", "ds", "--per-task", "1", "--out", ""], "'--out': is empty"),
+        (["run", "mlds-smoke", "--log-format", "xml"], "'xml' is not one of auto, rich, text, json"),
+        (["run", "mlds-smoke", "--log-interval", "-1"], "--log-interval"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(args, message, tmp_path):

@@ -50,6 +50,10 @@ def run(
 
     With a larger --networks-per-task than an earlier run in the same workdir, the experiment grows:
     its networks stay and the new ones are trained."""
+    if log_format not in LOG_FORMATS:
+        raise typer.BadParameter(
+            f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}", param_hint="--log-format"
+        )
 
     from mlc import work
     from mlc._host import usable_cpus
@@ -57,10 +61,6 @@ def run(
     from mlc.train import SelectionProgress, keep_freed_memory
     from mlc.work import load_preset, resolve_device
 
-    if log_format not in LOG_FORMATS:
-        raise typer.BadParameter(
-            f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}", param_hint="--log-format"
-        )
     as_json = log_format == "json"
     overrides: dict[str, object] = {}
     if networks_per_task is not None:
