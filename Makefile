@@ -1,23 +1,34 @@
-# Two quick-start targets: `make run` (the main job) and `make test`. Both set up .venv first.
+# Two quick-start targets: `make run` (the main job) and `make test`. Both set up .venv first, each
+# with what it needs: `run` the base install and the analysis extra, `test` the dev extra (every role
+# the tests exercise, Triton included). Separate stamps, so `make run` never pulls in the test tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+VENV_STAMP := $(VENV)/.created
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint
-$(STAMP): pyproject.toml
+$(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first, so the package's `torch>=2.4` needs nothing more.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(VENV_STAMP)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml $(VENV_STAMP)
+	$(BIN)/pip install -q -e '.[analysis]'
+	touch $(RUN_STAMP)
+
+$(TEST_STAMP): pyproject.toml $(VENV_STAMP)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(TEST_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/mlc run mlds-smoke --workdir runs/mlds-smoke
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -45,3 +45,21 @@ def test_analysis_does_not_pull_in_training_or_the_coordinator():
 def test_ray_is_loaded_only_by_the_ray_executor_being_made():
     """Ray is an optional extra: importing the executors (and so `mlc run`) must work without it."""
     assert "ray" not in loaded_after("mlc.executors")
+HEAVY = {"torch", "sklearn", "matplotlib", "umap", "fastapi", "uvicorn", "triton"}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["presets"], ["--version"], ["run", "--help"]])
+def test_the_cli_loads_no_heavy_library_for_help_presets_or_version(args):
+    """`mlc --help` and `mlc presets` answer at once: torch and the analysis and web stacks are
+    imported only by the commands that train, evaluate, analyse or serve."""
+    code = (
+        "import json, sys, runpy\n"
+        f"sys.argv = ['mlc', *{args!r}]\n"
+        "try:\n    runpy.run_module('mlc', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {name.split(".")[0] for name in json.loads(done.stderr.splitlines()[-1])}
+    assert not loaded & HEAVY
+    assert done.stdout  # it did answer

@@ -86,10 +86,12 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         "cpu",
         "--no-analyze",
         "--networks-per-task",
-        "2",
+        "1",
+        "--max-epochs",
+        "3",
         cwd=tmp_path,
     )
-    assert clash.returncode == 2 and "other settings" in clash.stderr
+    assert clash.returncode == 2 and "other settings (train.max_epochs: stored 2, asked 3)" in clash.stderr
 
     shard = next((work / "dataset" / "weights").glob("*.safetensors"))
     blob = bytearray(shard.read_bytes())
@@ -122,6 +124,8 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["analyze", "ds", "--out", ""], "'--out': is empty"),
         (["analyze", ""], "'datasets': is empty"),
         (["dataset", "export", "ds", "--per-task", "1", "--out", ""], "'--out': is empty"),
+        (["run", "mlds-smoke", "--log-format", "xml"], "'xml' is not one of auto, rich, text, json"),
+        (["run", "mlds-smoke", "--log-interval", "-1"], "--log-interval"),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(args, message, tmp_path):
@@ -257,3 +261,41 @@ def test_the_cli_class_cap_minimum_is_the_analysis_minimum():
 
     option = typing.get_type_hints(_analyze.analyze, include_extras=True)["max_per_class"]
     assert option.__metadata__[0].min == MIN_PER_CLASS
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "extra"),
+    [
+        ("sklearn", ["analyze", "ds", "--out", "o"], "analysis"),
+        ("fastapi", ["server", "--workdir", "s"], "server"),
+        ("psycopg", ["server", "--workdir", "s", "--db", "postgresql+psycopg://h/db"], "postgres"),
+    ],
+)
+def test_a_command_whose_extra_is_missing_says_what_to_install(blocked, args, extra, tmp_path):
+    """The base install trains and stores; a command of another role names its `pip install`."""
+    code = (
+        f"import sys, runpy; sys.modules[{blocked!r}] = None; sys.argv = ['mlc', *{args!r}]\n"
+        "runpy.run_module('mlc', run_name='__main__')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="200")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"needs the {extra} extra ({blocked} is not installed): pip install 'mlc[{extra}]'" in done.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_the_base_install_trains_and_stores_without_the_analysis_or_server_extras(tiny_preset, tmp_path):
+    blocked = ["sklearn", "matplotlib", "umap", "fastapi", "uvicorn", "pydantic_settings", "triton", "ray"]
+    args = ["run", str(tiny_preset), "--workdir", "w", "--device", "cpu", "--networks-per-task", "1",
+            "--max-epochs", "2"]  # fmt: skip
+    code = (
+        f"import sys, runpy\nfor m in {blocked!r}:\n    sys.modules[m] = None\n"
+        f"sys.argv = ['mlc', *{args!r}]\nrunpy.run_module('mlc', run_name='__main__')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC, COLUMNS="200")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "2/2 networks finished" in done.stdout and (tmp_path / "w" / "dataset" / "dataset.json").exists()
+    assert "no analysis report: it needs the analysis extra (pip install 'mlc[analysis]')" in done.stderr
+    assert not (tmp_path / "w" / "analysis").exists()

@@ -207,14 +207,45 @@ def test_recreating_with_other_settings_is_refused_naming_the_difference(coord: 
     with pytest.raises(StateError) as info:
         create_experiment(coord.engine, tiny_config(networks_per_task=3), tmp_path / "ds2")
     message = str(info.value)
-    assert "networks_per_task: stored 2, asked 3" in message
-    assert "mlds-smoke" in message and "same settings" in message
+    assert "networks_per_task: stored 2, asked 3" in message  # grows only where the caller lets it
+    assert "mlds-smoke" in message and "same settings" in message and "grow" not in message
     assert "epochs_per_wu" not in message  # only what differs is named
+    with pytest.raises(StateError, match="stored 2, asked 1.* grows but never shrinks"):
+        create_experiment(coord.engine, tiny_config(networks_per_task=1), tmp_path / "ds2", grow=True)
+    with pytest.raises(StateError, match=r"stored 2, asked 3; train.max_epochs: stored 3, asked 4\)"):
+        config = tiny_config(networks_per_task=3, **{"train.max_epochs": 4})
+        create_experiment(coord.engine, config, tmp_path, grow=True)
     with pytest.raises(StateError) as info:
         create_experiment(coord.engine, tiny_config(**{"train.max_epochs": 4}), tmp_path / "ds3")
     assert f"train.max_epochs: stored {MAX_EPOCHS}, asked 4)" in str(info.value)  # named as overridden
     assert "'lr'" not in str(info.value)  # not the whole train table
     assert len(network_rows(coord.engine)) == 4  # nothing was added
+
+
+def test_more_networks_per_task_grows_the_experiment_like_a_fresh_one(coord: Setup, tmp_path: Any) -> None:
+    with coord.engine.begin() as conn:  # as if its networks had all finished
+        conn.execute(update(experiments).values(state="finished", finished_at=utcnow()))
+    before = {u.id: u.spec_json for u in all_units(coord.engine)}
+    grown, created = create_experiment(coord.engine, tiny_config(networks_per_task=3), tmp_path, grow=True)
+    assert not created and grown.config.networks_per_task == 3
+    nets = network_rows(coord.engine)
+    assert set(nets) == NET_IDS | {"SingleDirectMachine-000002", "ParityMachine-000002"}
+    for net_id in ("SingleDirectMachine-000002", "ParityMachine-000002"):
+        task = net_id.split("-")[0]
+        assert nets[net_id].net_seed == tiny_config(networks_per_task=3).net_seed(task, 2)
+        assert nets[net_id].idx == 2 and nets[net_id].state == "training"
+    units = all_units(coord.engine)
+    assert {u.id: u.spec_json for u in units if u.id in before} == before  # the old units untouched
+    new = [WorkUnitSpec.from_json(u.spec_json) for u in units if u.id not in before]
+    assert [u.wu_id for u in new] == ["mlds-smoke-g000002-p000", "mlds-smoke-g000003-p000"]
+    members = [[m.net_id for m in u.members] for u in new]
+    assert members == [["SingleDirectMachine-000002"], ["ParityMachine-000002"]]
+    with coord.engine.connect() as conn:
+        row = conn.execute(select(experiments)).one()
+    assert (row.state, row.finished_at) == ("running", None)
+    assert json.loads(row.config_json)["networks_per_task"] == 3
+    again, created = create_experiment(coord.engine, tiny_config(networks_per_task=3), tmp_path, grow=True)
+    assert not created and len(network_rows(coord.engine)) == 6  # the same count again resumes
 
 
 # ---- leases ----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 an interrupted run (kill -9) resumed to the same dataset, and a workdir that is moved, shared by two
 runs, or missing its dataset."""
 
+import json
 import os
 import shutil
 import signal
@@ -288,7 +289,7 @@ class _StopAtEpoch:
 
     def assimilated(self, status) -> None: ...
 
-    def epoch(self, report, n_in_batch) -> None:
+    def epoch(self, report) -> None:
         self.epochs.append(report.epochs_done)
         if report.epochs_done == self.at:
             raise KeyboardInterrupt
@@ -312,3 +313,26 @@ def test_an_interrupted_run_resumes_inside_its_work_unit(tiny_preset, tmp_path):
     np.testing.assert_array_equal(ref.weights(), got.weights())
     pd.testing.assert_frame_equal(ref.history, got.history)
     assert not any((tmp_path / "w" / "checkpoints").iterdir())  # dropped once the results were stored
+
+
+def test_an_experiment_grown_from_2_to_3_networks_per_task_equals_a_fresh_one_with_3(tiny_preset, tmp_path):
+    three = load_preset(str(tiny_preset), {"networks_per_task": 3})
+    fresh = LocalExecutor(tmp_path / "fresh", "cpu").run(three)
+    small = LocalExecutor(tmp_path / "w", "cpu").run(load_preset(str(tiny_preset)))
+    first = mlc.dataset.open(small.dataset_dir).networks.set_index("net_id")
+    grown = LocalExecutor(tmp_path / "w", "cpu").run(three)
+    assert grown.finalized and grown.resumed and grown.status.n_finished == grown.status.n_networks == 6
+    got, ref = mlc.dataset.open(grown.dataset_dir), mlc.dataset.open(fresh.dataset_dir)
+    assert mlc.dataset.verify(grown.dataset_dir).ok
+    config = [json.loads((s.dataset_dir / "config.json").read_text()) for s in (grown, fresh)]
+    assert got.manifest["n_networks"] == 6 and config[0] == config[1]
+    columns = ["net_id", "task", "net_seed", "epochs", "converged", "final_val_loss", "weights_sha256"]
+    pd.testing.assert_frame_equal(got.networks[columns], ref.networks[columns])
+    np.testing.assert_array_equal(got.weights(), ref.weights())
+    pd.testing.assert_frame_equal(got.history, ref.history)
+    readme = (grown.dataset_dir / "README.md").read_text()
+    assert "aims at 3 networks per task" in readme
+    assert "(`mlc dataset export --per-task N`): 2 (reached)" in readme  # the preset's milestones
+    # the networks of the first run were kept, not trained again
+    kept = got.networks.set_index("net_id").loc[first.index]
+    assert (kept["work_units"] == first["work_units"]).all()

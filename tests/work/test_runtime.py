@@ -84,3 +84,18 @@ def test_sizing_comes_from_the_work_and_a_size_that_cannot_fit_is_refused(spec, 
         WorkerRuntime("cpu", population_size=5).capacity(spec, n_left=3)
     with pytest.raises(ConfigError, match="threads must be a whole number"):
         WorkerRuntime("cpu", threads=0)
+
+
+def test_every_epoch_reports_loss_convergence_and_steps_of_the_population(spec):
+    reports = []
+    (result,) = WorkerRuntime("cpu").train([WorkUnit(spec)], on_epoch=reports.append)
+    assert [r.epochs_done for r in reports] == [1, 2, 3, 4, 5, 6]
+    last = reports[-1]
+    assert (last.epochs, last.n_networks, last.population) == (6, 3, 0)
+    final = result.history.val_loss[:, -1]
+    assert last.val_loss_median == pytest.approx(float(np.median(final)))
+    assert last.val_loss_best == pytest.approx(float(final.min()))
+    assert last.n_converged == int(result.state.converged.sum())
+    # each network takes one optimiser step per batch: the steps of the six epochs add up to the state's
+    assert sum(r.model_steps for r in reports) == int(result.state.step.sum()) > 0
+    assert all(r.seconds > 0 for r in reports)

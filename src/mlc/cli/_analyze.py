@@ -7,17 +7,21 @@ from typing import Annotated
 
 import typer
 
-from mlc.cli._app import app, console, path_value
+from mlc.cli._app import app, console, emit_json, path_value, require_extra
 
 __all__ = ["analyze", "write_report"]
 
 
-def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> None:
-    """Write the report and print its headline table and where the files are."""
+def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000, as_json: bool = False) -> None:
+    """Write the report and print its headline table and where the files are (`as_json`: one JSON
+    line with where they are)."""
     from mlc.analysis import analyze as run_analysis
     from mlc.analysis import console_summary
 
     report = run_analysis(datasets, out, max_per_class=max_per_class)
+    if as_json:
+        emit_json("analysis", html=str(report.html), markdown=str(report.markdown), files=len(report.files))
+        return
     console.print(console_summary(report.tables))
     console.print(
         f"analysis report: [bold]{report.html}[/] (and {report.markdown.name}, "
@@ -43,4 +47,5 @@ def analyze(
 
     Trojan detection, task identification, learning curve, CPU vs GPU, projections and honest
     baselines, as tables (Markdown, HTML, CSV) and PNG plots in OUT."""
+    require_extra("analysis", "mlc analyze")
     write_report(datasets, out, max_per_class)

@@ -6,12 +6,26 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.util
+import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "counted", "err_console", "path_value"]
+from mlc.errors import ConfigError
+
+__all__ = [
+    "app",
+    "console",
+    "counted",
+    "emit_json",
+    "err_console",
+    "missing_extra",
+    "path_value",
+    "require_extra",
+]
 
 app = typer.Typer(
     name="mlc",
@@ -21,6 +35,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mlc import __version__
+
+        print(f"mlc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """MLC: train, validate, keep and analyse large populations of small neural networks."""
+
+
 dataset_app = typer.Typer(help="Inspect, verify and export datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
@@ -40,3 +73,35 @@ def path_value(text: str | Path) -> Path:
 def counted(n: int, noun: str) -> str:
     """ "1 task", "3 tasks": a smoke run's single networks read "1 networks" otherwise."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def emit_json(event: str, **fields: object) -> None:
+    """One JSON object on one line of stdout (`--log-format json`): written as is, never wrapped or
+    styled by rich."""
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    console.file.write(json.dumps({"time": stamp, "event": event, **fields}) + "\n")
+    console.file.flush()
+
+
+# The modules each install extra brings (pyproject.toml), looked up without importing them.
+_EXTRAS = {
+    "analysis": ("sklearn", "matplotlib", "umap"),
+    "server": ("fastapi", "fastapi_offline", "uvicorn", "pydantic_settings"),
+    "postgres": ("psycopg",),
+    "ray": ("ray",),
+}
+
+
+def missing_extra(extra: str) -> str | None:
+    """The first module of install extra `extra` that is not installed, or None."""
+    return next((m for m in _EXTRAS[extra] if importlib.util.find_spec(m) is None), None)
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Refuse `what` in one line naming the pip command, where its extra is not installed (the base
+    install trains and stores; analysis, the server, PostgreSQL and Ray are extras)."""
+    module = missing_extra(extra)
+    if module is not None:
+        raise ConfigError(
+            f"{what} needs the {extra} extra ({module} is not installed): pip install 'mlc[{extra}]'"
+        )

@@ -45,6 +45,11 @@ def info(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset d
         f"data: seed {m['data']['seed']}, {m['data']['n_train']} train / {m['data']['n_val']} "
         f"validation sequences of {m['data']['length']} steps"
     )
+    subsets = ds.config.get("subsets") or []
+    if subsets and "subset" not in m:  # a release is itself one milestone
+        fewest = min((int((nets["task"] == t).sum()) for t in ds.tasks), default=0)
+        said = ", ".join(f"{n} {'ready' if n <= fewest else 'not yet'}" for n in subsets)
+        console.print(f"milestones (first N per task, `mlc dataset export --per-task N`): {said}")
 
 
 @dataset_app.command(short_help="Check a dataset end to end; exit 1 on problems.")

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import app, console, counted, err_console, path_value
-from mlc.cli._progress import RichProgress
+from mlc.cli._app import app, console, counted, emit_json, err_console, missing_extra, path_value
+from mlc.cli._progress import LOG_FORMATS, make_progress
 
 if TYPE_CHECKING:
     from mlc.executors import RunSummary
@@ -55,9 +55,22 @@ def run(
         str | None,
         typer.Option(help="with --executor ray: auto or HEAD_HOST:PORT of a running cluster [a local Ray]"),
     ] = None,
+    log_format: Annotated[
+        str, typer.Option(help="auto (rich on a terminal, else text), rich, text or json (one object a line)")
+    ] = "auto",
+    log_interval: Annotated[
+        float, typer.Option(min=0, help="seconds between text or json progress lines")
+    ] = 10.0,
 ) -> None:
     """Train PRESET through the full pipeline (on this machine, or on a Ray cluster); re-running
-    resumes."""
+    resumes.
+
+    With a larger --networks-per-task than an earlier run in the same workdir, the experiment grows:
+    its networks stay and the new ones are trained."""
+    if log_format not in LOG_FORMATS:
+        raise typer.BadParameter(
+            f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}", param_hint="--log-format"
+        )
 
     from mlc import work
     from mlc._host import usable_cpus
@@ -76,7 +89,7 @@ def run(
         device = "auto"  # the driver's own, for what resolving a preset trains (DS3's learnability check)
     elif ray_address is not None:
         raise ConfigError("--ray-address is for --executor ray")
-
+    as_json = log_format == "json"
     overrides: dict[str, object] = {}
     if networks_per_task is not None:
         overrides["networks_per_task"] = networks_per_task
@@ -94,37 +107,53 @@ def run(
     with console.status("resolving the preset") as status:
 
         def selection(p: SelectionProgress) -> None:  # only DS3 presets train while resolving
-            status.update(
-                f"learnability check: batch {p.batch} ({p.batch_size} automata), epoch "
-                f"{p.epochs_done}/{p.epochs}; {p.n_kept}/{p.count} automata kept, {p.n_tried} tried"
-            )
+            if console.is_terminal:
+                status.update(
+                    f"learnability check: batch {p.batch} ({p.batch_size} automata), epoch "
+                    f"{p.epochs_done}/{p.epochs}; {p.n_kept}/{p.count} automata kept, {p.n_tried} tried"
+                )
 
         workdir = workdir or _default_workdir(preset)
         if workdir.is_dir():  # said plainly here, before SQLite says it its own way
             writable_dir(workdir)
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
+    kernels = work.population_for(config.model, dev).kernels
     if local:
         from mlc.executors import LocalExecutor
 
-        where = f"on {dev} ({escape(work.population_for(config.model, dev).kernels)})"
+        where = f"on {dev} ({kernels})"
         trainer = LocalExecutor(workdir, dev, population_size, None, threads)
     else:
-        where = f"in Ray tasks ({escape(ray_address or 'a local Ray instance')}, device {trainer.device})"
-    console.print(
-        f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
-        f"{counted(config.networks_per_task, 'network')}, "
-        f"up to {config.train.max_epochs} epochs, {where}; workdir {workdir}"
-    )
-    with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:
+        where = f"in Ray tasks ({ray_address or 'a local Ray instance'}, device {trainer.device})"
+    if as_json:
+        emit_json("run", experiment=config.name, tasks=list(config.tasks),
+                  networks_per_task=config.networks_per_task, max_epochs=config.train.max_epochs,
+                  device=str(dev), kernels=kernels, executor=executor.value,
+                  workdir=str(workdir))  # fmt: skip
+    else:
+        console.print(
+            f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
+            f"{counted(config.networks_per_task, 'network')}, "
+            f"up to {config.train.max_epochs} epochs, {escape(where)}; workdir {workdir}"
+        )
+    progress = make_progress(console, log_format, config.train.max_epochs, log_interval)
+    with progress:
         trainer.progress = progress
         summary = trainer.run(config)
     for line in summary.repaired:
         err_console.print(f"[yellow]database and dataset disagreed:[/] {escape(line)}")
-    _print_summary(summary, config.tasks)
-    if analyze and summary.finalized:
+    if as_json:
+        _emit_summary(summary)
+    else:
+        _print_summary(summary, config.tasks)
+    if analyze and summary.finalized and missing_extra("analysis"):
+        err_console.print(
+            "no analysis report: it needs the analysis extra (pip install 'mlc[analysis]')", markup=False
+        )
+    elif analyze and summary.finalized:
         from mlc.cli._analyze import write_report
 
-        write_report([summary.dataset_dir], workdir / "analysis")
+        write_report([summary.dataset_dir], workdir / "analysis", as_json=as_json)
 
 
 def _stored(workdir: Path) -> list[ExperimentConfig]:
@@ -140,6 +169,26 @@ def _stored(workdir: Path) -> list[ExperimentConfig]:
         return [e.config for e in list_experiments(engine)]
     finally:
         engine.dispose()
+
+
+def _emit_summary(summary: RunSummary) -> None:
+    s = summary.status
+    emit_json(
+        "summary",
+        experiment=summary.experiment,
+        networks=s.n_networks,
+        finished=s.n_finished,
+        converged=s.n_converged,
+        failed=s.n_failed,
+        epochs=s.epochs_done,
+        per_task={
+            t: dict(zip(("networks", "finished", "converged"), v, strict=True)) for t, v in s.per_task.items()
+        },
+        wall_time_s=round(summary.wall_time_s, 1),
+        device=summary.device,
+        resumed=summary.resumed,
+        dataset=str(summary.dataset_dir) if summary.finalized else None,
+    )
 
 
 def _print_summary(summary: RunSummary, tasks: tuple[str, ...]) -> None:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlc.cli._app import app, console, path_value
+from mlc.cli._app import app, console, path_value, require_extra
 from mlc.errors import ConfigError
 
 __all__ = ["admin_app", "server"]
@@ -31,6 +31,9 @@ def server(
     """Run the server: the HTTP API for workers and admins, and the transitioner, validator and
     assimilator daemons (in this process with --role all, or one role per process). The admin token
     is made at the first start in WORKDIR/admin.token."""
+    require_extra("server", "mlc server")
+    if db is not None and db.startswith("postgresql"):
+        require_extra("postgres", "a PostgreSQL --db")
     from mlc.server import ROLES, ServerSettings, serve
 
     if role not in ROLES:

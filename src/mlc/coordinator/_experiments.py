@@ -1,7 +1,9 @@
 """Creating an experiment from a preset: its networks and first work units, in one transaction.
 
 Re-creating an experiment that exists resumes it, provided the settings are the same; different
-settings under the same name are refused rather than silently mixed into one dataset.
+settings under the same name are refused rather than silently mixed into one dataset. The one change
+allowed is more networks per task: the experiment grows (MLDS releases grow by milestones), keeping
+every network it has and adding the new indices with the seeds a fresh run would give them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, case, exists, select
+from sqlalchemy import Connection, Engine, case, exists, func, select
 
 from mlc import tasks
 from mlc.coordinator._db import reading, transaction, utcnow
@@ -30,6 +32,7 @@ __all__ = [
     "create_experiment",
     "ended_experiments",
     "get_experiment",
+    "grow_experiment",
     "insert_work_unit",
     "list_experiments",
     "make_spec",
@@ -156,17 +159,24 @@ def list_experiments(engine: Engine) -> list[Experiment]:
     return [_row_to_experiment(r) for r in rows]
 
 
-def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Path) -> tuple[Experiment, bool]:
+def create_experiment(
+    engine: Engine, config: ExperimentConfig, dataset_dir: Path, *, grow: bool = False
+) -> tuple[Experiment, bool]:
     """The experiment `config.name`, created with all its networks and first work units if new.
 
-    Returns (experiment, created). An existing experiment with other settings is a StateError.
+    Returns (experiment, created). With `grow`, an existing experiment asked for with more networks
+    per task grows (`grow_experiment`: the caller must then reopen its dataset writer with the new
+    config, as a local run does); any other change of settings is a StateError naming the setting.
     """
     config_json = json.dumps(config.to_dict(), sort_keys=True)
     with reading(engine) as conn:
         row = conn.execute(select(experiments).where(experiments.c.name == config.name)).first()
     if row is not None:
         if row.config_json != config_json:
-            raise StateError(_settings_differ(config.name, json.loads(row.config_json), config.to_dict()))
+            stored = json.loads(row.config_json)
+            if grow and _only_more_networks(stored, config.to_dict()):
+                return grow_experiment(engine, _row_to_experiment(row), config), False
+            raise StateError(_settings_differ(config.name, stored, config.to_dict(), grow))
         return _row_to_experiment(row), False
     from mlc import models
     from mlc.work import check_resources
@@ -192,12 +202,56 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
     return exp, True
 
 
-def _insert_networks_and_units(conn: Connection, exp: Experiment) -> None:
+def grow_experiment(engine: Engine, exp: Experiment, config: ExperimentConfig) -> Experiment:
+    """Grow `exp` to `config.networks_per_task` (more than it has; every other setting the same), in
+    one transaction: the networks it has stay as they are, indices from its old count up are added
+    with their own seeds (those of a fresh run with the new count, as seeds depend only on the preset
+    seed, task and index), their first work units are queued, and a finished experiment runs again.
+    A cancelled experiment is refused: cancelling is for good."""
+    old = exp.config.networks_per_task
+    grown = Experiment(exp.id, exp.name, config, exp.data_digest, exp.layout_id, exp.dataset_dir)
+    with transaction(engine) as conn:
+        state = conn.execute(select(experiments.c.state).where(experiments.c.id == exp.id)).scalar_one()
+        if state == ExperimentState.CANCELLED:
+            raise StateError(f"experiment {exp.name!r} was cancelled; it cannot grow (start a new one)")
+        roots = conn.execute(
+            select(func.count())
+            .select_from(work_units)
+            .where(work_units.c.experiment_id == exp.id, work_units.c.parent_id.is_(None))
+        ).scalar_one()
+        conn.execute(
+            experiments.update()
+            .where(experiments.c.id == exp.id)
+            .values(
+                config_json=json.dumps(config.to_dict(), sort_keys=True),
+                finished_at=None,
+                state=case(
+                    (experiments.c.state == ExperimentState.FINISHED, ExperimentState.RUNNING.value),
+                    else_=experiments.c.state,
+                ),
+            )
+        )
+        _insert_networks_and_units(conn, grown, first_index=old, first_group=roots)
+    return grown
+
+
+def _only_more_networks(stored: dict[str, object], wanted: dict[str, object]) -> bool:
+    """Whether `wanted` is `stored` with a larger networks_per_task and nothing else changed."""
+    more = wanted["networks_per_task"] > stored["networks_per_task"]  # type: ignore[operator]
+    return more and {**stored, "networks_per_task": wanted["networks_per_task"]} == wanted
+
+
+def _insert_networks_and_units(
+    conn: Connection, exp: Experiment, first_index: int = 0, first_group: int = 0
+) -> None:
+    """The networks of indices `first_index`.. of every task and their first work units, numbered
+    from group `first_group` (the units already there keep theirs)."""
     c = exp.config
-    rows, group = [], 0
+    rows, group = [], first_group
     for task in c.tasks:
         members = [
-            Member(c.net_id(task, i), task, i, c.net_seed(task, i)) for i in range(c.networks_per_task)
+            Member(c.net_id(task, i), task, i, c.net_seed(task, i))
+            for i in range(first_index, c.networks_per_task)
         ]
         rows += [
             dict(
@@ -252,14 +306,26 @@ def _flat(settings: dict[str, object], prefix: str = "") -> dict[str, object]:
     return out
 
 
-def _settings_differ(name: str, stored: dict[str, object], wanted: dict[str, object]) -> str:
+def _settings_differ(name: str, stored: dict[str, object], wanted: dict[str, object], grow: bool) -> str:
     stored, wanted = _flat(stored), _flat(wanted)
     diffs = [
         f"{k}: stored {stored.get(k)!r}, asked {wanted.get(k)!r}"
         for k in sorted(set(stored) | set(wanted))
         if stored.get(k) != wanted.get(k)
     ]
+    if not grow:
+        return (
+            f"experiment {name!r} already exists here with other settings ({'; '.join(diffs)}); "
+            "re-run with the same settings to resume, or use another --workdir"
+        )
+    fewer = ""
+    if wanted.get("networks_per_task", 0) < stored.get("networks_per_task", 0):  # type: ignore[operator]
+        fewer = (
+            "; an experiment grows but never shrinks: to release fewer networks per task, use "
+            "`mlc dataset export --per-task N`"
+        )
     return (
         f"experiment {name!r} already exists here with other settings ({'; '.join(diffs)}); "
-        "re-run with the same settings to resume, or use another --workdir"
+        f"re-run with the same settings to resume, a larger networks_per_task to grow it, or use "
+        f"another --workdir{fewer}"
     )

@@ -10,7 +10,6 @@ repeats assimilated work (the workdir's rules are in `_workdir`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,10 +76,7 @@ class LocalExecutor(WorkdirExecutor):
             units = service.lease(owner, size, self.lease_seconds, experiment_id=exp.id)
             if not units:
                 return
-            n_in_batch = sum(len(u.spec.members) for u in units)
-            on_epoch = (
-                functools.partial(self.progress.epoch, n_in_batch=n_in_batch) if self.progress else None
-            )
+            on_epoch = self.progress.epoch if self.progress else None
             for result in self.runtime.train(units, on_epoch=on_epoch):
                 service.report(result.wu_id, result.to_bytes(), owner)
             self.runtime.forget(units)  # the results are in the database: their checkpoints can go

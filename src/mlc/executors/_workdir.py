@@ -38,8 +38,7 @@ from mlc.coordinator import (
     take_over_leases,
 )
 from mlc.errors import StateError, StoreBusy
-from mlc.train import EpochReport
-from mlc.work import ExperimentConfig, check_resources, host_id
+from mlc.work import EpochProgress, ExperimentConfig, check_resources, host_id
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -67,7 +66,7 @@ class ProgressSink(Protocol):
 
     def started(self, status: ExperimentStatus, population_size: int) -> None: ...
 
-    def epoch(self, report: EpochReport, n_in_batch: int) -> None: ...
+    def epoch(self, progress: EpochProgress) -> None: ...
 
     def assimilated(self, status: ExperimentStatus) -> None: ...
 
@@ -193,7 +192,8 @@ class WorkdirExecutor(ABC):
             lock.release()
 
     def _experiment(self, engine: Engine, config: ExperimentConfig) -> tuple[Experiment, bool]:
-        """The workdir's one experiment, created if new, with its dataset where the workdir is now."""
+        """The workdir's one experiment, created if new or grown if asked for with more networks per
+        task, with its dataset where the workdir is now."""
         names = [e.name for e in list_experiments(engine)]
         others = [name for name in names if name != config.name]
         if others and config.name not in names:
@@ -201,7 +201,7 @@ class WorkdirExecutor(ABC):
                 f"{self.workdir} holds experiment {others[0]!r}; run {config.name!r} in another --workdir"
             )
         here = self.dataset_dir.resolve()
-        exp, created = create_experiment(engine, config, here)
+        exp, created = create_experiment(engine, config, here, grow=True)  # the writer reopens grown
         if exp.dataset_dir != here:  # the workdir was moved or copied: its own dataset is the one
             move_dataset(engine, exp.id, here)
             exp = dataclasses.replace(exp, dataset_dir=here)

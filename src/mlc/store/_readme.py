@@ -100,11 +100,24 @@ def _contents(m: dict[str, Any], config: dict[str, Any], networks: pa.Table) -> 
     target = _find(config, "networks_per_task")
     if target is not None:
         lines += ["", f"The preset aims at {target} networks per task."]
+    lines += _milestones(m, config)
     kinds = pc.value_counts(networks["device_kind"]).to_pylist()
     if kinds:
         trained = ", ".join(f"{k['counts']} on {k['values']}" for k in kinds)
         lines += ["", f"Trained {trained} (see the `device_*` columns)."]
     return lines
+
+
+def _milestones(m: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Which of the preset's release milestones (`subsets`: the first N networks of each task) this
+    dataset holds; an experiment that grows reaches the next ones."""
+    subsets = config.get("subsets") or []
+    if not subsets or not m["tasks"] or m.get("subset"):
+        return []
+    fewest = min(m["counts"][t]["networks"] for t in m["tasks"])
+    said = [f"{n} ({'reached' if n <= fewest else 'not yet'})" for n in subsets]
+    return ["", f"Release milestones, the first N networks of each task (`mlc dataset export --per-task N`): "
+            f"{', '.join(said)}."]
 
 
 _FILES = [

@@ -4,7 +4,8 @@ at most the network being added and never stores a result twice.
 The directory is created whole (built beside its final name, then renamed), networks are staged one
 file each as they arrive, and `finalize` consolidates the staged files into the release layout. The
 staged files are kept, so the writer can be reopened after a crash or after a finalize, more
-networks added, and the dataset finalized again. One writer process per directory.
+networks added, and the dataset finalized again; an experiment that grows (more networks per
+task, nothing else changed) reopens it with its new config. One writer process per directory.
 
 Every file is covered by a SHA-256 recorded when it is written: the input files (config, layout,
 data) in the manifest's `inputs`, each staged network inside its own file, the release files in the
@@ -88,6 +89,15 @@ def _check_config(config: dict[str, Any]) -> dict[str, Any]:
         raise DatasetError(f"the config must be plain JSON data to be stored ({exc})") from None
 
 
+def _grows(stored: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether `config` is `stored` with more networks per task and nothing else changed: an
+    experiment that grows keeps its dataset, networks and all."""
+    old, new = stored.get("networks_per_task"), config.get("networks_per_task")
+    if not (isinstance(old, int) and isinstance(new, int) and new > old):
+        return False
+    return {**stored, "networks_per_task": new} == config
+
+
 def _build_new(root: Path, manifest: dict[str, Any], config: dict[str, Any],
                data: SharedData) -> None:
     """Write a fresh dataset directory beside `root` and rename it into place in one step."""
@@ -143,6 +153,8 @@ class DatasetWriter:
                      config: dict[str, Any]) -> DatasetWriter:
         writer = cls.open(root)
         differ = [k for k in _IDENTITY_KEYS if writer._manifest.get(k) != manifest[k]]
+        if not differ and writer._config != config and _grows(writer._config, config):
+            writer._grow(config)
         differ += ["config"] if writer._config != config else []
         if differ:
             raise DatasetError(
@@ -180,6 +192,18 @@ class DatasetWriter:
             if directory.is_dir():
                 remove_stale_temps(directory)
         return cls(root, manifest, read_json(root / CONFIG_FILE), _scan_staging(root))
+
+    def _grow(self, config: dict[str, Any]) -> None:
+        """Take the config of the grown experiment: the dataset is a draft again (its tables lack the
+        networks to come) until the next finalize, and says so before its config.json changes."""
+        draft = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
+        draft["finalized"] = None
+        write_json(self.path / MANIFEST_FILE, draft)
+        write_json(self.path / CONFIG_FILE, config)
+        if "inputs" in draft:  # the new config.json's hash, as for every input file
+            draft["inputs"] = {**draft["inputs"], CONFIG_FILE: file_sha256(self.path / CONFIG_FILE)}
+            write_json(self.path / MANIFEST_FILE, draft)
+        self._manifest, self._config = draft, config
 
     @property
     def name(self) -> str:

@@ -9,18 +9,13 @@ from mlc._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mlc.work._checkpoint import CheckpointStore
-    from mlc.work._experiment import (
-        ExperimentConfig,
-        describe_preset,
-        load_preset,
-        preset_from_text,
-        preset_names,
-        preset_text,
-    )
+    from mlc.work._experiment import ExperimentConfig, load_preset, preset_from_text
     from mlc.work._host import describe_device, host_id, kernel_class, resolve_device
     from mlc.work._kernels import population_for, set_training_threads
     from mlc.work._limits import check_resources
     from mlc.work._precheck import precheck_result
+    from mlc.work._presets import describe_preset, preset_names, preset_text
+    from mlc.work._progress import EpochProgress
     from mlc.work._records import FinishedNetwork, weights_sha256
     from mlc.work._replay import ReplayTolerance, replay_segment, segment_bounds
     from mlc.work._result import Provenance, WorkUnitResult, decode_state, encode_state
@@ -35,6 +30,7 @@ _EXPORTS = {
     "segment_bounds": "_replay",
     "kernel_class": "_host",
     "precheck_result": "_precheck",
+    "EpochProgress": "_progress",
     "CheckpointStore": "_checkpoint",
     "SizedWork": "_runtime",
     "TrainingStopped": "_run",
@@ -42,11 +38,11 @@ _EXPORTS = {
     "population_for": "_kernels",
     "set_training_threads": "_kernels",
     "ExperimentConfig": "_experiment",
-    "describe_preset": "_experiment",
+    "describe_preset": "_presets",
     "load_preset": "_experiment",
-    "preset_names": "_experiment",
+    "preset_names": "_presets",
     "preset_from_text": "_experiment",
-    "preset_text": "_experiment",
+    "preset_text": "_presets",
     "describe_device": "_host",
     "host_id": "_host",
     "resolve_device": "_host",
@@ -71,6 +67,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "CheckpointStore",
     "DataCache",
+    "EpochProgress",
     "ExperimentConfig",
     "FinishedNetwork",
     "Member",

@@ -18,16 +18,15 @@ import numbers
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from mlc import models, tasks
-from mlc.errors import ConfigError, UnknownNameError
+from mlc.errors import ConfigError
 from mlc.tasks import DataSpec
 from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, select_automata
 from mlc.work._kernels import population_for
 from mlc.work._limits import check_data_memory
+from mlc.work._presets import describe_preset, preset_names, preset_text
 
 __all__ = [
     "ExperimentConfig",
@@ -340,23 +339,6 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
 
 
-def preset_names() -> tuple[str, ...]:
-    files = resources.files("mlc.presets").iterdir()
-    return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
-
-
-def _preset_text(name: str) -> str:
-    return resources.files("mlc.presets").joinpath(f"{name}.toml").read_text()
-
-
-def describe_preset(name: str) -> str:
-    """The preset file's first comment line: what it is for, without resolving it."""
-    for line in _preset_text(name).splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
-
-
 def load_preset(
     name_or_path: str,
     overrides: dict[str, Any] | None = None,
@@ -377,27 +359,6 @@ def load_preset(
     text = preset_text(name_or_path)
     return preset_from_text(
         text, overrides, progress=progress, device=device, known=known, source=name_or_path
-    )
-
-
-def preset_text(name_or_path: str) -> str:
-    """The TOML text of a shipped preset (by name) or of a preset file (by path)."""
-    path = Path(name_or_path)
-    toml = path.suffix.lower() == ".toml"  # Base.TOML too
-    if toml and path.is_file():
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"preset file {path} is not a TOML text file (byte {exc.start} is not UTF-8: "
-                              "a binary or differently encoded file?)") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read the preset file {path}: {exc.strerror or exc}") from None
-    if name_or_path in preset_names():
-        return _preset_text(name_or_path)
-    if toml:
-        raise ConfigError(f"no preset file {name_or_path}: {'a folder' if path.exists() else 'no such file'}")
-    raise UnknownNameError(
-        f"unknown preset {name_or_path!r}: not a .toml file, and not one of {', '.join(preset_names())}"
     )
 
 

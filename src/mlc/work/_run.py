@@ -6,7 +6,6 @@ large device trains many small units in one batched computation.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -19,10 +18,11 @@ import torch
 from mlc import models, tasks
 from mlc.errors import ConfigError, MLCError
 from mlc.tasks import SharedData
-from mlc.train import EpochHistory, EpochReport, PopulationState, PopulationTrainer, TrainingArrays
+from mlc.train import EpochHistory, PopulationState, PopulationTrainer, TrainingArrays
 from mlc.work._checkpoint import CheckpointStore, checkpoint_key
 from mlc.work._host import describe_device, host_id, kernel_class, platform_string, torch_version
 from mlc.work._kernels import population_for
+from mlc.work._progress import EpochProgress, epoch_progress
 from mlc.work._result import Provenance, WorkUnitResult, decode_state
 from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
 
@@ -95,7 +95,7 @@ def run_work_units(
     *,
     cache: DataCache | None = None,
     population_factory: Callable[[str, torch.device], models.Population] | None = None,
-    on_epoch: Callable[[EpochReport], None] | None = None,
+    on_epoch: Callable[[EpochProgress], None] | None = None,
     checkpoints: CheckpointStore | None = None,
     checkpoint_seconds: float = 15.0,
     should_stop: Callable[[], bool] | None = None,
@@ -106,13 +106,13 @@ def run_work_units(
     the epoch that passes the mark) and a call that finds its own checkpoint continues from it,
     bit-identically to never having stopped: the batch order of an epoch depends only on the network
     and the epoch. `should_stop()` is asked after every epoch; True saves a checkpoint and raises
-    TrainingStopped.
+    TrainingStopped. `on_epoch` hears of every epoch of every population (`EpochProgress`).
     """
     cache = cache or DataCache()
     results: list[WorkUnitResult | None] = [None] * len(units)
-    for indices in _groups(units):
+    for number, indices in enumerate(_groups(units)):
         group = [units[i] for i in indices]
-        plan = _Plan(population_factory, on_epoch, checkpoints, checkpoint_seconds, should_stop)
+        plan = _Plan(population_factory, on_epoch, checkpoints, checkpoint_seconds, should_stop, number)
         for i, result in zip(indices, _run_group(group, device, cache, plan), strict=True):
             results[i] = result
     return [r for r in results if r is not None]
@@ -123,10 +123,11 @@ class _Plan:
     """How a group trains, besides what it trains: the caller's hooks and the checkpoint settings."""
 
     population_factory: Callable[[str, torch.device], models.Population] | None
-    on_epoch: Callable[[EpochReport], None] | None
+    on_epoch: Callable[[EpochProgress], None] | None
     checkpoints: CheckpointStore | None
     checkpoint_seconds: float
     should_stop: Callable[[], bool] | None
+    population: int  # its number in the call, for the progress reports
 
 
 def _run_group(
@@ -197,14 +198,23 @@ def _train_in_stretches(
     epochs, done = spec.epochs, history.train_loss.shape[1]
     last_save = time.monotonic()
     while done < epochs and bool((~state.stopped).any()):
-        offset = done
-
-        def report(r: EpochReport, _offset: int = offset) -> None:
-            if plan.on_epoch is not None:
-                plan.on_epoch(dataclasses.replace(r, epochs_done=r.epochs_done + _offset))
-
-        history = _joined(history, trainer.train(state, seeds, tasks_, data, 1, report))
+        steps_before, stopped_before = int(state.step.sum()), int(state.stopped.sum())
+        began = time.monotonic()
+        history = _joined(history, trainer.train(state, seeds, tasks_, data, 1))
         done += 1
+        if plan.on_epoch is not None:
+            plan.on_epoch(
+                epoch_progress(
+                    state,
+                    history,
+                    epochs_done=done,
+                    epochs=epochs,
+                    n_stopped_now=int(state.stopped.sum()) - stopped_before,
+                    model_steps=int(state.step.sum()) - steps_before,
+                    seconds=time.monotonic() - began,
+                    population=plan.population,
+                )
+            )
         if done in spec.boundaries:
             boundaries.append(state.cpu_copy())
         stop = plan.should_stop is not None and plan.should_stop()

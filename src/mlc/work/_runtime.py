@@ -17,7 +17,6 @@ import torch
 from mlc.errors import ConfigError
 from mlc.tasks import DataSpec
 from mlc.train import (
-    EpochReport,
     TrainConfig,
     bytes_per_network,
     choose_population_size,
@@ -27,6 +26,7 @@ from mlc.train import (
 from mlc.work._checkpoint import CheckpointStore
 from mlc.work._host import resolve_device
 from mlc.work._kernels import population_for, set_training_threads
+from mlc.work._progress import EpochProgress
 from mlc.work._result import WorkUnitResult
 from mlc.work._run import DataCache, run_work_units
 from mlc.work._spec import WorkUnit
@@ -112,7 +112,7 @@ class WorkerRuntime:
     def train(
         self,
         units: Sequence[WorkUnit],
-        on_epoch: Callable[[EpochReport], None] | None = None,
+        on_epoch: Callable[[EpochProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[WorkUnitResult]:
         """Train every unit for its epoch budget, resuming from a checkpoint of this same call where
