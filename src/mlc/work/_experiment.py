@@ -384,9 +384,11 @@ def preset_from_text(
             table = table.setdefault(part, {})
         table[leaf] = _plain(value)
     _reject_non_finite(raw)  # before the learnability check trains anything; from_dict checks again
-    if isinstance(raw.get("data"), dict):  # before the learnability check draws the data
-        check_data_memory(_data_spec(raw), max(len(raw.get("tasks") or ()), 1))
     automata = raw.get("random_automata")
+    if isinstance(raw.get("data"), dict):  # before the learnability check draws the data
+        count = automata.get("count") if isinstance(automata, dict) else None
+        n_tasks = len(raw.get("tasks") or ()) or (count if isinstance(count, int) and count > 0 else 1)
+        check_data_memory(_data_spec(raw), n_tasks)
     if "tasks" in raw and isinstance(automata, dict) and "selection" not in automata:
         raise ConfigError(
             "a preset with a [random_automata] table chooses its tasks by the learnability check: "
