@@ -8,7 +8,8 @@
     │   ├── DatasetError          a dataset directory is malformed, incomplete or corrupted
     │   └── StateError            an operation that the stored state does not allow
     └── TransientError            the operation may succeed later (retry with backoff)
-        └── StoreBusy             the database or a lock is busy
+        ├── StoreBusy             the database or a lock is busy
+        └── DiskFull              no space left where something had to be written
 
 Foreign exceptions (OSError, SQLAlchemy, safetensors) are translated into this tree at the edges.
 Messages say what is wrong and what to do about it.
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DatasetError",
+    "DiskFull",
     "MLCError",
     "PermanentError",
     "ResultRejected",
@@ -72,3 +74,8 @@ class StateError(PermanentError):
 
 class StoreBusy(TransientError):
     """The database or a file lock is held by someone else; retry later."""
+
+
+class DiskFull(TransientError):
+    """No space left on the disk being written; nothing stored is lost, and re-running after space
+    is freed resumes."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "API_PREFIX",
+    "AccountRequest",
+    "AccountResponse",
     "ExperimentInfo",
     "ExtendRequest",
     "ExtendResponse",
@@ -22,6 +24,8 @@ __all__ = [
     "LeaseRequest",
     "LeaseResponse",
     "LeasedUnit",
+    "LinkRequest",
+    "LinkResponse",
     "Problem",
     "RegisterRequest",
     "RegisterResponse",
@@ -37,9 +41,32 @@ Device = Literal["cpu", "cuda"]
 
 
 class _Strict(BaseModel):
-    """Unknown fields are refused: a misspelt field is an error, not silently ignored."""
+    """Unknown fields are refused: a misspelt field is an error, not silently ignored. No text may
+    hold a NUL character or an unpaired surrogate: neither can be stored (PostgreSQL refuses both)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> _Strict:
+        for name, value in self:
+            for text in _texts(value):
+                if "\x00" in text:
+                    raise ValueError(f"{name} holds a NUL character")
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{name} holds an unpaired surrogate (not UTF-8 text)") from None
+        return self
+
+
+def _texts(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _texts(item)]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (*_texts(k), *_texts(v))]
+    return []
 
 
 class Problem(_Strict):
@@ -65,6 +92,27 @@ class RegisterRequest(_Strict):
     name: str = Field(..., min_length=1, max_length=200)
     description: HostDescription = Field(default_factory=HostDescription)
     test_queue: bool = False  # also take the test queue (new kernels and versions first)
+    account_key: str | None = Field(None, max_length=200)  # the volunteer's, to credit this host to
+
+
+class AccountRequest(_Strict):
+    name: str = Field(..., min_length=1, max_length=200)  # shown on the project's pages
+    email: str = Field(..., min_length=3, max_length=320)  # never shown; one account per address
+
+
+class AccountResponse(_Strict):
+    account_id: int
+    account_key: str  # shown once; the server keeps only its SHA-256. Give it to `mlc worker`
+
+
+class LinkRequest(_Strict):
+    account_key: str = Field(..., min_length=1, max_length=200)
+
+
+class LinkResponse(_Strict):
+    host_id: int
+    account_id: int
+    account_name: str
 
 
 class RegisterResponse(_Strict):

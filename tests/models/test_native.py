@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -457,3 +458,39 @@ with multiprocessing.get_context("fork").Pool(1) as pool:
 def test_forked_children_can_run_the_kernels():
     out = subprocess.run([sys.executable, "-c", _FORK_CHECK], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def _plant(cache: Path, text: str) -> tuple[Path, Path]:
+    """Replace the built library by a file that is no library, and plant a `.failed` marker."""
+    (built,) = (cache / "mlc" / "native").glob("kernels-*.so")
+    built.write_bytes(b"not a library: loading it would fail")
+    failed = built.with_suffix(".failed")
+    failed.write_text(text)
+    return built, failed
+
+
+@needs_native
+def test_the_kernel_cache_is_private_and_one_others_can_write_is_not_used(tmp_path):
+    assert _reason_in_child({"XDG_CACHE_HOME": str(tmp_path)}).startswith("None")
+    folder = tmp_path / "mlc" / "native"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    built, failed = _plant(tmp_path, "PLANTED: kernels off")
+    folder.chmod(0o777)  # writable by anyone
+    out = _reason_in_child({"XDG_CACHE_HOME": str(tmp_path)})
+    assert out.startswith("None") and "PLANTED" not in out  # built and run, the marker not believed
+    assert f"built in a private folder: the kernel cache is not private ({folder} is writable by others " \
+        "(mode 777))" in out
+    assert built.read_bytes().startswith(b"not a library")  # left alone, never loaded
+
+
+@needs_native
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_cached_files_of_another_user_are_not_used(tmp_path):
+    assert _reason_in_child({"XDG_CACHE_HOME": str(tmp_path)}).startswith("None")
+    built, failed = _plant(tmp_path, "PLANTED: kernels off")
+    for path in (built, failed):
+        os.chown(path, 65534, 65534)  # nobody
+    out = _reason_in_child({"XDG_CACHE_HOME": str(tmp_path)})
+    assert out.startswith("None") and "PLANTED" not in out
+    assert "built in a private folder: a cached file is not trusted (" in out
+    assert "is owned by uid 65534, not by this user (uid 0)" in out

@@ -56,7 +56,7 @@ class CheatingRuntime(WorkerRuntime):
                 dataclasses.replace(
                     r,
                     state=dataclasses.replace(
-                        r.boundaries[-1],
+                        r.boundaries[-1].cpu_copy(),  # no tensor shared with the boundary
                         step=r.state.step,
                         epoch=r.state.epoch,
                         stopped=r.state.stopped,
@@ -90,18 +90,21 @@ class CheatingRuntime(WorkerRuntime):
 
     @staticmethod
     def _lazy(honest: WorkUnitResult) -> WorkUnitResult:
+        """Every claimed state holds the start weights and moments under the honest counters."""
         start = honest.boundaries[0]
-        unchanged = PopulationState(
-            start.params,
-            start.exp_avg,
-            start.exp_avg_sq,
-            honest.state.step,
-            honest.state.epoch,
-            honest.state.stopped,
-            honest.state.converged,
-        )
+
+        def unchanged(claimed: PopulationState) -> PopulationState:
+            return dataclasses.replace(
+                claimed.cpu_copy(),
+                params=start.params.clone(),
+                exp_avg=start.exp_avg.clone(),
+                exp_avg_sq=start.exp_avg_sq.clone(),
+            )
+
         return dataclasses.replace(
-            honest, state=unchanged, boundaries=tuple(unchanged for _ in honest.boundaries)
+            honest,
+            state=unchanged(honest.state),
+            boundaries=(start, *(unchanged(b) for b in honest.boundaries[1:])),
         )
 
 

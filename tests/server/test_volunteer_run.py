@@ -3,6 +3,8 @@ dataset they build is the one a local `mlc run` builds."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,8 +39,18 @@ def test_three_workers_build_the_local_runs_dataset(server, start_worker, local_
     pd.testing.assert_frame_equal(local_dataset.networks[_SAME], got.networks[_SAME])
     np.testing.assert_array_equal(local_dataset.weights(), got.weights())
     pd.testing.assert_frame_equal(local_dataset.history, got.history)
-    hosts = set(got.networks["host_id"])
-    assert len(hosts) >= 1
     with server.admin() as admin:
         registered = admin.get("/admin/hosts").json()
     assert sorted(h["name"] for h in registered) == ["w0", "w1", "w2"]
+    # provenance as the server knows it: each unit's host (by its registered id) and its checking
+    ids = {f"host:{h['host_id']}" for h in registered}
+    for row in got.networks.itertuples():
+        trained_by, replayed = json.loads(row.trained_by), json.loads(row.replayed_segments)
+        assert len(trained_by) == len(replayed) == len(json.loads(row.work_units)) == 2
+        assert set(trained_by) <= ids
+        # the server cut the units into segments; every one was replayed for a host still new
+        assert all(r.endswith("/2") for r in replayed), replayed
+        assert row.confirmed == all(r == "2/2" for r in replayed)
+    assert (local_dataset.networks["trained_by"] == '["local","local"]').all()
+    assert local_dataset.networks["confirmed"].all()
+    assert (local_dataset.networks["replayed_segments"] == '["0/1","0/1"]').all()

@@ -74,8 +74,10 @@ def test_verify_raises_only_for_non_datasets(tmp_path: Path,
 
 
 def test_a_manifest_that_disagrees_with_the_hashed_files_is_reported(finished: Path) -> None:
-    """The manifest cannot hash itself: its fields are checked against the data file and the table."""
+    """Its fields are checked against the data file and the table too (here, one written without its
+    own hash, as older versions wrote them)."""
     manifest = read_json(finished / "dataset.json")
+    del manifest["manifest_sha256"]
     manifest["data"]["seed"] += 6
     manifest["n_networks"] = 25
     write_json(finished / "dataset.json", manifest)
@@ -85,6 +87,14 @@ def test_a_manifest_that_disagrees_with_the_hashed_files_is_reported(finished: P
     assert "dataset.json: n_networks is 25, networks.parquet has 6 rows" in problems
     assert any(p.startswith("networks.parquet: 6 rows have a data_seed other than the manifest's")
                for p in problems)
+
+
+def test_an_edited_manifest_is_refused_by_its_own_hash(finished: Path) -> None:
+    manifest = read_json(finished / "dataset.json")
+    manifest["created"] = "2020-01-01T00:00:00+00:00"  # a field no other file restates
+    write_json(finished / "dataset.json", manifest)
+    with pytest.raises(DatasetError, match="dataset.json does not match its own SHA-256"):
+        verify_dataset(finished)
 
 
 def test_rows_of_another_model_are_reported(finished: Path) -> None:

@@ -6,6 +6,7 @@ import sys
 
 from rich.markup import escape
 
+from mlc._storage import storage_error
 from mlc.cli import _analyze, _dataset, _run, _server, _worker  # noqa: F401  (registers the commands)
 from mlc.cli._app import app, err_console
 from mlc.errors import MLCError
@@ -25,6 +26,12 @@ def main() -> None:
         app()
     except MLCError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except OSError as exc:  # a full disk or read-only folder met where no layer translated it
+        translated = storage_error(exc, exc.filename or "a file")
+        if translated is None:
+            raise
+        err_console.print(f"[red]error:[/] {escape(str(translated))}")
         sys.exit(2)
     except KeyboardInterrupt:  # outside a command (Typer handles those below)
         err_console.print(_INTERRUPTED)

@@ -86,7 +86,7 @@ def emit_json(event: str, **fields: object) -> None:
 # The modules each install extra brings (pyproject.toml), looked up without importing them.
 _EXTRAS = {
     "analysis": ("sklearn", "matplotlib", "umap"),
-    "server": ("fastapi", "fastapi_offline", "uvicorn", "pydantic_settings"),
+    "server": ("fastapi", "fastapi_offline", "uvicorn", "pydantic_settings", "jinja2"),
     "postgres": ("psycopg",),
     "ray": ("ray",),
 }

@@ -57,6 +57,7 @@ def run(
 
     from mlc import work
     from mlc._host import usable_cpus
+    from mlc._storage import writable_dir
     from mlc.executors import LocalExecutor
     from mlc.train import SelectionProgress, keep_freed_memory
     from mlc.work import load_preset, resolve_device
@@ -85,6 +86,8 @@ def run(
                 )
 
         workdir = workdir or _default_workdir(preset)
+        if workdir.is_dir():  # said plainly here, before SQLite says it its own way
+            writable_dir(workdir)
         config = load_preset(preset, overrides, progress=selection, device=str(dev), known=_stored(workdir))
     kernels = work.population_for(config.model, dev).kernels
     if as_json:
@@ -100,6 +103,8 @@ def run(
     progress = make_progress(console, log_format, config.train.max_epochs, log_interval)
     with progress:
         summary = LocalExecutor(workdir, dev, population_size, progress, threads).run(config)
+    for line in summary.repaired:
+        err_console.print(f"[yellow]database and dataset disagreed:[/] {escape(line)}")
     if as_json:
         _emit_summary(summary)
     else:
@@ -180,11 +185,21 @@ def status(
     ),
 ) -> None:
     """Progress of the experiments in WORKDIR: networks and work units by state."""
-    from mlc.coordinator import connect, experiment_status, list_experiments, sqlite_url
+    from mlc.coordinator import (
+        check_consistency,
+        connect,
+        experiment_status,
+        list_experiments,
+        orphaned_dataset,
+        sqlite_url,
+    )
     from mlc.errors import StateError
     from mlc.executors import DATABASE_FILE, DATASET_DIR, run_in_progress
 
     db = workdir / DATABASE_FILE
+    orphaned = orphaned_dataset(workdir / DATASET_DIR, db)
+    if orphaned:
+        raise StateError(orphaned)
     if not db.exists():
         raise StateError(
             f"no run in {workdir} (no {DATABASE_FILE}); start one with `mlc run PRESET --workdir {workdir}`"
@@ -201,7 +216,10 @@ def status(
             f"{s.n_converged} converged, {s.n_failed} failed, {s.n_training} {left}; "
             f"{s.epochs_done} epochs; work units: {units}; dataset {workdir / DATASET_DIR}"
         )
-        if s.n_training and running is False:
+        findings = check_consistency(engine, exp, workdir / DATASET_DIR).findings()
+        for line in findings:
+            err_console.print(f"[yellow]database and dataset disagree:[/] {escape(line)}")
+        if (s.n_training or findings) and running is False:
             console.print("no run in progress: re-run the same `mlc run` command to resume")
     engine.dispose()
 

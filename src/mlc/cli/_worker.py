@@ -24,6 +24,13 @@ def worker(
     exit_when_idle: Annotated[bool, typer.Option(help="exit once the server has no work left")] = False,
     name: Annotated[str | None, typer.Option(help="the host name the server shows [this host's]")] = None,
     test_queue: Annotated[bool, typer.Option(help="also take the server's test queue")] = False,
+    account_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLC_ACCOUNT_KEY",
+            help="your volunteer account's key (POST /api/v1/accounts): this host's credit counts for it",
+        ),
+    ] = None,
     checkpoint_seconds: Annotated[
         float, typer.Option(min=0, help="save the training state at most this often (what a kill can lose)")
     ] = 15.0,
@@ -43,7 +50,13 @@ def worker(
     client = ServerClient(server)
     try:
         summary = Worker(
-            client, runtime, folder, exit_when_idle=exit_when_idle, name=name, test_queue=test_queue
+            client,
+            runtime,
+            folder,
+            exit_when_idle=exit_when_idle,
+            name=name,
+            test_queue=test_queue,
+            account_key=account_key,
         ).run()
     finally:
         client.close()

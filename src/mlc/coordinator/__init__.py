@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 from mlc._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from mlc.coordinator._accounts import Account, account_by_key, create_account, link_host
     from mlc.coordinator._assimilator import assimilate_valid
+    from mlc.coordinator._consistency import Consistency, check_consistency, orphaned_dataset, reconcile
+    from mlc.coordinator._credit import settle_credit, unit_credit, unit_flop
     from mlc.coordinator._daemons import DAEMONS, heartbeats
     from mlc.coordinator._db import connect, sqlite_url, transaction, utcnow
     from mlc.coordinator._experiments import (
@@ -46,13 +49,43 @@ if TYPE_CHECKING:
     from mlc.coordinator._schema import ExperimentState, HostTrust, NetworkState, Verdict, WUState
     from mlc.coordinator._serverdata import ServerData
     from mlc.coordinator._service import CoordinatorService
+    from mlc.coordinator._stats import (
+        ExperimentDetail,
+        FrontPage,
+        HostDetail,
+        VolunteerDetail,
+        experiment_detail,
+        front_page,
+        host_detail,
+        volunteer_detail,
+    )
     from mlc.coordinator._status import ExperimentStatus, experiment_status
     from mlc.coordinator._transition import Change, ResultView, UnitView, transition
-    from mlc.coordinator._trust import distrust_reporter, is_trusted
-    from mlc.coordinator._validator import validate_pending
+    from mlc.coordinator._trust import TRUSTED_AFTER, distrust_reporter, is_trusted
+    from mlc.coordinator._validator import segments_to_replay, validate_pending
 
 _EXPORTS = {
+    "Account": "_accounts",
+    "account_by_key": "_accounts",
+    "create_account": "_accounts",
+    "link_host": "_accounts",
+    "settle_credit": "_credit",
+    "unit_credit": "_credit",
+    "unit_flop": "_credit",
+    "ExperimentDetail": "_stats",
+    "FrontPage": "_stats",
+    "HostDetail": "_stats",
+    "VolunteerDetail": "_stats",
+    "experiment_detail": "_stats",
+    "front_page": "_stats",
+    "host_detail": "_stats",
+    "volunteer_detail": "_stats",
+    "Consistency": "_consistency",
+    "check_consistency": "_consistency",
+    "orphaned_dataset": "_consistency",
+    "reconcile": "_consistency",
     "distrust_reporter": "_trust",
+    "TRUSTED_AFTER": "_trust",
     "is_trusted": "_trust",
     "HostTrust": "_schema",
     "set_experiment_queue": "_overview",
@@ -103,61 +136,83 @@ _EXPORTS = {
     "ResultView": "_transition",
     "UnitView": "_transition",
     "transition": "_transition",
+    "segments_to_replay": "_validator",
     "validate_pending": "_validator",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
+    "Account",
     "Change",
+    "Consistency",
     "CoordinatorService",
     "DAEMONS",
     "DEFAULT_MAX_ATTEMPTS",
     "Experiment",
+    "ExperimentDetail",
     "ExperimentOverview",
     "ExperimentState",
     "ExperimentStatus",
+    "FrontPage",
     "Host",
+    "HostDetail",
     "HostTrust",
     "NetworkState",
     "ReportOutcome",
     "ResultView",
     "ServerData",
+    "TRUSTED_AFTER",
     "TaskCounts",
     "UnitView",
     "Verdict",
+    "VolunteerDetail",
     "WUState",
+    "account_by_key",
     "apply_transitions",
     "assimilate_valid",
     "authenticate_host",
     "build_shared_data",
+    "check_consistency",
     "connect",
+    "create_account",
     "create_experiment",
     "distrust_reporter",
+    "experiment_detail",
     "experiment_overviews",
     "experiment_status",
     "extend_leases",
+    "front_page",
     "get_experiment",
     "heartbeats",
+    "host_detail",
     "host_owner",
     "is_trusted",
     "lease_work",
+    "link_host",
     "list_experiments",
     "list_hosts",
     "move_dataset",
+    "orphaned_dataset",
+    "reconcile",
     "register_host",
     "report_result",
     "results_of",
+    "segments_to_replay",
     "server_overview",
     "set_experiment_queue",
     "set_experiment_state",
+    "settle_credit",
     "sqlite_url",
     "stored_network_ids",
     "take_over_leases",
     "transaction",
     "transition",
+    "unit_credit",
+    "unit_flop",
     "unit_for_upload",
     "utcnow",
     "validate_pending",
+    "volunteer_detail",
     "was_leased_to",
     "work_remaining",
 ]

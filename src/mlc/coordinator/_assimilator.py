@@ -61,6 +61,9 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
             )
         }
         past = _past_history(conn, unit.experiment_id, result.members)
+        checks = _unit_checks(
+            conn, {w for m in spec.members for w in json.loads(net_rows[m.net_id].work_units)} | {wu_id}
+        )
     exp = server.experiment(spec.experiment)
     share = result.provenance.wall_time_s / len(spec.members)  # the unit's wall time, shared equally
     finished: list[FinishedNetwork] = []
@@ -68,7 +71,7 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
         if bool(result.state.stopped[m]):
             finished.append(
                 _finished_record(
-                    exp, spec, result, m, member, net_rows[member.net_id], past[member.net_id], share
+                    exp, spec, result, m, member, net_rows[member.net_id], past[member.net_id], share, checks
                 )
             )
     writer = writer_for(exp)
@@ -124,6 +127,36 @@ def _past_history(conn: Connection, experiment_id: int, net_ids: tuple[str, ...]
     return {k: np.asarray(v, dtype=np.float32).reshape(-1, 3) for k, v in out.items()}
 
 
+def _unit_checks(conn: Connection, wu_ids: set[str]) -> dict[str, tuple[str, int, int]]:
+    """Per unit: who trained its valid result (`host:ID` as the server knows the host, or the
+    executor's kind: `local`, `ray`), how many of its segments the validator replayed, of how many."""
+    rows = conn.execute(
+        select(results.c.wu_id, results.c.reporter, results.c.replayed, work_units.c.spec_json)
+        .join(work_units, work_units.c.id == results.c.wu_id)
+        .where(results.c.wu_id.in_(sorted(wu_ids)), results.c.verdict == Verdict.VALID)
+    )
+    return {
+        r.wu_id: (_trainer(r.reporter), r.replayed or 0, WorkUnitSpec.from_json(r.spec_json).segments)
+        for r in rows
+    }
+
+
+def _trainer(reporter: str | None) -> str:
+    if not reporter:
+        return "unknown"
+    kind, _, rest = reporter.partition(":")
+    return f"host:{rest}" if kind == "host" else kind  # a local owner's name holds its workdir: not kept
+
+
+def _confirmed(checks: list[tuple[str, int, int]]) -> bool:
+    """Every unit was trained by the project's own executor, or replayed whole by the server (a
+    replica on the server's kernel class); a re-evaluation alone or a sampled segment is not that."""
+    return bool(checks) and all(
+        not who.startswith("host:") or (segments > 1 and replayed == segments)
+        for who, replayed, segments in checks
+    )
+
+
 def _segment(result: WorkUnitResult, m: int) -> np.ndarray:
     return np.stack(result.history.member(m), axis=1)  # [n, 3]
 
@@ -137,8 +170,11 @@ def _finished_record(
     row: object,
     past: np.ndarray,
     share: float,
+    checks: dict[str, tuple[str, int, int]],
 ) -> FinishedNetwork:
     full = np.concatenate([past, _segment(result, m)])
+    units = (*json.loads(row.work_units), spec.wu_id)  # type: ignore[attr-defined]
+    unit_checks = [checks.get(w, ("unknown", 0, 1)) for w in units]
     prov = result.provenance
     hyper = dict(exp.config.train.to_dict(), epochs_per_wu=exp.config.epochs_per_wu)
     return FinishedNetwork(
@@ -162,7 +198,10 @@ def _finished_record(
         torch_version=prov.torch_version,
         platform=prov.platform,
         host_id=prov.host_id,
-        work_units=(*json.loads(row.work_units), spec.wu_id),  # type: ignore[attr-defined]
+        work_units=units,
+        trained_by=tuple(who for who, _, _ in unit_checks),
+        replayed_segments=tuple(f"{replayed}/{segments}" for _, replayed, segments in unit_checks),
+        confirmed=_confirmed(unit_checks),
     )
 
 

@@ -29,6 +29,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
+from mlc._storage import disk_full, unwritable
 from mlc.coordinator._schema import meta
 from mlc.errors import StateError, StoreBusy
 
@@ -38,6 +39,8 @@ _BEGIN_OPTION = "mlc_sqlite_begin"  # execution option: how a SQLite transaction
 _BUSY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 _BUSY_SQLITE_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 _DAMAGED_SQLITE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_SQLITE_FULL = 13  # "database or disk is full"
+_SQLITE_UNWRITABLE = {8, 14}  # SQLITE_READONLY, SQLITE_CANTOPEN (a folder it cannot write its journal in)
 
 
 def utcnow() -> datetime:
@@ -135,9 +138,14 @@ def _migrate(engine: Engine, config: Config, found: str | None) -> None:
         command.upgrade(config, "head")
 
 
-def _translated(exc: OperationalError) -> Exception:
+def _translated(exc: OperationalError, engine: Engine | None = None) -> Exception:
     orig = exc.orig
     code = getattr(orig, "sqlite_errorcode", None)
+    where = engine.url.database if engine is not None and engine.url.database else "the database"
+    if code is not None and code & 0xFF == _SQLITE_FULL:
+        return disk_full(where)
+    if code is not None and code & 0xFF in _SQLITE_UNWRITABLE:
+        return unwritable(f"{where} (or its folder)", f"SQLite says {orig}")
     busy = getattr(orig, "sqlstate", None) in _BUSY_SQLSTATES or (
         code is not None and code & 0xFF in _BUSY_SQLITE_CODES
     )
@@ -148,12 +156,13 @@ def _translated(exc: OperationalError) -> Exception:
 
 
 @contextlib.contextmanager
-def _busy_is_transient() -> Iterator[None]:
-    """Translate a busy/locked/serialisation failure into StoreBusy; other errors pass unchanged."""
+def _busy_is_transient(engine: Engine | None = None) -> Iterator[None]:
+    """Translate a busy/locked/serialisation failure into StoreBusy, a full disk into DiskFull and an
+    unwritable database into StateError; other errors pass unchanged."""
     try:
         yield
     except OperationalError as exc:
-        translated = _translated(exc)
+        translated = _translated(exc, engine)
         if translated is exc:
             raise
         raise translated from exc
@@ -162,7 +171,7 @@ def _busy_is_transient() -> Iterator[None]:
 @contextlib.contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One write transaction (BEGIN IMMEDIATE on SQLite); a busy/locked database becomes StoreBusy."""
-    with _busy_is_transient(), engine.connect() as conn:
+    with _busy_is_transient(engine), engine.connect() as conn:
         conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
             yield conn
@@ -171,5 +180,5 @@ def transaction(engine: Engine) -> Iterator[Connection]:
 @contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A connection for reading only (on SQLite a deferred transaction: a WAL snapshot)."""
-    with _busy_is_transient(), engine.connect() as conn:
+    with _busy_is_transient(engine), engine.connect() as conn:
         yield conn

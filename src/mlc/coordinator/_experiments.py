@@ -179,7 +179,9 @@ def create_experiment(
             raise StateError(_settings_differ(config.name, stored, config.to_dict(), grow))
         return _row_to_experiment(row), False
     from mlc import models
+    from mlc.work import check_resources
 
+    check_resources(config)  # memory, before the rows and the data are built
     data = build_shared_data(config)
     layout = models.layout(config.model)
     layout_id = layout.layout_id

@@ -51,9 +51,14 @@ def token_sha256(token: str) -> str:
 
 
 def register_host(
-    engine: Engine, name: str, description: dict[str, Any], test_queue: bool = False
+    engine: Engine,
+    name: str,
+    description: dict[str, Any],
+    test_queue: bool = False,
+    account_id: int | None = None,
 ) -> tuple[Host, str]:
-    """A new host and its token (returned once; only the hash is kept)."""
+    """A new host and its token (returned once; only the hash is kept), linked to volunteer account
+    `account_id` where given."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
     with transaction(engine) as conn:
@@ -65,6 +70,7 @@ def register_host(
                 last_seen_at=now,
                 description_json=json.dumps(description, sort_keys=True),
                 test_queue=test_queue,
+                account_id=account_id,
             )
         ).inserted_primary_key[0]
     return Host(host_id, name, now, now, description, test_queue), token

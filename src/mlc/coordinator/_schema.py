@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -30,6 +31,8 @@ from sqlalchemy import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "accounts",
+    "credit_columns",
     "ExperimentState",
     "HostTrust",
     "NetworkState",
@@ -170,7 +173,34 @@ results = Table(
     Column("reason", Text),
     Column("reporter", String(200)),
     Column("received_at", DateTime(), nullable=False),
+    Column("credit", Float),  # granted to its host when judged valid; 0 once revoked (voided later)
+    Column("credited_at", DateTime()),  # when granted: None for results never credited
+    Column("replayed", Integer),  # segments of its unit the validator replayed (None: not judged)
     UniqueConstraint("wu_id", "sha256"),
+    Index("ix_results_verdict_credited_at", "verdict", "credited_at"),  # credit's pass finds its rows
+)
+
+
+def credit_columns() -> tuple[Column, ...]:
+    """A credit holder's total and recent average (BOINC's RAC, credit per day, as it stood at
+    `rac_at`; it decays with a one-week half-life between grants)."""
+    return (
+        Column("credit", Float, nullable=False, server_default="0"),
+        Column("rac", Float, nullable=False, server_default="0"),
+        Column("rac_at", DateTime()),
+    )
+
+
+# Volunteers: a random account key is handed out once; only its SHA-256 is kept (as for host tokens).
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("created_at", DateTime(), nullable=False),
+    *credit_columns(),
 )
 
 # Volunteer hosts of `mlc server`: a random token is handed out once; only its SHA-256 is kept.
@@ -185,6 +215,8 @@ hosts = Table(
     Column("description_json", Text, nullable=False, server_default="{}"),  # device, cores, versions...
     Column("test_queue", Boolean, nullable=False, server_default=false()),
     Column("trust", String(16), nullable=False, server_default="new"),  # HostTrust
+    Column("account_id", Integer, ForeignKey("accounts.id"), index=True),  # its volunteer, if linked
+    *credit_columns(),
 )
 
 # One row per daemon (transitioner, validator, assimilator): its last pass, for /api/v1/status.

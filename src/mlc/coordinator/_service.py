@@ -89,10 +89,13 @@ class CoordinatorService:
         return apply_transitions(self.engine, self.max_attempts)
 
     def validate_pass(self) -> int:
-        """Judge every pending result by re-evaluation; returns how many were judged."""
+        """Judge every pending result by re-evaluation, then settle the credit of what was judged
+        (and of what was voided since); returns how many were judged."""
+        from mlc.coordinator._credit import settle_credit
         from mlc.coordinator._validator import validate_pending
 
         valid, invalid = validate_pending(self.engine, self.server_data, self.max_attempts)
+        settle_credit(self.engine)
         return valid + invalid
 
     def assimilate_pass(self) -> int:

@@ -19,7 +19,7 @@ from mlc.coordinator._trust import distrust_reporter, is_trusted, note_valid_res
 from mlc.errors import ResultRejected
 from mlc.work import WorkUnitResult, WorkUnitSpec, validate_result
 
-__all__ = ["judge", "validate_pending"]
+__all__ = ["judge", "segments_to_replay", "validate_pending"]
 
 _ANSWERED = (WUState.VALID, WUState.DONE)  # units whose answer is in: further results are not judged
 
@@ -30,21 +30,31 @@ def judge(
     server: ServerData,
     start_blob: bytes | None = None,
     replay_all: bool = False,
-) -> tuple[Verdict, str | None]:
+) -> tuple[Verdict, str | None, int]:
     """Re-evaluate the result and, for a unit cut into segments, replay one segment chosen at
     random after the upload (the worker cannot know which), or every segment (`replay_all`: a host
     not yet trusted), from `start_blob` (the unit's continuation state; None: the networks'
-    initial weights) where it is the first."""
+    initial weights) where it is the first. Returns the verdict, its reason, and how many segments
+    were replayed."""
+    replayed = 0
     try:
         result = WorkUnitResult.from_bytes(payload)
         validate_result(spec, result, server.population(spec.experiment), server.arrays(spec.experiment))
-        if spec.segments > 1:
-            chosen = range(spec.segments) if replay_all else [secrets.randbelow(spec.segments)]
-            for segment in chosen:
-                _replay(spec, result, server, start_blob, segment)
+        for segment in segments_to_replay(spec.segments, replay_all):
+            _replay(spec, result, server, start_blob, segment)
+            replayed += 1
     except ResultRejected as exc:
-        return Verdict.INVALID, str(exc)
-    return Verdict.VALID, None
+        return Verdict.INVALID, str(exc), replayed
+    return Verdict.VALID, None, replayed
+
+
+def segments_to_replay(n_segments: int, replay_all: bool, randbelow=secrets.randbelow) -> list[int]:  # type: ignore[no-untyped-def]
+    """The segments the validator replays: all of them for a host not yet trusted, else one chosen
+    at random after the upload (so the worker cannot know which); none for an uncut unit (its
+    re-evaluation is the check). `randbelow` is replaceable for simulations of this policy."""
+    if n_segments <= 1:
+        return []
+    return list(range(n_segments)) if replay_all else [randbelow(n_segments)]
 
 
 def _replay(
@@ -82,17 +92,18 @@ def validate_pending(
     counts = {Verdict.VALID: 0, Verdict.INVALID: 0, Verdict.SUPERSEDED: 0}
     for row in pending:
         if row.state in _ANSWERED:
-            judged: tuple[Verdict, str | None] | None = (
+            judged: tuple[Verdict, str | None, int] | None = (
                 Verdict.SUPERSEDED,
                 f"superseded: {row.wu_id} already had a valid result",
+                0,
             )
         else:
             judged = _judge_stored(engine, row.id, server, replay_all=not is_trusted(engine, row.reporter))
         if judged is None:  # no longer pending: another validator or the assimilator closed it
             continue
-        verdict, reason = judged
+        verdict, reason, replayed = judged
         with transaction(engine) as conn:
-            values: dict[str, object] = {"verdict": verdict, "reason": reason}
+            values: dict[str, object] = {"verdict": verdict, "reason": reason, "replayed": replayed}
             if verdict != Verdict.VALID:
                 values["payload"] = None  # rejected or unneeded bytes are not kept; the reason is
             updated = conn.execute(
@@ -112,7 +123,7 @@ def validate_pending(
 
 def _judge_stored(
     engine: Engine, result_id: int, server: ServerData, replay_all: bool
-) -> tuple[Verdict, str | None] | None:
+) -> tuple[Verdict, str | None, int] | None:
     """Judge one pending result, outside any transaction (the re-evaluation is the slow part)."""
     with reading(engine) as conn:
         row = conn.execute(

@@ -26,6 +26,7 @@ import filelock
 import torch
 from sqlalchemy import Engine
 
+from mlc._storage import writable_dir
 from mlc.coordinator import (
     CoordinatorService,
     Experiment,
@@ -35,13 +36,13 @@ from mlc.coordinator import (
     experiment_status,
     list_experiments,
     move_dataset,
+    orphaned_dataset,
+    reconcile,
     sqlite_url,
-    stored_network_ids,
     take_over_leases,
 )
 from mlc.errors import StateError, StoreBusy
-from mlc.store import MANIFEST_FILE, DatasetWriter
-from mlc.work import EpochProgress, ExperimentConfig, WorkerRuntime, host_id
+from mlc.work import EpochProgress, ExperimentConfig, WorkerRuntime, check_resources, host_id
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -84,6 +85,7 @@ class RunSummary:
     finalized: bool
     population_size: int
     device: str
+    repaired: tuple[str, ...] = ()  # where the database and the dataset disagreed, and what was done
 
 
 class LocalExecutor:
@@ -130,16 +132,23 @@ class LocalExecutor:
         return self.workdir / DATASET_DIR
 
     def run(self, config: ExperimentConfig) -> RunSummary:
+        staged = self.dataset_dir / "staging"
+        n_stored = sum(1 for _ in staged.glob("*.safetensors")) if staged.is_dir() else 0
+        check_resources(config, self.workdir, n_stored=n_stored)  # before anything is allocated
         self.runtime.prepare()
         started = time.perf_counter()
         with self._alone_in_workdir():
+            orphaned = orphaned_dataset(self.dataset_dir, self.database_path)
+            if orphaned:  # before connect() makes a new, empty database
+                raise StateError(orphaned)
             engine = connect(sqlite_url(self.database_path))
             try:
                 service = CoordinatorService(engine)
                 exp, created = self._experiment(engine, config)
                 owner = f"{_OWNER_PREFIX}{host_id()}:{self.workdir.resolve()}"
                 take_over_leases(engine, exp.id, _OWNER_PREFIX, owner, _LEASE_SECONDS)
-                writer = self._dataset_writer(service, exp)
+                repaired = self._reconcile(engine, exp)
+                writer = service.writer(exp.name)
                 service.drain()  # results stored before an interruption
                 status = experiment_status(engine, exp.id)
                 size = self.runtime.capacity(config, status.n_training)
@@ -158,6 +167,7 @@ class LocalExecutor:
             status.complete and writer.finalized,
             size,
             str(self.device),
+            tuple(repaired),
         )
 
     @contextmanager
@@ -168,6 +178,7 @@ class LocalExecutor:
             self.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file in the way, no permission, a read-only or virtual file system
             raise StateError(f"cannot use {self.workdir} as the workdir: {exc.strerror or exc}") from exc
+        writable_dir(self.workdir)  # else the lock file and SQLite fail, each in its own words
         lock = filelock.FileLock(self.workdir / _LOCK_FILE)
         try:
             lock.acquire(timeout=_LOCK_WAIT_S)
@@ -197,25 +208,15 @@ class LocalExecutor:
             exp = dataclasses.replace(exp, dataset_dir=here)
         return exp, created
 
-    def _dataset_writer(self, service: CoordinatorService, exp: Experiment) -> DatasetWriter:
-        """The dataset's writer, refused where the dataset lacks networks the database says it stored:
-        a deleted or replaced dataset would otherwise be recreated and finalized without them, and
-        they would never be trained again."""
-        stored = stored_network_ids(service.engine, exp.id)
-        if stored and not (self.dataset_dir / MANIFEST_FILE).exists():
-            raise self._lacks(stored)
-        writer = service.writer(exp.name)
-        missing = stored - writer.staged_ids()
-        if missing:
-            raise self._lacks(missing)
-        return writer
-
-    def _lacks(self, missing: set[str]) -> StateError:
-        return StateError(
-            f"{self.dataset_dir} lacks {len(missing)} network{'s' * (len(missing) != 1)} that the database "
-            f"in {self.workdir} says it stored (e.g. {min(missing)}): was the dataset deleted or replaced? "
-            "Put it back, or start again in a new --workdir"
-        )
+    def _reconcile(self, engine: Engine, exp: Experiment) -> list[str]:
+        """Make the database and the dataset agree before training (see `mlc.coordinator.reconcile`);
+        refused where the dataset lacks networks the database says it stored: a deleted or replaced
+        dataset would otherwise be recreated and finalized without them, and they would never be
+        trained again."""
+        try:
+            return reconcile(engine, exp, self.dataset_dir)
+        except StateError as exc:
+            raise StateError(f"{exc} (the database is {self.database_path})") from None
 
     def _loop(self, service: CoordinatorService, exp: Experiment, size: int, owner: str) -> None:
         while True:

@@ -22,6 +22,7 @@ from mlc.models._population import (
 from mlc.models.native._kernels import (
     model_ranges,
     native_available,
+    native_build_note,
     native_threads,
     native_unavailable_reason,
     run_parallel,
@@ -49,6 +50,7 @@ __all__ = [
     "model_ranges",
     "names",
     "native_available",
+    "native_build_note",
     "native_threads",
     "native_unavailable_reason",
     "population",

@@ -32,6 +32,20 @@ class GRUNetConfig:
         widths = (self.hidden_size, *self.mlp, self.output_size)
         return tuple(zip(widths[:-1], widths[1:], strict=True))
 
+    def forward_flop(self, n_sequences: int, length: int) -> int:
+        """FLOPs of the forward pass over `n_sequences` sequences of `length` steps: two per
+        multiply-add of the matrix products (three gates per GRU layer, input and hidden side, then the
+        MLP), the elementwise work left out. The one count that benchmarks and credit both use."""
+        gates = 3 * self.hidden_size
+        gru = gates * (self.input_size + self.hidden_size)
+        gru += (self.num_layers - 1) * gates * 2 * self.hidden_size
+        mlp = sum(n_in * n_out for n_in, n_out in self.fc_sizes)
+        return 2 * (gru + mlp) * n_sequences * length
+
+    def train_flop(self, n_sequences: int, length: int) -> int:
+        """FLOPs of training on `n_sequences` sequences (forward, and a backward of twice its cost)."""
+        return 3 * self.forward_flop(n_sequences, length)
+
 
 MLDS_GRU = GRUNetConfig(
     name="mlds-gru",

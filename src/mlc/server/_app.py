@@ -15,7 +15,7 @@ import mlc
 from mlc.coordinator import CoordinatorService
 from mlc.errors import ConfigError, MLCError, ResultRejected, StateError, StoreBusy, UnknownNameError
 from mlc.protocol import API_PREFIX
-from mlc.server import _admin_api, _hosts_api, _public_api
+from mlc.server import _admin_api, _hosts_api, _pages, _public_api
 from mlc.server._auth import load_or_make_admin_token
 from mlc.server._settings import ServerSettings
 
@@ -36,7 +36,8 @@ def create_app(
     settings: ServerSettings, engine: Engine, service: CoordinatorService | None = None
 ) -> FastAPI:
     """The server's API over `engine`, with `service` (made on `engine` if None) for leases and
-    uploads. Docs at /docs and /redoc are served from the package, so they work offline."""
+    uploads. Docs at /docs and /redoc are served from the package, so they work offline, and so
+    are the project's pages (/, /experiments/NAME, /hosts/ID, /volunteers/ID)."""
     app = FastAPIOffline(
         title="MLC server",
         version=mlc.__version__,
@@ -49,6 +50,7 @@ def create_app(
     app.state.admin_token = load_or_make_admin_token(settings.admin_token_file)
     for router in (_hosts_api.router, _public_api.router, _admin_api.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(_pages.router)
     app.add_exception_handler(MLCError, _mlc_error)
     return app
 

@@ -17,6 +17,8 @@ from mlc.protocol import (
     LeasedUnit,
     LeaseRequest,
     LeaseResponse,
+    LinkRequest,
+    LinkResponse,
     Problem,
     RegisterRequest,
     RegisterResponse,
@@ -29,6 +31,7 @@ from mlc.work import precheck_result
 __all__ = ["router"]
 
 router = APIRouter(tags=["hosts"])
+_UNKNOWN_KEY = "unknown account key: make an account with POST /api/v1/accounts"
 _ERRORS = {
     401: {"model": Problem, "description": "no token, or an unknown one"},
     403: {"model": Problem, "description": "not this host's to ask for"},
@@ -59,11 +62,34 @@ def _queues(host: coordinator.Host) -> tuple[str, ...]:
 
 @router.post("/hosts", response_model=RegisterResponse, status_code=201)
 def register(body: RegisterRequest, request: Request) -> RegisterResponse:
-    """Register a host; the token in the answer is shown once (the server keeps its hash)."""
+    """Register a host; the token in the answer is shown once (the server keeps its hash). With an
+    `account_key` the host is linked to that volunteer's account (an unknown key registers nothing)."""
+    engine = request.app.state.engine
+    account = None
+    if body.account_key is not None:
+        account = coordinator.account_by_key(engine, body.account_key)
+        if account is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, _UNKNOWN_KEY)
     host, token = coordinator.register_host(
-        request.app.state.engine, body.name, body.description.model_dump(), body.test_queue
+        engine, body.name, body.description.model_dump(), body.test_queue, account and account.id
     )
     return RegisterResponse(host_id=host.id, token=token)
+
+
+@router.put(
+    "/hosts/me/account",
+    response_model=LinkResponse,
+    responses={**_ERRORS, 404: {"model": Problem, "description": "no account has this key"}},
+)
+def link_account(body: LinkRequest, request: Request) -> LinkResponse:
+    """Link this host to the account whose key is given (or move it to another): its credit from now
+    on counts for that volunteer."""
+    host = _host(request)
+    account = coordinator.account_by_key(request.app.state.engine, body.account_key)
+    if account is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _UNKNOWN_KEY)
+    coordinator.link_host(request.app.state.engine, host.id, body.account_key)
+    return LinkResponse(host_id=host.id, account_id=account.id, account_name=account.name)
 
 
 @router.post("/work/lease", response_model=LeaseResponse, responses=_ERRORS)

@@ -8,6 +8,7 @@ archive and checksum; `verify_dataset` checks one end to end. The format is desc
 from mlc.store._export import ExportResult, default_export_name, export_dataset
 from mlc.store._format import MANIFEST_FILE, NETWORKS_SCHEMA, dataset_containing
 from mlc.store._reader import Dataset, open_dataset
+from mlc.store._staging import scan_staged, set_aside_staged
 from mlc.store._verify import VerifyReport, verify_dataset
 from mlc.store._writer import DatasetWriter
 
@@ -22,5 +23,7 @@ __all__ = [
     "default_export_name",
     "export_dataset",
     "open_dataset",
+    "scan_staged",
+    "set_aside_staged",
     "verify_dataset",
 ]

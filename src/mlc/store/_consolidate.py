@@ -19,14 +19,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlc.errors import DatasetError
-from mlc.store._files import atomic_path, file_sha256, write_atomic, write_json
+from mlc.store._files import atomic_path, file_sha256, write_atomic
 from mlc.store._format import (
     CONFIG_FILE,
     DATA_FILE,
     HISTORY_FILE,
     HISTORY_SCHEMA,
     LAYOUT_FILE,
-    MANIFEST_FILE,
     NETWORKS_FILE,
     NETWORKS_SCHEMA,
     README_FILE,
@@ -34,10 +33,11 @@ from mlc.store._format import (
     read_layout,
     shard_name,
     tensors_to_bytes,
+    write_manifest,
 )
 from mlc.store._readme import render_readme
 
-__all__ = ["TaskBatch", "consolidate", "now_utc"]
+__all__ = ["INPUT_FILES", "TaskBatch", "check_inputs", "consolidate", "now_utc"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,30 @@ def _write_shard(root: Path, batch: TaskBatch, layout_id: str, n_params: int) ->
             .append_column("shard_row", pa.array(np.arange(n, dtype=np.int64))))
 
 
+INPUT_FILES = (CONFIG_FILE, LAYOUT_FILE, DATA_FILE)  # written before the networks, hashed then
+
+
+def check_inputs(root: Path, inputs: dict[str, str]) -> None:
+    """Raise DatasetError naming each of config.json, layout.json and data.safetensors that no longer
+    has the SHA-256 `inputs` recorded when it was written (a release must not bless a changed file)."""
+    changed = [name for name in INPUT_FILES
+               if not (root / name).is_file() or file_sha256(root / name) != inputs.get(name)]
+    if changed:
+        raise DatasetError(f"{', '.join(str(root / n) for n in changed)} missing or changed since "
+                           "written (SHA-256 differs from the one recorded then): the dataset is "
+                           "damaged; restore the file(s) from a copy or recreate the dataset")
+
+
 def consolidate(root: Path, manifest: dict[str, Any], config: dict[str, Any],
-                batches: Iterable[TaskBatch]) -> dict[str, Any]:
+                batches: Iterable[TaskBatch], inputs: dict[str, str]) -> dict[str, Any]:
     """Write weight shards, networks.parquet, history.parquet, README.md and the final manifest.
 
     `manifest` is the draft (identity, data, layout); config.json, layout.json and data.safetensors
-    must already be in `root`. Returns the final manifest, which is written last: until it lands,
-    the directory does not claim to be finished.
+    must already be in `root`, with the SHA-256s `inputs` recorded when they were written (checked
+    here). Returns the final manifest, which is written last: until it lands, the directory does not
+    claim to be finished.
     """
+    check_inputs(root, inputs)
     (root / WEIGHTS_DIR).mkdir(exist_ok=True)
     tables, histories = [], []
     for batch in batches:
@@ -113,7 +129,8 @@ def consolidate(root: Path, manifest: dict[str, Any], config: dict[str, Any],
              "counts": _count_networks(networks, manifest["tasks"])}
     readme = render_readme(final, config, read_layout(root / LAYOUT_FILE), networks)
     write_atomic(root / README_FILE, readme.encode())
-    fixed = [CONFIG_FILE, LAYOUT_FILE, DATA_FILE, NETWORKS_FILE, HISTORY_FILE, README_FILE]
-    final["files"] = {name: file_sha256(root / name) for name in sorted([*fixed, *shards])}
-    write_json(root / MANIFEST_FILE, final)
+    written = [NETWORKS_FILE, HISTORY_FILE, README_FILE, *shards]
+    final["files"] = dict(sorted({**{name: inputs[name] for name in INPUT_FILES},
+                                  **{name: file_sha256(root / name) for name in written}}.items()))
+    write_manifest(root, final)
     return final

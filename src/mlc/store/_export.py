@@ -19,13 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlc.errors import ConfigError, DatasetError
-from mlc.store._consolidate import TaskBatch, consolidate, now_utc
+from mlc.store._consolidate import INPUT_FILES, TaskBatch, consolidate, now_utc
 from mlc.store._files import atomic_path, file_sha256, new_build_dir, read_json, write_atomic
 from mlc.store._format import (
     CONFIG_FILE,
-    DATA_FILE,
     HISTORY_FILE,
-    LAYOUT_FILE,
     NETWORKS_FILE,
     check_name,
     dataset_containing,
@@ -73,7 +71,7 @@ def _take_first(networks: pa.Table, tasks: list[str], per_task: int,
 
 
 def _batches(ds: Dataset, chosen: dict[str, pa.Table]) -> Iterator[TaskBatch]:
-    history = read_table(ds.path / HISTORY_FILE)
+    history = read_table(ds.file(HISTORY_FILE))
     for task, rows in chosen.items():
         ids = rows["net_id"]
         yield TaskBatch(task, rows.drop_columns(["shard", "shard_row"]),
@@ -134,16 +132,17 @@ def export_dataset(src: Path | str | Dataset, out_dir: Path | str, *, per_task: 
     if taken:
         raise DatasetError(f"export target already exists: {', '.join(taken)}; remove it or pick "
                            "another name")
-    chosen = _take_first(read_table(ds.path / NETWORKS_FILE), list(ds.tasks), per_task, allow_short)
+    chosen = _take_first(read_table(ds.file(NETWORKS_FILE)), list(ds.tasks), per_task, allow_short)
     tmp = new_build_dir(directory, "exporting")
     try:
-        for fixed in (CONFIG_FILE, LAYOUT_FILE, DATA_FILE):
+        inputs = {fixed: ds.manifest["files"].get(fixed) for fixed in INPUT_FILES}
+        for fixed in INPUT_FILES:
             shutil.copyfile(ds.path / fixed, tmp / fixed)
-            if file_sha256(tmp / fixed) != ds.manifest["files"].get(fixed):
+            if file_sha256(tmp / fixed) != inputs[fixed]:
                 raise DatasetError(f"{ds.path / fixed} does not match its SHA-256 in the manifest; "
                                    "the source is damaged (run `mlc dataset verify` on it)")
         consolidate(tmp, _subset_manifest(ds.manifest, name, per_task),
-                    read_json(ds.path / CONFIG_FILE), _batches(ds, chosen))
+                    read_json(ds.file(CONFIG_FILE)), _batches(ds, chosen), inputs)
         report = verify_dataset(tmp)
         if not report.ok:
             raise DatasetError(f"the export of {ds.path} fails verification, so the source is "

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mlc._storage import storage_errors
 from mlc.errors import ConfigError, DatasetError
 
 __all__ = [
@@ -59,17 +60,19 @@ def _fsync_file(path: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and moved onto `path`.
 
-    For writers that want a file name rather than bytes (pyarrow's Parquet writer).
+    For writers that want a file name rather than bytes (pyarrow's Parquet writer). A full disk or an
+    unwritable folder is an mlc.errors error naming `path`.
     """
-    tmp = _temp_beside(path)
-    try:
-        yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with storage_errors(path):
+        tmp = _temp_beside(path)
+        try:
+            yield tmp
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -84,16 +87,17 @@ def create_exclusive(path: Path, data: bytes) -> bool:
     A hard link never replaces its target, so two racing writers cannot both believe they stored the
     file, and an existing file is never silently overwritten (which `os.replace` would do).
     """
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_bytes(data)
-        _fsync_file(tmp)
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    with storage_errors(path):
+        tmp = _temp_beside(path)
+        try:
+            tmp.write_bytes(data)
+            _fsync_file(tmp)
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
     return True
 
 
@@ -137,8 +141,9 @@ def new_build_dir(final: Path, purpose: str) -> Path:
     prefix = f".{final.name}.{purpose}-"
     for stale in final.parent.glob(f"{prefix}*"):
         shutil.rmtree(stale, ignore_errors=True)
-    build = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-    build.chmod(0o755)
+    with storage_errors(final.parent):
+        build = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+        build.chmod(0o755)
     return build
 
 

@@ -1,7 +1,8 @@
 """The on-disk format of an MLC dataset directory: file names, table schemas, and the small files.
 
     <root>/
-      dataset.json               manifest: identity, data spec and hashes, counts, {file: sha256}
+      dataset.json               manifest: identity, data spec and hashes, counts, {file: sha256},
+                                 and its own SHA-256 (of the rest of it)
       config.json                the resolved experiment config the networks were trained under
       layout.json                flat weight layout: [{name, shape, offset}], layout_id, n_params
       data.safetensors           shared task data, uint8: train.inputs, val.inputs,
@@ -18,6 +19,7 @@ apart.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -30,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 
 from mlc.errors import DatasetError
 from mlc.models import Layout, LayoutEntry
-from mlc.store._files import read_json, write_atomic
+from mlc.store._files import read_json, write_atomic, write_json
 from mlc.tasks import DataSpec, SharedData
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "shard_name",
     "tensors_to_bytes",
     "tensors_meta",
+    "write_manifest",
 ]
 
 FORMAT = "mlc-dataset/1"  # bumped when a reader of the old format could misread the new one
@@ -70,6 +73,7 @@ HISTORY_FILE = "history.parquet"
 README_FILE = "README.md"
 WEIGHTS_DIR = "weights"
 STAGING_DIR = "staging"
+_SELF_HASH = "manifest_sha256"
 
 NETWORKS_SCHEMA = pa.schema([
     ("net_id", pa.string()),
@@ -96,6 +100,9 @@ NETWORKS_SCHEMA = pa.schema([
     ("platform", pa.string()),
     ("host_id", pa.string()),
     ("work_units", pa.string()),  # JSON list of work-unit ids, in order
+    ("trained_by", pa.string()),  # JSON list, per unit: "local", "ray" or "host:ID" (as the server knows it)
+    ("replayed_segments", pa.string()),  # JSON list, per unit: "r/n" segments the validator replayed
+    ("confirmed", pa.bool_()),  # every unit trained by our own executor, or replayed whole by the server
     ("extra", pa.string()),  # JSON object: anything else the record carried
     ("weights_sha256", pa.string()),
     ("shard", pa.string()),  # path of the weight shard, relative to the dataset root
@@ -135,6 +142,17 @@ def shard_name(task: str) -> str:
     return f"{WEIGHTS_DIR}/{task}.safetensors"
 
 
+def _manifest_sha256(manifest: dict[str, Any]) -> str:
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Write `manifest` as root/dataset.json with its own SHA-256 (the manifest cannot list itself in
+    `files`, so it carries the hash of the rest of it)."""
+    write_json(root / MANIFEST_FILE, {**manifest, _SELF_HASH: _manifest_sha256(manifest)})
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """The manifest of the dataset at `root`; DatasetError if `root` is not an MLC dataset."""
     if not root.is_dir():
@@ -150,6 +168,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"{root / MANIFEST_FILE} is not an MLC dataset manifest of format {FORMAT!r} "
             f"(found {found!r}); it was written by another tool or another version of MLC"
         )
+    recorded = manifest.pop(_SELF_HASH, None)  # absent in manifests of older versions
+    if recorded is not None and recorded != _manifest_sha256(manifest):
+        raise DatasetError(f"{root / MANIFEST_FILE} does not match its own SHA-256 ({_SELF_HASH}): "
+                           "it was damaged or edited; restore it from a copy of the dataset")
     return manifest
 
 

@@ -3,6 +3,12 @@
 Opening is cheap (the manifest only); tables, weights and data are read when first asked for.
 Weights are read with safetensors' numpy API, one contiguous block of rows per shard, so loading one
 network does not read its whole task. Nothing here unpickles anything.
+
+What is read is checked: the first read of each file (a weight shard, a table, the data) hashes the
+whole file against the SHA-256 the manifest lists for it, once per open (a DS-1000-sized dataset,
+175 MB of shards, hashes at the disk's or SHA-256's speed: `benchmarks/reader_verify.py` measures it),
+and a mismatch is refused naming the file. `open_dataset(path, verify=False)` skips the hashes for
+those who know what they read; a file that cannot be parsed is a DatasetError either way.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 import mlc.models
 from mlc.errors import DatasetError
 from mlc.models import GRUNet, Layout, unflatten_into
-from mlc.store._files import read_json
+from mlc.store._files import file_sha256, read_json
 from mlc.store._format import (
     CONFIG_FILE,
     DATA_FILE,
@@ -34,7 +40,7 @@ from mlc.store._format import (
 )
 from mlc.tasks import SharedData
 
-__all__ = ["Dataset", "open_dataset", "read_table"]
+__all__ = ["Dataset", "open_dataset", "read_frame", "read_table"]
 
 _VERIFY_HINT = "run `mlc dataset verify` on the directory (mlc.dataset.verify in Python) to see what is wrong"
 
@@ -43,12 +49,27 @@ def read_table(path: Path) -> pa.Table:
     """A Parquet table, with read failures translated into DatasetError."""
     try:
         return pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"{path} is unreadable ({exc}); {_VERIFY_HINT}") from None
+    except Exception as exc:  # noqa: BLE001 - Arrow raises many types for damaged files
+        raise DatasetError(f"{path} is unreadable ({type(exc).__name__}: {exc}); {_VERIFY_HINT}") from None
 
 
-def open_dataset(path: Path | str) -> Dataset:
-    """Open the finished dataset at `path`; DatasetError naming the problem if it is not one."""
+def read_frame(path: Path) -> pd.DataFrame:
+    """A Parquet table as a DataFrame; a damaged file (bad UTF-8 in a string column, say, which
+    only the conversion notices) is a DatasetError naming it."""
+    table = read_table(path)
+    try:
+        return table.to_pandas()
+    except Exception as exc:  # noqa: BLE001 - UnicodeDecodeError, ArrowInvalid, ...
+        raise DatasetError(f"{path} is unreadable ({type(exc).__name__}: {exc}); {_VERIFY_HINT}") from None
+
+
+def open_dataset(path: Path | str, *, verify: bool = True) -> Dataset:
+    """Open the finished dataset at `path`; DatasetError naming the problem if it is not one.
+
+    With `verify` (the default) each file is checked against its SHA-256 in the manifest when it is
+    first read, and a mismatch is a DatasetError naming the file; `verify=False` reads files as they
+    are (for a dataset you are repairing, or when every microsecond counts and the disk is trusted).
+    """
     root = Path(path)
     manifest = read_manifest(root)
     if not manifest.get("finalized"):
@@ -58,7 +79,7 @@ def open_dataset(path: Path | str) -> Dataset:
     missing = sorted(name for name in manifest.get("files", {}) if not (root / name).is_file())
     if missing:
         raise DatasetError(f"{root} is incomplete: missing {', '.join(missing)}; {_VERIFY_HINT}")
-    return Dataset(root, manifest)
+    return Dataset(root, manifest, verify=verify)
 
 
 class Dataset:
@@ -70,9 +91,29 @@ class Dataset:
     (`layout.entries`: name, shape, offset).
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], *, verify: bool = True) -> None:
         self.path = path
         self.manifest = manifest
+        self.verify = verify
+        self._checked: set[str] = set()  # files whose hash matched, this open
+
+    def file(self, name: str) -> Path:
+        """The path of the dataset's file `name` (e.g. "networks.parquet"), its SHA-256 checked
+        against the manifest on the first call (unless opened with verify=False)."""
+        path = self.path / name
+        if not self.verify or name in self._checked:
+            return path
+        expected = self.manifest.get("files", {}).get(name)
+        try:
+            actual = file_sha256(path)
+        except OSError as exc:
+            raise DatasetError(f"{path} is unreadable ({exc.strerror or exc}); {_VERIFY_HINT}") from None
+        if actual != expected:
+            raise DatasetError(
+                f"{path} does not match its SHA-256 in the manifest (corrupted, changed or swapped); "
+                f"{_VERIFY_HINT} (open_dataset(..., verify=False) reads it regardless)")
+        self._checked.add(name)
+        return path
 
     def __repr__(self) -> str:
         return (f"Dataset({self.manifest['name']!r}, {self.manifest['n_networks']} networks, "
@@ -88,11 +129,11 @@ class Dataset:
     @cached_property
     def config(self) -> dict[str, Any]:
         """The resolved experiment config the networks were trained under."""
-        return dict(read_json(self.path / CONFIG_FILE))
+        return dict(read_json(self.file(CONFIG_FILE)))
 
     @cached_property
     def layout(self) -> Layout:
-        layout = read_layout(self.path / LAYOUT_FILE)
+        layout = read_layout(self.file(LAYOUT_FILE))
         if layout.layout_id != self.manifest["layout_id"]:
             raise DatasetError(f"{self.path / LAYOUT_FILE} is layout {layout.layout_id}, the "
                                f"manifest says {self.manifest['layout_id']}; {_VERIFY_HINT}")
@@ -106,13 +147,13 @@ class Dataset:
         (bit accuracy) are the final weights' on the validation sequences. `hyperparameters` and
         `extra` are JSON objects and `work_units` a JSON list, as strings. The frame is cached and
         shared: copy it before changing it."""
-        return read_table(self.path / NETWORKS_FILE).to_pandas()
+        return read_frame(self.file(NETWORKS_FILE))
 
     @cached_property
     def history(self) -> pd.DataFrame:
         """One row per network and epoch: net_id, epoch (1-based), train_loss, val_loss,
         val_accuracy."""
-        return read_table(self.path / HISTORY_FILE).to_pandas()
+        return read_frame(self.file(HISTORY_FILE))
 
     def weights(self, task: str | None = None,
                 net_ids: Sequence[str] | None = None) -> np.ndarray:
@@ -136,7 +177,7 @@ class Dataset:
 
     def data(self) -> SharedData:
         """The shared training and validation data the networks were trained on."""
-        return load_data(self.path / DATA_FILE, self.manifest["data"], list(self.tasks))
+        return load_data(self.file(DATA_FILE), self.manifest["data"], list(self.tasks))
 
     def _select(self, task: str | None, net_ids: Sequence[str] | None) -> pd.DataFrame:
         rows = self.networks
@@ -160,7 +201,7 @@ class Dataset:
 
     def _read_rows(self, shard: str, rows: np.ndarray) -> np.ndarray:
         """Rows `rows` of a shard's `weights` tensor, reading only the block that spans them."""
-        path = self.path / shard
+        path = self.file(shard)
         lo, hi = int(rows.min()), int(rows.max()) + 1
         try:
             with safe_open(path, framework="np") as f:

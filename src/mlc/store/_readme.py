@@ -298,6 +298,32 @@ def _training(config: dict[str, Any], networks: pa.Table, output_bits: int) -> l
         "a follow-up work unit from the returned state (weights, optimiser state, epoch counter, "
         "history) exactly as if it had never stopped. The `work_units` column lists the units "
         f"each network went through.{span}",
+        "", *_checking(networks),
+    ]
+
+
+def _names(trainers: list[str]) -> str:
+    if not trainers:
+        return "nobody recorded"
+    hosts = [t for t in trainers if t.startswith("host:")]
+    if len(hosts) <= 10:
+        return ", ".join(trainers)
+    return ", ".join([*(t for t in trainers if not t.startswith("host:")), f"{len(hosts)} volunteer hosts"])
+
+
+def _checking(networks: pa.Table) -> list[str]:
+    """How the networks' units were checked, from the provenance columns."""
+    n = networks.num_rows
+    confirmed = pc.sum(networks["confirmed"]).as_py() or 0 if n else 0
+    hosts = sorted({w for s in pc.unique(networks["trained_by"]).to_pylist() for w in json.loads(s)})
+    return [
+        "Checking: every returned network was re-evaluated on the coordinator's own data. "
+        "`trained_by` names, per work unit, who trained it (`local`, `ray`, or `host:ID`, the "
+        "volunteer host as the server registered it); `replayed_segments` how many of the unit's "
+        "segments the validator trained again from the uploaded boundary states and found matching "
+        "(`r/n`); `confirmed` is true where every unit was trained by the project's own executor or "
+        f"replayed whole. Here: {confirmed} of {n} networks confirmed; trained by "
+        f"{_names(hosts)}.",
     ]
 
 

@@ -4,14 +4,18 @@ One file per network (safetensors: the weights and the history arrays as float32
 other field as canonical JSON in the metadata) makes an add a single atomic file creation, so a
 crash loses at most the network being added, and a re-add can be compared byte for byte with what is
 stored. Records are checked here before they are believed: a dataset must never hold a network it
-cannot describe.
+cannot describe. Each file carries the SHA-256 of its content (every field and every array), written
+with it and checked whenever it is read, so a flipped bit in a staged file is refused by name rather
+than consolidated into a release.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import operator
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,25 +23,28 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import safetensors.numpy
-from safetensors import SafetensorError
 
 from mlc.errors import DatasetError
 from mlc.store._consolidate import TaskBatch
 from mlc.store._format import (
     HISTORY_SCHEMA,
     NETWORKS_SCHEMA,
+    STAGING_DIR,
     check_name,
     tensors_meta,
     tensors_to_bytes,
 )
 from mlc.work._records import FinishedNetwork, weights_sha256
 
-__all__ = ["StagedNetwork", "describe_difference", "encode", "read_key", "read_staged", "stage",
-           "to_batch"]
+__all__ = ["STAGED_REMEDY", "StagedNetwork", "content_sha256", "describe_difference", "encode",
+           "read_key", "read_staged", "scan_staged", "set_aside_staged", "stage", "to_batch"]
 
 _HISTORY = ("train_loss", "val_loss", "val_accuracy")
 _TEXT_FIELDS = ("device_kind", "device_name", "torch_version", "platform", "host_id")
 _FLAT_HYPERPARAMETERS = {"lr": float, "batch_size": int, "max_epochs": int}
+_DIGEST = "content_sha256"  # metadata key of the file's own content hash
+STAGED_REMEDY = ("`mlc run` on its workdir sets it aside and trains that network again (with a "
+                 "DatasetWriter of your own: delete the file and add that network again)")
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,10 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
         raise ValueError(f"wall_time_s must be finite and non-negative, got {net.wall_time_s}")
     if isinstance(net.work_units, str) or not all(isinstance(w, str) for w in net.work_units):
         raise ValueError("work_units must be a sequence of work-unit id strings")
+    for name in ("trained_by", "replayed_segments"):
+        values = getattr(net, name)
+        if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{name} must be a sequence of strings")
     if not isinstance(net.extra, dict):
         raise ValueError("extra must be a dict")
     meta = {
@@ -155,6 +166,8 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
         "data_seed": _integer("data_seed", net.data_seed), "model": net.model,
         "layout_id": net.layout_id, "hyperparameters": _check_hyperparameters(net.hyperparameters),
         "converged": bool(net.converged), "wall_time_s": wall, "work_units": list(net.work_units),
+        "trained_by": list(net.trained_by), "replayed_segments": list(net.replayed_segments),
+        "confirmed": bool(net.confirmed),
         **{name: getattr(net, name) for name in _TEXT_FIELDS},
     }
     try:
@@ -179,19 +192,38 @@ def stage(net: FinishedNetwork, manifest: dict[str, Any]) -> StagedNetwork:
     return StagedNetwork(meta, arrays)
 
 
+def content_sha256(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the canonical JSON of `meta` and every array's name, dtype, shape and bytes."""
+    h = hashlib.sha256(_canonical_json(meta).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
+        h.update(memoryview(array).cast("B"))
+    return h.hexdigest()
+
+
 def encode(staged: StagedNetwork) -> bytes:
-    """The staging file's bytes: identical records give identical bytes."""
-    return tensors_to_bytes(staged.arrays, staged.meta)
+    """The staging file's bytes, its content hash included: identical records give identical bytes."""
+    meta = {**staged.meta, _DIGEST: content_sha256(staged.meta, staged.arrays)}
+    return tensors_to_bytes(staged.arrays, meta)
 
 
 def read_staged(path: Path) -> StagedNetwork:
+    """The record in the staged file `path`, checked against the content hash it was written with."""
     try:
         arrays = safetensors.numpy.load_file(path)
         meta = tensors_meta(path)
-    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any damage (bad UTF-8, JSON, offsets) means unreadable
         raise DatasetError(
-            f"staged network {path} is unreadable ({exc}); move it aside and add that network again"
+            f"staged network {path} is unreadable ({type(exc).__name__}: {exc}); {STAGED_REMEDY}"
         ) from None
+    recorded = meta.pop(_DIGEST, None)
+    if recorded is None:
+        raise DatasetError(f"staged network {path} carries no content hash (damaged, or written by "
+                           f"an MLC older than staged hashes); {STAGED_REMEDY}")
+    if recorded != content_sha256(meta, arrays):
+        raise DatasetError(f"staged network {path} is corrupted: its content does not match the "
+                           f"SHA-256 recorded when it was written; {STAGED_REMEDY}")
     return StagedNetwork(meta, arrays)
 
 
@@ -200,10 +232,41 @@ def read_key(path: Path) -> tuple[str, str, int]:
     try:
         meta = tensors_meta(path)
         return str(meta["net_id"]), str(meta["task"]), int(meta["index"])
-    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any damage (bad UTF-8, JSON, offsets) means unreadable
         raise DatasetError(
-            f"staged network {path} is unreadable ({exc}); move it aside and add that network again"
+            f"staged network {path} is unreadable ({type(exc).__name__}: {exc}); {STAGED_REMEDY}"
         ) from None
+
+
+def scan_staged(root: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Every staged network of the dataset at `root`, each checked against its content hash:
+    ({net_id: its record's fields, with `epochs`}, {net_id: why its file is damaged}). The staging
+    folder's absence is no network."""
+    good: dict[str, dict[str, Any]] = {}
+    damaged: dict[str, str] = {}
+    for path in sorted((root / STAGING_DIR).glob("*.safetensors")):
+        try:
+            record = read_staged(path)
+        except DatasetError as exc:
+            damaged[path.stem] = str(exc)
+            continue
+        if record.net_id != path.stem:
+            damaged[path.stem] = f"staged file {path} holds network {record.net_id!r}; {STAGED_REMEDY}"
+            continue
+        good[record.net_id] = {**record.meta, "epochs": int(record.arrays["val_loss"].shape[0])}
+    return good, damaged
+
+
+def set_aside_staged(root: Path, net_id: str) -> Path:
+    """Move a damaged staged file out of the dataset's way (kept beside it for inspection); returns
+    where it went. Nothing reads `*.damaged-N` files."""
+    path = root / STAGING_DIR / f"{net_id}.safetensors"
+    for n in range(1, 10_000):
+        target = path.with_name(f"{path.name}.damaged-{n}")
+        if not target.exists():
+            os.rename(path, target)
+            return target
+    raise DatasetError(f"{path.parent} holds 10,000 set-aside copies of {net_id}; clear them out")
 
 
 def describe_difference(stored: StagedNetwork, new: StagedNetwork) -> str:
@@ -237,6 +300,10 @@ def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
     columns["converged"] = np.array([m["converged"] for m in meta], dtype=bool)
     columns["wall_time_s"] = np.array([m["wall_time_s"] for m in meta], dtype=np.float64)
     columns["work_units"] = [_canonical_json(m["work_units"]) for m in meta]
+    # staged before these were recorded: unknown trainers, nothing replayed, not confirmed
+    columns["trained_by"] = [_canonical_json(m.get("trained_by", [])) for m in meta]
+    columns["replayed_segments"] = [_canonical_json(m.get("replayed_segments", [])) for m in meta]
+    columns["confirmed"] = np.array([m.get("confirmed", False) for m in meta], dtype=bool)
     columns["extra"] = [_canonical_json(m["extra"]) for m in meta]
     columns["weights_sha256"] = [weights_sha256(s.arrays["weights"]) for s in staged]
     schema = pa.schema([f for f in NETWORKS_SCHEMA if f.name not in ("shard", "shard_row")])

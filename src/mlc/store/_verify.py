@@ -1,5 +1,7 @@
 """Verification of a finished dataset: every file against the manifest, every network's weights
-against its table row, every history against its epoch count, the data against its hashes.
+against its table row, every history against its epoch count, the data against its hashes, and
+(in a working dataset) every staged network against the content hash it was written with and against
+its released row.
 
 A verifier that raises on the first broken byte tells you less than one that lists everything it
 found, so problems are collected, not raised; only a directory that is not a dataset at all raises.
@@ -33,6 +35,7 @@ from mlc.store._format import (
     tensors_meta,
 )
 from mlc.store._reader import Dataset
+from mlc.store._staging import read_staged
 from mlc.work._records import weights_sha256
 
 __all__ = ["VerifyReport", "verify_dataset"]
@@ -116,13 +119,15 @@ def _check_shard(root: Path, shard: str, rows: pd.DataFrame, n_params: int,
 def _check_networks(root: Path, manifest: dict[str, Any],
                     problems: list[str]) -> pd.DataFrame | None:
     """The networks table after checking it and its shards; None if it cannot be read."""
-    table = _attempt(problems, root, NETWORKS_FILE, lambda: pq.read_table(root / NETWORKS_FILE), None)
-    if table is None:
+    def load() -> pd.DataFrame:  # whatever fails in here (Arrow, UTF-8, pandas) is a reported problem
+        table = pq.read_table(root / NETWORKS_FILE)
+        if table.schema.names != NETWORKS_SCHEMA.names:
+            raise DatasetError(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
+        return table.to_pandas()
+
+    networks = _attempt(problems, root, NETWORKS_FILE, load, None)
+    if networks is None:
         return None
-    if table.schema.names != NETWORKS_SCHEMA.names:
-        problems.append(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
-        return None
-    networks = table.to_pandas()
     duplicated = networks["net_id"][networks["net_id"].duplicated()].tolist()
     if duplicated:
         problems.append(f"{NETWORKS_FILE}: net_ids stored more than once ({_ids(duplicated)})")
@@ -138,6 +143,40 @@ def _check_networks(root: Path, manifest: dict[str, Any],
     for shard, rows in networks.groupby("shard", sort=True):
         _check_shard(root, str(shard), rows, int(manifest["n_params"]), problems)
     return networks
+
+
+def _check_staging(root: Path, networks: pd.DataFrame | None, problems: list[str]) -> None:
+    """Each staged file against its own hash, and the staged networks against the released rows."""
+    if not (root / STAGING_DIR).is_dir():
+        return  # a release export
+    staged: dict[str, str] = {}
+    damaged: set[str] = set()
+    for path in sorted((root / STAGING_DIR).glob("*.safetensors")):
+        name = path.relative_to(root).as_posix()
+        try:
+            record = read_staged(path)
+        except DatasetError as exc:  # names the file, says what is wrong and what to do
+            problems.append(f"{name}: {exc}")
+            damaged.add(path.stem)
+            continue
+        if record.net_id != path.stem:
+            problems.append(f"{name}: holds network {record.net_id!r} (files swapped or renamed)")
+            damaged.add(path.stem)
+            continue
+        staged[record.net_id] = weights_sha256(record.arrays["weights"])
+    if networks is None:
+        return
+    released = dict(zip(networks["net_id"], networks["weights_sha256"], strict=True))
+    for ids, what in (
+        (sorted(set(staged) - set(released)), f"are staged but not in {NETWORKS_FILE} (added since "
+                                               "the last finalize: finalize it again)"),
+        (sorted(set(released) - set(staged) - damaged),
+         f"are in {NETWORKS_FILE} but have no staged file (deleted from {STAGING_DIR}/?)"),
+        (sorted(n for n in set(staged) & set(released) if staged[n] != released[n]),
+         "have released weights other than their staged record's"),
+    ):
+        if ids:
+            problems.append(f"{STAGING_DIR}/: {len(ids)} networks {what} ({_ids(ids)})")
 
 
 def _check_history(root: Path, networks: pd.DataFrame, problems: list[str]) -> None:
@@ -212,6 +251,7 @@ def verify_dataset(path: Path | str | Dataset) -> VerifyReport:
     networks = _check_networks(root, manifest, problems)
     if networks is not None:
         _check_history(root, networks, problems)
+    _check_staging(root, networks, problems)
     _check_manifest(root, manifest, networks, problems)
     _check_data(root, manifest, problems)
     problems = list(dict.fromkeys(problems))  # one missing file fails several checks

@@ -6,6 +6,11 @@ file each as they arrive, and `finalize` consolidates the staged files into the 
 staged files are kept, so the writer can be reopened after a crash or after a finalize, more
 networks added, and the dataset finalized again; an experiment that grows (more networks per
 task, nothing else changed) reopens it with its new config. One writer process per directory.
+
+Every file is covered by a SHA-256 recorded when it is written: the input files (config, layout,
+data) in the manifest's `inputs`, each staged network inside its own file, the release files in the
+manifest's `files`. Reopening checks the inputs; finalize checks the inputs and every staged network
+before anything is consolidated, so a damaged file is refused by name, never released.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import mlc.models
+from mlc._storage import storage_errors
 from mlc.errors import DatasetError
-from mlc.store._consolidate import TaskBatch, consolidate, now_utc
+from mlc.store._consolidate import INPUT_FILES, TaskBatch, check_inputs, consolidate, now_utc
 from mlc.store._files import (
     create_exclusive,
+    file_sha256,
     new_build_dir,
     read_json,
     remove_stale_temps,
@@ -40,6 +47,7 @@ from mlc.store._format import (
     read_layout,
     read_manifest,
     save_data,
+    write_manifest,
 )
 from mlc.store._staging import (
     StagedNetwork,
@@ -94,15 +102,18 @@ def _build_new(root: Path, manifest: dict[str, Any], config: dict[str, Any],
                data: SharedData) -> None:
     """Write a fresh dataset directory beside `root` and rename it into place in one step."""
     tmp = new_build_dir(root, "creating")
-    (tmp / STAGING_DIR).mkdir()
-    (tmp / WEIGHTS_DIR).mkdir()
+    with storage_errors(tmp):
+        (tmp / STAGING_DIR).mkdir()
+        (tmp / WEIGHTS_DIR).mkdir()
     write_json(tmp / CONFIG_FILE, config)
     write_json(tmp / LAYOUT_FILE, layout_json(mlc.models.layout(manifest["model"])))
     save_data(tmp / DATA_FILE, data)
-    write_json(tmp / MANIFEST_FILE, manifest)
-    if root.exists():
-        root.rmdir()  # empty, checked by the caller
-    os.rename(tmp, root)
+    manifest["inputs"] = {name: file_sha256(tmp / name) for name in INPUT_FILES}
+    write_manifest(tmp, manifest)
+    with storage_errors(root):
+        if root.exists():
+            root.rmdir()  # empty, checked by the caller
+        os.rename(tmp, root)
 
 
 class DatasetWriter:
@@ -171,6 +182,8 @@ class DatasetWriter:
                 f"{root}: layout {layout.layout_id} (manifest {manifest['layout_id']}) is not the "
                 f"current {manifest['model']} layout {current}; continue it with the MLC version "
                 "that created it")
+        if "inputs" in manifest:  # datasets made before input hashes were recorded have none
+            check_inputs(root, manifest["inputs"])
         data = load_data(root / DATA_FILE, manifest["data"], manifest["tasks"])
         if data.hashes() != manifest["data_hashes"]:
             raise DatasetError(f"{root / DATA_FILE} does not match the data hashes in "
@@ -185,8 +198,11 @@ class DatasetWriter:
         networks to come) until the next finalize, and says so before its config.json changes."""
         draft = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
         draft["finalized"] = None
-        write_json(self.path / MANIFEST_FILE, draft)
+        write_manifest(self.path, draft)
         write_json(self.path / CONFIG_FILE, config)
+        if "inputs" in draft:  # the new config.json's hash, as `create` records it
+            draft["inputs"] = {**draft["inputs"], CONFIG_FILE: file_sha256(self.path / CONFIG_FILE)}
+            write_manifest(self.path, draft)
         self._manifest, self._config = draft, config
 
     @property
@@ -220,6 +236,10 @@ class DatasetWriter:
             raise DatasetError(
                 f"network {staged.net_id!r} rejected: {staged.task} index {staged.index} is "
                 f"already stored as {self._slots[key]!r}; a network must not be stored twice")
+        if self.finalized:  # its release files no longer hold every network: say so on disk first
+            self._manifest = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
+            self._manifest["finalized"] = None
+            write_manifest(self.path, self._manifest)
         if not create_exclusive(path, data):
             return self._check_same(path, staged, data)  # another process stored it first
         self._keys[staged.net_id] = key
@@ -236,10 +256,18 @@ class DatasetWriter:
 
         Deterministic: the files depend only on the staged records, not on the order of the adds.
         """
+        inputs = self._manifest.get("inputs") or {  # older datasets: as the release recorded them
+            name: self._manifest.get("files", {}).get(name) or file_sha256(self.path / name)
+            for name in INPUT_FILES}
+        check_inputs(self.path, inputs)
+        batches = list(self._tasks_in_order())
+        for _, ids in batches:  # every staged file against its hash, before anything is rewritten
+            for net_id in ids:
+                read_staged(self._staged_path(net_id))
         draft = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
         draft["finalized"] = None
-        write_json(self.path / MANIFEST_FILE, draft)  # readers see "unfinished" while files change
-        self._manifest = consolidate(self.path, draft, self._config, self._batches())
+        write_manifest(self.path, draft)  # readers see "unfinished" while files change
+        self._manifest = consolidate(self.path, draft, self._config, self._batches(batches), inputs)
         return self.path
 
     def _staged_path(self, net_id: str) -> Path:
@@ -254,11 +282,16 @@ class DatasetWriter:
             f"({differ} differ); a stored result is never replaced: give the new network its own "
             "net_id or discard it")
 
-    def _batches(self) -> Iterator[TaskBatch]:
+    def _tasks_in_order(self) -> Iterator[tuple[str, list[str]]]:
+        """(task, its staged net_ids in index order) for every task that has any."""
         for task in self.tasks:
             ids = sorted((index, net_id) for net_id, (t, index) in self._keys.items() if t == task)
             if ids:
-                yield to_batch(task, [read_staged(self._staged_path(net_id)) for _, net_id in ids])
+                yield task, [net_id for _, net_id in ids]
+
+    def _batches(self, tasks: list[tuple[str, list[str]]]) -> Iterator[TaskBatch]:
+        for task, ids in tasks:
+            yield to_batch(task, [read_staged(self._staged_path(net_id)) for net_id in ids])
 
 
 def _scan_staging(root: Path) -> dict[str, tuple[str, int]]:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from mlc.work._experiment import ExperimentConfig, load_preset, preset_from_text
     from mlc.work._host import describe_device, host_id, kernel_class, resolve_device
     from mlc.work._kernels import population_for, set_training_threads
+    from mlc.work._limits import check_resources
     from mlc.work._precheck import precheck_result
     from mlc.work._presets import describe_preset, preset_names, preset_text
     from mlc.work._progress import EpochProgress
@@ -46,6 +47,7 @@ _EXPORTS = {
     "host_id": "_host",
     "resolve_device": "_host",
     "FinishedNetwork": "_records",
+    "check_resources": "_limits",
     "weights_sha256": "_records",
     "Provenance": "_result",
     "WorkUnitResult": "_result",
@@ -78,6 +80,7 @@ __all__ = [
     "WorkUnitResult",
     "WorkUnitSpec",
     "WorkerRuntime",
+    "check_resources",
     "decode_state",
     "describe_device",
     "describe_preset",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlc._storage import storage_errors
 from mlc.train import EpochHistory, PopulationState
 from mlc.work._spec import WorkUnit
 from mlc.work._tensorfile import MalformedTensorFile, pack, unpack
@@ -55,18 +56,23 @@ class CheckpointStore:
         history: EpochHistory,
         boundaries: Sequence[PopulationState] = (),
     ) -> None:
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         tensors = {f"state.{k}": v for k, v in state.tensors().items()}
         for i, boundary in enumerate(boundaries):
             tensors.update({f"boundary.{i}.{k}": v for k, v in boundary.tensors().items()})
         tensors.update({f"history.{k}": torch.from_numpy(getattr(history, k)) for k in _HISTORY})
         blob = pack(tensors, {"key": key, "boundaries": len(boundaries)}, _KEY)
         tmp = self._path(key).with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path(key))
+        with storage_errors(tmp):
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a half-written file must not fill what space is left
+                raise
+            os.replace(tmp, self._path(key))
 
     def load(self, key: str) -> tuple[PopulationState, EpochHistory, list[PopulationState]] | None:
         """The checkpoint of `key`, or None where there is none or it cannot be read (a damaged

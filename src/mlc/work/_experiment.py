@@ -25,6 +25,7 @@ from mlc.errors import ConfigError
 from mlc.tasks import DataSpec
 from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, select_automata
 from mlc.work._kernels import population_for
+from mlc.work._limits import check_data_memory
 from mlc.work._presets import describe_preset, preset_names, preset_text
 
 __all__ = [
@@ -383,6 +384,8 @@ def preset_from_text(
             table = table.setdefault(part, {})
         table[leaf] = _plain(value)
     _reject_non_finite(raw)  # before the learnability check trains anything; from_dict checks again
+    if isinstance(raw.get("data"), dict):  # before the learnability check draws the data
+        check_data_memory(_data_spec(raw), max(len(raw.get("tasks") or ()), 1))
     automata = raw.get("random_automata")
     if "tasks" in raw and isinstance(automata, dict) and "selection" not in automata:
         raise ConfigError(

@@ -66,6 +66,8 @@ def _native_population(name: str, fused_head: bool) -> Population:
 
     threads = models.native_threads()
     kernels = f"C kernels{'' if fused_head else ' (PyTorch head)'}, {threads} thread" + "s" * (threads > 1)
+    note = models.native_build_note()
+    kernels += f"; {note}" if note else ""
     return models.population(
         name,
         gru_layer_native,

@@ -34,7 +34,13 @@ def preset_text(name_or_path: str) -> str:
     path = Path(name_or_path)
     toml = path.suffix.lower() == ".toml"  # Base.TOML too
     if toml and path.is_file():
-        return path.read_text()
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"preset file {path} is not a TOML text file (byte {exc.start} is not UTF-8: "
+                              "a binary or differently encoded file?)") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the preset file {path}: {exc.strerror or exc}") from None
     if name_or_path in preset_names():
         return _preset_text(name_or_path)
     if toml:

@@ -50,6 +50,12 @@ class FinishedNetwork:
     host_id: str
     work_units: tuple[str, ...]  # ids of the work units it went through, in order
     extra: dict[str, Any] = field(default_factory=dict)
+    # per work unit, as the coordinator checked it: who trained it ("local", "ray", "host:ID") and
+    # how many of its segments the validator replayed ("r/n"); confirmed: every unit was trained by
+    # the project's own executor or replayed whole by the server
+    trained_by: tuple[str, ...] = ()
+    replayed_segments: tuple[str, ...] = ()
+    confirmed: bool = False
 
     @property
     def epochs(self) -> int:

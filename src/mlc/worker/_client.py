@@ -26,6 +26,7 @@ from mlc.protocol import (
     ExtendResponse,
     HostDescription,
     LeaseResponse,
+    LinkResponse,
     RegisterResponse,
     UploadResponse,
 )
@@ -122,9 +123,22 @@ class ServerClient:
             return StoreBusy(str(detail)) if "busy" in str(detail) else ConfigError(str(detail))
         return ConfigError(f"the server refused the request ({code}): {detail}")
 
-    def register(self, name: str, description: HostDescription, test_queue: bool = False) -> RegisterResponse:
+    def register(
+        self,
+        name: str,
+        description: HostDescription,
+        test_queue: bool = False,
+        account_key: str | None = None,
+    ) -> RegisterResponse:
         body = {"name": name, "description": description.model_dump(), "test_queue": test_queue}
+        if account_key is not None:
+            body["account_key"] = account_key
         return RegisterResponse.model_validate(self._call("POST", "/hosts", json=body).json())
+
+    def link_account(self, account_key: str) -> LinkResponse:
+        """Link this host to the volunteer account whose key this is (its credit counts for it)."""
+        response = self._call("PUT", "/hosts/me/account", json={"account_key": account_key})
+        return LinkResponse.model_validate(response.json())
 
     def lease(self, max_networks: int, description: HostDescription | None = None) -> LeaseResponse:
         body: dict[str, Any] = {"max_networks": max_networks}

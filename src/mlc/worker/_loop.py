@@ -42,7 +42,9 @@ class Worker:
     """One volunteer worker: `client` to its server, `runtime` to train, `folder` for its state.
 
     `exit_when_idle` ends `run` once the server says no work is left or coming; `max_batches` (tests)
-    ends it after that many trained batches; `name` is the host name the server shows.
+    ends it after that many trained batches; `name` is the host name the server shows;
+    `account_key` links the host to a volunteer's account (at registration, or once at start for a
+    host registered before), so its credit counts for the volunteer.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Worker:
         name: str | None = None,
         test_queue: bool = False,
         progress: WorkerProgress | None = None,
+        account_key: str | None = None,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -63,6 +66,8 @@ class Worker:
         self.name = name or socket.gethostname()
         self.test_queue = test_queue
         self.progress = progress or WorkerProgress()
+        self.account_key = account_key
+        self._linked = account_key is None  # linked to its account (or no account to link to)
         self.summary = WorkerSummary()
         self._capacity: dict[tuple[str, int, int, int], int] = {}
         self._lease_seconds = 3600.0  # the server's, from its last answer
@@ -131,11 +136,18 @@ class Worker:
     def _register(self) -> None:
         saved = self.folder.registration(self.client.url)
         if saved is None:
-            answer = self.client.register(self.name, self._description(), self.test_queue)
+            answer = self.client.register(
+                self.name, self._description(), self.test_queue, self.account_key
+            )
             self.folder.save_registration(self.client.url, answer.host_id, answer.token)
             saved = {"host_id": answer.host_id, "token": answer.token}
+            self._linked = True
             _log.info("registered with %s as host %d", self.client.url, answer.host_id)
         self.client.token = saved["token"]
+        if not self._linked and self.account_key is not None:
+            linked = self.client.link_account(self.account_key)
+            self._linked = True
+            _log.info("host %d now credits volunteer %s", linked.host_id, linked.account_name)
 
     # -- leasing --------------------------------------------------------------------------------
 

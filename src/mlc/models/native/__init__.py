@@ -8,6 +8,7 @@ fallback's training threads use the same pool.
 from mlc.models.native._kernels import (
     model_ranges,
     native_available,
+    native_build_note,
     native_threads,
     native_unavailable_reason,
     run_parallel,
@@ -17,6 +18,7 @@ from mlc.models.native._kernels import (
 __all__ = [
     "model_ranges",
     "native_available",
+    "native_build_note",
     "native_threads",
     "native_unavailable_reason",
     "run_parallel",

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import torch
 
 from mlc._host import usable_cpus
-from mlc.models.native._build import NativeUnavailable, load
+from mlc.models.native._build import NativeUnavailable, build_note, load
 
 __all__ = [
     "lane_ready",
@@ -33,6 +33,7 @@ __all__ = [
     "library",
     "model_ranges",
     "native_available",
+    "native_build_note",
     "native_threads",
     "native_unavailable_reason",
     "pointers",
@@ -72,6 +73,11 @@ def native_unavailable_reason() -> str | None:
     except (NativeUnavailable, OSError, subprocess.SubprocessError) as exc:
         return str(exc)
     return None
+
+
+def native_build_note() -> str | None:
+    """Why the kernels were built outside the shared cache (a cache others could write), or None."""
+    return build_note() if native_available() else None
 
 
 def native_available() -> bool:
