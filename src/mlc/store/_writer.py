@@ -198,11 +198,11 @@ class DatasetWriter:
         networks to come) until the next finalize, and says so before its config.json changes."""
         draft = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
         draft["finalized"] = None
-        write_json(self.path / MANIFEST_FILE, draft)
+        write_manifest(self.path, draft)
         write_json(self.path / CONFIG_FILE, config)
-        if "inputs" in draft:  # the new config.json's hash, as for every input file
+        if "inputs" in draft:  # the new config.json's hash, as `create` records it
             draft["inputs"] = {**draft["inputs"], CONFIG_FILE: file_sha256(self.path / CONFIG_FILE)}
-            write_json(self.path / MANIFEST_FILE, draft)
+            write_manifest(self.path, draft)
         self._manifest, self._config = draft, config
 
     @property
