@@ -18,10 +18,12 @@ from rich.console import Console
 from mlc.analysis import AnalysisReport, analyze, open_datasets, trojan_summary
 from mlc.errors import ConfigError
 
-TABLES = ("data_summary", "trojan_detection", "trojan_detection_cv", "task_identification",
-          "task_identification_per_task", "task_confusion", "learning_curve", "device_counts",
+TABLES = ("headline", "data_summary", "training_final", "training_curves", "trojan_detection",
+          "trojan_detection_cv", "task_identification", "task_identification_per_task",
+          "task_confusion_ds1", "task_confusion", "learning_curve", "device_counts",
           "device_comparison", "projections", "baselines_summary", "baselines")
-FIGURES = ("task_confusion", "learning_curve", "projection_pca", "projection_umap")
+FIGURES = ("training_curves", "task_confusion_ds1", "task_confusion", "learning_curve",
+           "projection_pca", "projection_umap")
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +49,20 @@ def test_every_table_and_figure_is_written(report: AnalysisReport) -> None:
 
 
 def test_the_html_page_stands_alone(report: AnalysisReport) -> None:
+    """Images inline, no scripts or style sheets to fetch; its links are its own sections and the
+    CSV files beside it, one per table, every table shown."""
     page = report.html.read_text()
     assert "http://" not in page and "https://" not in page
-    sources = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
-    assert len(sources) == len(FIGURES)
-    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    images = re.findall(r'src\s*=\s*"([^"]*)"', page)
+    assert len(images) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in images)
     assert "<link" not in page and "<script" not in page
+    links = re.findall(r'href\s*=\s*"([^"]*)"', page)
+    anchors = [link for link in links if link.startswith("#")]
+    assert len(anchors) == 9 and all(f'id="{a[1:]}"' in page for a in anchors)  # the contents
+    assert sorted(link for link in links if not link.startswith("#")) == sorted(
+        f"{t}.csv" for t in TABLES)
+    assert page.count("<table>") == len(TABLES)  # no caption without its table
     assert "&lt;NA&gt;" not in page and ">nan<" not in page  # missing cells read "—"
 
 

@@ -10,6 +10,7 @@ fitted state ends in `_`). Importing this package loads neither torch nor umap.
 
 from mlc.analysis._baselines import Baselines
 from mlc.analysis._console import console_summary, identification_summary, trojan_summary
+from mlc.analysis._curves import TrainingCurves
 from mlc.analysis._data import (
     DatasetLike,
     LayoutEntryLike,
@@ -29,9 +30,10 @@ from mlc.analysis._features import (
     loss_features,
     weight_statistics,
 )
+from mlc.analysis._headline import Headline
 from mlc.analysis._identify import TaskIdentification
 from mlc.analysis._learning import LearningCurve
-from mlc.analysis._overview import DataOverview
+from mlc.analysis._overview import DataOverview, selection_line
 from mlc.analysis._projections import Projections
 from mlc.analysis._report import AnalysisReport, analyze, check_report_folder
 from mlc.analysis._suite import CLASSIFIER_NAMES, MIN_PER_CLASS, ClassifierSuite, make_classifier
@@ -51,12 +53,14 @@ __all__ = [
     "DataOverview",
     "DatasetLike",
     "DeviceComparison",
+    "Headline",
     "LayoutEntryLike",
     "LayoutLike",
     "LearningCurve",
     "MergedData",
     "Projections",
     "TaskIdentification",
+    "TrainingCurves",
     "TrojanDetection",
     "analyze",
     "check_report_folder",
@@ -68,6 +72,7 @@ __all__ = [
     "make_classifier",
     "merge_datasets",
     "open_datasets",
+    "selection_line",
     "trojan_summary",
     "weight_statistics",
 ]

@@ -12,12 +12,14 @@ from mlc.cli._app import app, console, path_value
 __all__ = ["analyze", "write_report"]
 
 
-def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> None:
+def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000,
+                 converged_only: bool = False) -> None:
     """Write the report and print its headline table and where the files are."""
     from mlc.analysis import analyze as run_analysis
-    from mlc.analysis import console_summary
+    from mlc.analysis import console_summary, selection_line
 
-    report = run_analysis(datasets, out, max_per_class=max_per_class)
+    report = run_analysis(datasets, out, max_per_class=max_per_class, converged_only=converged_only)
+    console.print(selection_line(report.tables["data_summary"], converged_only))
     console.print(console_summary(report.tables))
     console.print(
         f"analysis report: [bold]{report.html}[/] (and {report.markdown.name}, "
@@ -38,9 +40,12 @@ def analyze(
     max_per_class: Annotated[
         int, typer.Option(min=10, help="networks per task (and device) used at most")  # MIN_PER_CLASS
     ] = 1000,
+    converged_only: Annotated[
+        bool, typer.Option("--converged-only", help="analyse only the networks that converged")
+    ] = False,
 ) -> None:
     """Can the weights tell which data trained a network? Writes the analysis report.
 
     Trojan detection, task identification, learning curve, CPU vs GPU, projections and honest
     baselines, as tables (Markdown, HTML, CSV) and PNG plots in OUT."""
-    write_report(datasets, out, max_per_class)
+    write_report(datasets, out, max_per_class, converged_only)
