@@ -115,6 +115,19 @@ def test_a_class_cap_below_the_classifiable_minimum_is_refused_before_any_work(
     assert not (tmp_path / "report").exists()
 
 
-def test_one_opened_dataset_alone_is_analysed(ds2: FakeDataset, tmp_path: Path) -> None:
-    report = analyze(ds2, tmp_path / "r", max_per_class=12, n_folds=2, show_progress=False)
-    assert report.tables["data_summary"]["dataset"].unique().tolist() == ["ds2"]
+def test_one_opened_dataset_alone_is_analysed_converged_only(ds2: FakeDataset,
+                                                             tmp_path: Path) -> None:
+    """`converged_only` (`mlc analyze --converged-only`): the report says which filter it applied
+    and how many networks remain, at the top and in its data section."""
+    report = analyze(ds2, tmp_path / "r", max_per_class=12, n_folds=2, show_progress=False,
+                     converged_only=True)
+    summary = report.tables["data_summary"].set_index(["task", "device_kind"])
+    assert summary["dataset"].unique().tolist() == ["ds2"]
+    # 3 of every 4 synthetic networks converge; at most 12 per task and device kind are analysed
+    assert summary.at[("ParityModified", "cpu"), "n_converged"] == 18
+    assert summary.at[("ParityModified", "cpu"), "n_analysed"] == 12
+    assert summary.at[("SimpleXORModified", "cpu"), "n_analysed"] == 4
+    line = ("Filter: converged networks only (--converged-only); 40 of 54 stored networks "
+            "converged; 34 analysed.")
+    assert report.markdown.read_text().count(line) == 2
+    assert line in report.html.read_text()

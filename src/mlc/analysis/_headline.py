@@ -57,9 +57,14 @@ class Headline:
         self.section_ = Section(
             "Headline", (self.text_,),
             tables=(ReportTable("headline", self.table_, "The headline's numbers.",
-                                percents(self.table_, ["accuracy", "ci_low", "ci_high",
-                                                       "chance"])),))
+                                percents(self.table_, ["accuracy", "ci_low", "ci_high", "chance"])
+                                .drop(columns=["question", "features", "status"])
+                                .assign(p_value=self.table_["p_value"].map(_p_cell))),))
         return self
+
+
+def _p_cell(p: float) -> str:
+    return "—" if pd.isna(p) else f"{p:.2g}"
 
 
 def _sentence(question: str, best: pd.Series, verdict: str, n_tried: int,

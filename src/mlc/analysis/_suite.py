@@ -93,10 +93,11 @@ def held_out_interval(n_correct: int, n: int, chance: float) -> dict[str, float]
     one-sided binomial p-value of doing that well by guessing at `chance`. Cross-validated
     predictions are not quite independent (the folds share training networks), so both are a
     close approximation, the usual one."""
-    test = binomtest(n_correct, n, chance, alternative="greater")
-    interval = test.proportion_ci(0.95, method="wilson")
+    # the interval is two-sided whatever the test's alternative: one-sided, it would end at 100%
+    interval = binomtest(n_correct, n).proportion_ci(0.95, method="wilson")
+    p_value = binomtest(n_correct, n, chance, alternative="greater").pvalue
     return {"ci_low": float(interval.low), "ci_high": float(interval.high),
-            "p_value": float(test.pvalue)}
+            "p_value": float(p_value)}
 
 
 def long_results(question: str, frames: Iterable[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
