@@ -14,8 +14,8 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from mlc.analysis._features import RAW_WEIGHTS
-from mlc.analysis._identify import ALL_TASKS, DS1_MACHINES, TaskIdentification
+from mlc.analysis._features import FINAL_LOSSES, RAW_WEIGHTS
+from mlc.analysis._identify import ALL_TASKS, DS1_MACHINES, QUESTION, TaskIdentification
 from mlc.analysis._section import ReportTable, Section, percent_cell, percents
 from mlc.analysis._suite import ABOVE_CHANCE, OK, SIGNIFICANCE, signal
 
@@ -29,7 +29,10 @@ class Headline:
     """Fitted: `table_` (one row, columns `HEADLINE_COLUMNS`), `recall_` (task -> recall of the
     headline classifier, empty when not evaluated), `text_` (the answer in words), `section_`."""
 
-    def run(self, identification: TaskIdentification) -> Self:
+    def run(self, identification: TaskIdentification,
+            baselines: pd.DataFrame | None = None) -> Self:
+        """`baselines` is `Baselines.summary_`: its verdict for the headline's question says
+        whether the final losses alone do as well as the weights."""
         results = identification.results_
         group = DS1_MACHINES if DS1_MACHINES in set(results["subject"]) else ALL_TASKS
         rows = results[(results["subject"] == group) & (results["features"] == RAW_WEIGHTS)]
@@ -52,7 +55,8 @@ class Headline:
             counts = confusion.to_numpy()
             self.recall_ = dict(zip(confusion.index, np.diag(counts) / np.maximum(
                 counts.sum(axis=1), 1), strict=True))
-            self.text_ = _sentence(question, best, str(row["signal"]), len(done), self.recall_)
+            self.text_ = (_sentence(question, best, str(row["signal"]), len(done), self.recall_)
+                          + _baseline(baselines, group))
         self.table_ = pd.DataFrame([row]).reindex(columns=list(HEADLINE_COLUMNS))
         self.section_ = Section(
             "Headline", (self.text_,),
@@ -61,6 +65,18 @@ class Headline:
                                 .drop(columns=["question", "features", "status"])
                                 .assign(p_value=self.table_["p_value"].map(_p_cell))),))
         return self
+
+
+def _baseline(summary: pd.DataFrame | None, group: str) -> str:
+    """The baselines' verdict on the same question, as a sentence ("" without one)."""
+    if summary is None or summary.empty:
+        return ""
+    mine = summary[(summary["question"] == QUESTION) & (summary["subject"] == group)]
+    if mine.empty or pd.isna(mine[FINAL_LOSSES].iloc[0]):
+        return ""
+    row = mine.iloc[0]
+    return (f" The final losses alone reach {percent_cell(row[FINAL_LOSSES])} "
+            f"({row[f'{FINAL_LOSSES} classifier']}): {row['verdict']}.")
 
 
 def _p_cell(p: float) -> str:

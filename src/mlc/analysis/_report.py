@@ -98,7 +98,7 @@ def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedD
                                                                   step=progress.step)
         progress.advance()
         baselines = Baselines().run([trojan.results_, identify.results_])
-        headline = Headline().run(identify)
+        headline = Headline().run(identify, baselines.summary_)
         progress.advance()
         progress.step("writing the report")
         sections = [part.section_ for part in (headline, overview, curves, trojan, identify, curve,

@@ -23,7 +23,7 @@ from mlc.analysis._section import (
     Section,
     Step,
     mean_std_cell,
-    percents,
+    percent_cell,
     quiet,
 )
 from mlc.analysis._suite import (
@@ -111,8 +111,11 @@ class TrojanDetection:
 
     def _section(self) -> Section:
         clfs = list(self.classifiers)
-        shown = percents(self.table_, clfs + [f"{c} (MLDS)" for c in clfs]).drop(columns="signal")
-        shown["status"] = shown_status(self.table_)
+        shown = self.table_[["machine", "n_per_class", "n_folds"]].assign(
+            status=shown_status(self.table_))
+        for c in clfs:  # "58% (87%)": ours, then MLDS's, in one column as on the console
+            shown[c] = [f"{percent_cell(ours)} ({percent_cell(theirs)})" for ours, theirs in
+                        zip(self.table_[c], self.table_[f"{c} (MLDS)"], strict=True)]
         cv_shown = self.cv_table_[["machine", "n_per_class", "n_folds", "status"]].copy()
         cv_shown["status"] = shown_status(self.cv_table_)
         for c in clfs:
@@ -136,7 +139,8 @@ class TrojanDetection:
              "does not is noise, whatever its numbers look like."),
             tables=(
                 ReportTable("trojan_detection", self.table_,
-                            "Validation accuracy on raw weights, ours beside MLDS's.", shown),
+                            "Validation accuracy on raw weights: ours (MLDS's in brackets).",
+                            shown),
                 ReportTable("trojan_detection_cv", self.cv_table_,
                             "Cross-validated accuracy on raw weights (mean ± std over folds).",
                             cv_shown),
