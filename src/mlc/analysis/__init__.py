@@ -1,9 +1,10 @@
 """Analysis: weight-space meta-analysis of network datasets, and the report that presents it.
 
 `analyze(datasets, out_dir)` answers MLDS's questions (spec §9) — trojan detection (the seed's
-Table 2), task identification, how many networks are needed, CPU vs GPU — with weight-space pictures
-and baselines on final losses and permutation-invariant weight statistics, and writes a Markdown and a
-self-contained HTML report with every table as CSV. `load_datasets(paths)` opens and merges dataset
+Table 2), task identification, how many networks are needed, CPU vs GPU — with training curves,
+weight-space pictures and baselines on final losses and permutation-invariant weight statistics, and
+writes a Markdown and a self-contained HTML report (Jinja2 templates in `templates/`) with every table
+as CSV, headed by the one answer the data gives best, with its 95% interval and chance level. `load_datasets(paths)` opens and merges dataset
 directories; each report part is also usable alone (constructors store settings, `run` computes,
 fitted state ends in `_`). Importing this package loads neither torch nor umap.
 """
