@@ -4,9 +4,10 @@
 Table 2), task identification, how many networks are needed, CPU vs GPU — with training curves,
 weight-space pictures and baselines on final losses and permutation-invariant weight statistics, and
 writes a Markdown and a self-contained HTML report (Jinja2 templates in `templates/`) with every table
-as CSV, headed by the one answer the data gives best, with its 95% interval and chance level. `load_datasets(paths)` opens and merges dataset
-directories; each report part is also usable alone (constructors store settings, `run` computes,
-fitted state ends in `_`). Importing this package loads neither torch nor umap.
+as CSV, headed by the one answer the data gives best, with its 95% interval and chance level.
+`load_datasets(paths)` opens and merges dataset directories; each report part is also usable alone
+(constructors store settings, `run` computes, fitted state ends in `_`). Importing this package loads
+neither torch nor umap.
 """
 
 from mlc.analysis._baselines import Baselines

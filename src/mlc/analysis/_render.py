@@ -26,6 +26,8 @@ __all__ = ["HTML_FILE", "MARKDOWN_FILE", "render_html", "render_markdown", "writ
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
 _DPI = 110
+_ONE_NUMBER = r"(?:[-+]?[\d.,]+(?:e[-+]?\d+)?%?(?: ± [\d.]+%?)?|—)"
+_NUMBER = re.compile(rf"{_ONE_NUMBER}(?: \({_ONE_NUMBER}\))?")  # "58% (87%)": ours (MLDS's)
 
 
 def write_report(title: str, intro: Sequence[str], sections: Sequence[Section],
@@ -92,7 +94,9 @@ def _html_section(section: Section, images: dict[str, bytes]) -> dict[str, objec
     """What the template needs of a section: text, tables as rows of strings, figures as base64."""
     tables = [{"caption": t.caption, "csv": f"{t.name}.csv", "folded": not t.inline,
                "n_rows": len(t.data), "columns": [str(c) for c in t.shown.columns],
-               "rows": _as_text(t.shown).itertuples(index=False)} for t in section.tables]
+               "rows": [[(cell, _cell_class(cell)) for cell in row]
+                        for row in _as_text(t.shown).itertuples(index=False)]}
+              for t in section.tables]
     figures = []
     for f in section.figures:
         width, height = (f.figure.get_size_inches() * _DPI).round().astype(int)
@@ -100,6 +104,14 @@ def _html_section(section: Section, images: dict[str, bytes]) -> dict[str, objec
                         "data": base64.b64encode(images[f.name]).decode("ascii")})
     return {"title": section.title, "anchor": _anchor(section.title),
             "paragraphs": section.paragraphs, "tables": tables, "figures": figures}
+
+
+def _cell_class(text: str) -> str:
+    """How a cell is set: numbers ("87%", "100 ± 0%", "4.4e-06", "—") right-aligned on one line,
+    words left-aligned, long phrases (a status) wrapped in a column of readable width."""
+    if _NUMBER.fullmatch(text):
+        return "num"
+    return "long" if len(text) > 24 else "text"
 
 
 def _anchor(title: str) -> str:
