@@ -62,6 +62,19 @@ class FakeDataset:
     manifest: dict[str, Any] = field(default_factory=lambda: {"name": "fake", "preset": "fake"})
 
     @property
+    def history(self) -> pd.DataFrame:
+        """Per network and epoch, losses falling towards its final ones (the synthetic curve
+        carries no task signal)."""
+        rows = []
+        for net in self.networks.itertuples():
+            for epoch in range(1, net.epochs + 1):
+                share = epoch / net.epochs
+                rows.append({"net_id": net.net_id, "epoch": epoch,
+                             "train_loss": net.final_train_loss / share,
+                             "val_loss": net.final_val_loss / share, "val_accuracy": share})
+        return pd.DataFrame(rows)
+
+    @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.networks["task"].unique())
 

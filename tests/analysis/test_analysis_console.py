@@ -8,6 +8,7 @@ from analysis_fakes import FakeDataset, synthetic_dataset
 from rich.console import Console
 
 from mlc.analysis import (
+    Headline,
     TaskIdentification,
     TrojanDetection,
     console_summary,
@@ -25,7 +26,8 @@ def _tables(*datasets: FakeDataset) -> dict[str, pd.DataFrame]:
     features = feature_matrices(data)
     identify = TaskIdentification(FAST, n_folds=3).run(data, features)
     trojan = TrojanDetection(FAST, n_folds=3).run(data, features)
-    return {"task_identification": identify.results_,
+    return {"headline": Headline().run(identify).table_,
+            "task_identification": identify.results_,
             "task_identification_per_task": identify.per_task_,
             "trojan_detection": trojan.table_}
 
@@ -44,8 +46,11 @@ def _automata(per_task: int) -> FakeDataset:
 def test_data_without_twins_is_summarised_by_task_identification() -> None:
     text = _text(console_summary(_tables(_automata(12))))
     assert "Trojan" not in text and "EightBit" not in text
-    assert "Task identification: validation accuracy %" in text
+    assert "Task identification (all tasks): cross-validated accuracy %" in text
     assert "3 tasks, chance 33" in text
+    assert " ".join(text.split()).startswith(  # the first of the best, SVM and Bayes at 100%
+        "Which task trained this network? SVM on raw weights: 100% (95% interval 90%–100%) of "
+        "36 networks, 3 classes, chance 33%: above chance")
     rows = {line.split()[0] + " " + line.split()[1]: line.split()[2:]
             for line in text.splitlines() if line.startswith(("raw ", "weight ", "final "))}
     assert set(rows) == {"raw weights", "weight statistics", "final losses"}
@@ -55,8 +60,10 @@ def test_data_without_twins_is_summarised_by_task_identification() -> None:
 
 def test_one_line_says_why_when_no_task_has_enough_networks() -> None:
     text = _text(console_summary(_tables(_automata(2))))
-    assert " ".join(text.split()) == ("Task identification not evaluated: needs at least two tasks "
-                                      "with 10 networks or more; the data has 0.")
+    assert " ".join(text.split()) == (
+        "Which task trained this network? Not evaluated: needs at least two tasks with 10 "
+        "networks or more; the data has 0. Task identification not evaluated: needs at least two "
+        "tasks with 10 networks or more; the data has 0.")
 
 
 def test_a_machine_and_its_twin_make_the_trojan_table_the_headline(ds1: FakeDataset,
@@ -64,16 +71,17 @@ def test_a_machine_and_its_twin_make_the_trojan_table_the_headline(ds1: FakeData
     text = _text(console_summary(_tables(ds1, ds2, _automata(12))))
     assert "Trojan detection: validation accuracy %, ours (MLDS)" in text
     assert "Task identification" not in text
+    assert text.startswith("Which DS1 machine trained this network?")
 
 
 def test_a_clean_machine_alone_is_no_trojan_question(ds1: FakeDataset) -> None:
-    assert "Task identification: validation accuracy %" in _text(console_summary(_tables(ds1)))
+    assert "Task identification (all tasks): cross-validated" in _text(console_summary(_tables(ds1)))
 
 
 def test_a_classifier_that_failed_is_named_under_the_table() -> None:
     table = _tables(_automata(12))["task_identification"].copy()
     failed = (table["features"] == "raw weights") & (table["classifier"] == "SVM")
-    table.loc[failed, ["status", "val_accuracy"]] = ["failed: did not converge", float("nan")]
+    table.loc[failed, ["status", "cv_mean"]] = ["failed: did not converge", float("nan")]
     text = _text(identification_summary(table))
     assert "not evaluated, failed: did not converge: SVM on raw weights" in " ".join(text.split())
     raw = next(line for line in text.splitlines() if line.startswith("raw weights"))

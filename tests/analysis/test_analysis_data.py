@@ -47,6 +47,19 @@ def test_converged_only_leaves_out_the_rest() -> None:
     assert data.summary["n_analysed"].iloc[0] == data.summary["n_converged"].iloc[0] == 6
 
 
+def test_the_history_holds_the_curves_of_the_networks_analysed_only() -> None:
+    """Two datasets of one preset share net_ids: each curve stays with its own dataset."""
+    a, b = small("a", SingleDirectMachine=8), small("b", seed=1, SingleDirectMachine=8)
+    data = merge_datasets([a, b], converged_only=True)
+    history = data.history
+    analysed = set(zip(data.networks["dataset"], data.networks["net_id"], strict=True))
+    assert set(zip(history["dataset"], history["net_id"], strict=True)) == analysed
+    assert len(analysed) == 12 and (history["task"] == "SingleDirectMachine").all()
+    epochs = history.groupby(["dataset", "net_id"])["epoch"].max()
+    expected = {(row.dataset, row.net_id): row.epochs for row in data.networks.itertuples()}
+    assert epochs.to_dict() == expected  # whole curves, epochs 1..epochs
+
+
 def test_nonfinite_weights_are_excluded_and_counted() -> None:
     ds = small(SingleDirectMachine=6)
     ds._weights[2, 100] = np.nan

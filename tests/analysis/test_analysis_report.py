@@ -18,10 +18,12 @@ from rich.console import Console
 from mlc.analysis import AnalysisReport, analyze, open_datasets, trojan_summary
 from mlc.errors import ConfigError
 
-TABLES = ("data_summary", "trojan_detection", "trojan_detection_cv", "task_identification",
-          "task_identification_per_task", "task_confusion", "learning_curve", "device_counts",
+TABLES = ("headline", "data_summary", "training_final", "training_curves", "trojan_detection",
+          "trojan_detection_cv", "task_identification", "task_identification_per_task",
+          "task_confusion_ds1", "task_confusion", "learning_curve", "device_counts",
           "device_comparison", "projections", "baselines_summary", "baselines")
-FIGURES = ("task_confusion", "learning_curve", "projection_pca", "projection_umap")
+FIGURES = ("training_curves", "task_confusion_ds1", "task_confusion", "learning_curve",
+           "projection_pca", "projection_umap")
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +49,20 @@ def test_every_table_and_figure_is_written(report: AnalysisReport) -> None:
 
 
 def test_the_html_page_stands_alone(report: AnalysisReport) -> None:
+    """Images inline, no scripts or style sheets to fetch; its links are its own sections and the
+    CSV files beside it, one per table, every table shown."""
     page = report.html.read_text()
     assert "http://" not in page and "https://" not in page
-    sources = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
-    assert len(sources) == len(FIGURES)
-    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    images = re.findall(r'src\s*=\s*"([^"]*)"', page)
+    assert len(images) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in images)
     assert "<link" not in page and "<script" not in page
+    links = re.findall(r'href\s*=\s*"([^"]*)"', page)
+    anchors = [link for link in links if link.startswith("#")]
+    assert len(anchors) == 9 and all(f'id="{a[1:]}"' in page for a in anchors)  # the contents
+    assert sorted(link for link in links if not link.startswith("#")) == sorted(
+        f"{t}.csv" for t in TABLES)
+    assert page.count("<table>") == len(TABLES)  # no caption without its table
     assert "&lt;NA&gt;" not in page and ">nan<" not in page  # missing cells read "—"
 
 
@@ -63,7 +73,7 @@ def test_rows_that_could_not_be_evaluated_are_reported(report: AnalysisReport) -
     assert trojan.at["Parity", "status"] == "ok"
     markdown = report.markdown.read_text()
     for text in ("too few networks (n=6)", "no EightBitModified networks in the data",
-                 "| SVM | SVM (MLDS) |", "![", "trojan_detection.csv"):
+                 "| SVM | DecisionTree |", "100% (96%)", "![", "trojan_detection.csv"):
         assert text in markdown
     assert "too few networks (n=6)" in report.html.read_text()
 
@@ -105,6 +115,19 @@ def test_a_class_cap_below_the_classifiable_minimum_is_refused_before_any_work(
     assert not (tmp_path / "report").exists()
 
 
-def test_one_opened_dataset_alone_is_analysed(ds2: FakeDataset, tmp_path: Path) -> None:
-    report = analyze(ds2, tmp_path / "r", max_per_class=12, n_folds=2, show_progress=False)
-    assert report.tables["data_summary"]["dataset"].unique().tolist() == ["ds2"]
+def test_one_opened_dataset_alone_is_analysed_converged_only(ds2: FakeDataset,
+                                                             tmp_path: Path) -> None:
+    """`converged_only` (`mlc analyze --converged-only`): the report says which filter it applied
+    and how many networks remain, at the top and in its data section."""
+    report = analyze(ds2, tmp_path / "r", max_per_class=12, n_folds=2, show_progress=False,
+                     converged_only=True)
+    summary = report.tables["data_summary"].set_index(["task", "device_kind"])
+    assert summary["dataset"].unique().tolist() == ["ds2"]
+    # 3 of every 4 synthetic networks converge; at most 12 per task and device kind are analysed
+    assert summary.at[("ParityModified", "cpu"), "n_converged"] == 18
+    assert summary.at[("ParityModified", "cpu"), "n_analysed"] == 12
+    assert summary.at[("SimpleXORModified", "cpu"), "n_analysed"] == 4
+    line = ("Filter: converged networks only (--converged-only); 40 of 54 stored networks "
+            "converged; 34 analysed.")
+    assert report.markdown.read_text().count(line) == 2
+    assert line in report.html.read_text()

@@ -111,3 +111,20 @@ def test_features_and_labels_of_different_lengths_are_refused() -> None:
     X, y = planted(2)
     with pytest.raises(ConfigError, match="X has 120 rows and y 119 labels"):
         ClassifierSuite(["NaiveBayes"]).run(X, y[:-1])
+
+
+def test_the_interval_brackets_the_accuracy_and_noise_is_not_above_chance() -> None:
+    from mlc.analysis._suite import NOISE, held_out_interval, signal
+
+    ci = held_out_interval(37, 100, 0.2)
+    assert 0.28 < ci["ci_low"] < 0.37 < ci["ci_high"] < 0.47  # Wilson, two-sided 95%
+    assert ci["p_value"] < 1e-4
+    assert held_out_interval(22, 100, 0.2)["p_value"] > 0.05
+    assert signal([0.03, 0.5, 0.9]) == NOISE  # 0.03 x 3 tries is not below 0.05
+    assert signal([0.01, 0.5]) == "above chance" and signal([float("nan")]) == ""
+    X, y = planted(2)
+    shuffled = np.random.default_rng(1).permutation(y)
+    results = ClassifierSuite(random_state=0).run(X, shuffled).results_
+    assert signal(results["p_value"].tolist()) == NOISE
+    assert ((results["ci_low"] <= results["cv_mean"] + 0.02)
+            & (results["cv_mean"] - 0.02 <= results["ci_high"])).all()

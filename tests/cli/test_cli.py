@@ -67,14 +67,11 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
     report = mlc("analyze", str(work / "dataset"), "--out", str(tmp_path / "analysis"), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "too few networks" in report.stdout  # one network per task: reported, not dropped
-    for name in (
-        "report.md",
-        "report.html",
-        "trojan_detection.csv",
-        "task_confusion.png",
-        "learning_curve.png",
-    ):
+    for name in ("report.md", "report.html", "trojan_detection.csv", "training_curves.png"):
         assert (tmp_path / "analysis" / name).exists(), name
+    for name in ("task_confusion.png", "learning_curve.png"):  # too few networks: no placeholders
+        assert not (tmp_path / "analysis" / name).exists(), name
+    assert "No figure: no question has enough networks" in (tmp_path / "analysis" / "report.md").read_text()
 
     # a different setting under the same workdir is refused, nothing is touched
     clash = mlc(

@@ -11,46 +11,68 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from rich import box
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from mlc.analysis._section import percent_cell
-from mlc.analysis._suite import CLASSIFIER_NAMES, OK
+from mlc.analysis._suite import ABOVE_CHANCE, CLASSIFIER_NAMES, OK
 from mlc.analysis._twins import clean_task, machines_in, trojan_task
 
-__all__ = ["console_summary", "identification_summary", "trojan_summary"]
+__all__ = ["console_summary", "headline_summary", "identification_summary", "trojan_summary"]
 
 
+NOISE_NOTE = "noise, no classifier above chance (p < 0.05 after correction)"
 # Console headers short enough that the table fits an 80-column terminal; the report keeps the full names.
 _SHORT_NAMES = {"DecisionTree": "Tree", "RandomForest": "Forest", "NaiveBayes": "Bayes"}
 
 
 def console_summary(tables: Mapping[str, pd.DataFrame]) -> RenderableType:
-    """The headline of `AnalysisReport.tables`: the trojan table if the data holds a machine and its
-    trojaned twin, else the task-identification summary."""
+    """What the report found, for a terminal: the headline in a sentence, then the trojan table if
+    the data holds a machine and its trojaned twin, else the task-identification summary."""
     tasks = set(tables["task_identification_per_task"]["task"])
+    headline = headline_summary(tables["headline"])
     if any(clean_task(m) in tasks and trojan_task(m) in tasks for m in machines_in(tasks)):
-        return trojan_summary(tables["trojan_detection"])
-    return identification_summary(tables["task_identification"])
+        return Group(headline, trojan_summary(tables["trojan_detection"]))
+    return Group(headline, identification_summary(tables["task_identification"]))
+
+
+def headline_summary(table: pd.DataFrame) -> RenderableType:
+    """The headline row (`AnalysisReport.tables["headline"]`) in one line: accuracy, its 95%
+    interval, chance and the verdict."""
+    row = table.iloc[0]
+    if row["status"] != OK:
+        return Text(f"{row['question']} Not evaluated: {row['status']}.", style="yellow")
+    style = "bold green" if row["signal"] == ABOVE_CHANCE else "bold yellow"
+    return Text.assemble(
+        (f"{row['question']} ", "bold"),
+        f"{row['classifier']} on {row['features']}: ",
+        (f"{percent_cell(row['accuracy'])}", "bold"),
+        f" (95% interval {percent_cell(row['ci_low'])}–{percent_cell(row['ci_high'])}) of "
+        f"{int(row['n_networks']):,} networks, {int(row['n_classes'])} classes, chance "
+        f"{percent_cell(row['chance'])}: ",
+        (str(row["signal"]), style))
 
 
 def identification_summary(table: pd.DataFrame) -> RenderableType:
     """Task identification per feature set (rows) and classifier (columns), or one line saying why
-    it could not run. `table` is `AnalysisReport.tables["task_identification"]`."""
+    it could not run, for the first group of tasks (the DS1 machines where the data has them).
+    `table` is `AnalysisReport.tables["task_identification"]`."""
+    group = table["subject"].iloc[0]
+    table = table[table["subject"] == group]
     done = table[table["status"] == OK]
     if done.empty:
         reasons = "; ".join(dict.fromkeys(table["status"].astype(str)))
         return Text(f"Task identification not evaluated: {reasons}.", style="yellow")
     classifiers = list(dict.fromkeys(table["classifier"]))
     first = done.iloc[0]
-    title = "Task identification: validation accuracy %"
+    title = f"Task identification ({group}): cross-validated accuracy %"
     out = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
                 collapse_padding=True, min_width=len(title))  # a title wider than the table wraps
     out.add_column("features", no_wrap=True)
     for c in classifiers:
         out.add_column(_SHORT_NAMES.get(c, c), justify="right", no_wrap=True)
-    accuracy = table.set_index(["features", "classifier"])["val_accuracy"]
+    accuracy = table.set_index(["features", "classifier"])["cv_mean"]
     for features in dict.fromkeys(table["features"]):
         out.add_row(str(features), *(_number(accuracy.get((features, c), float("nan")))
                                      for c in classifiers))
@@ -84,8 +106,12 @@ def trojan_summary(table: pd.DataFrame,
         out.add_row(str(row["machine"]), n, *cells)
         if row["status"] != OK:
             not_evaluated.setdefault(str(row["status"]), []).append(str(row["machine"]))
+        elif row["signal"] != ABOVE_CHANCE:
+            not_evaluated.setdefault(NOISE_NOTE, []).append(str(row["machine"]))
     if not_evaluated:
-        out.caption = "\n".join(f"not evaluated, {why}: {', '.join(m)}" for why, m in not_evaluated.items())
+        out.caption = "\n".join(f"{why}: {', '.join(m)}" if why == NOISE_NOTE
+                                else f"not evaluated, {why}: {', '.join(m)}"
+                                for why, m in not_evaluated.items())
         out.caption_style = "yellow"
     return out
 

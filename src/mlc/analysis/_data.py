@@ -20,6 +20,7 @@ import pandas as pd
 from mlc.errors import ConfigError, DatasetError
 
 __all__ = [
+    "HISTORY_COLUMNS",
     "REQUIRED_COLUMNS",
     "DatasetLike",
     "LayoutEntryLike",
@@ -30,6 +31,7 @@ __all__ = [
     "open_datasets",
 ]
 
+HISTORY_COLUMNS = ("dataset", "net_id", "task", "epoch", "train_loss", "val_loss", "val_accuracy")
 REQUIRED_COLUMNS = (
     "net_id", "task", "index", "converged", "final_train_loss", "final_val_loss", "device_kind",
     "weights_sha256",
@@ -71,6 +73,9 @@ class DatasetLike(Protocol):
     @property
     def manifest(self) -> Mapping[str, Any]: ...
 
+    @property
+    def history(self) -> pd.DataFrame: ...
+
     def weights(self, task: str | None = None,
                 net_ids: Sequence[str] | None = None) -> np.ndarray: ...
 
@@ -81,7 +86,9 @@ class MergedData:
 
     `networks` has one row per network analysed (a `dataset` column added, index 0..n-1);
     `weights` is float32 `[n, n_params]`, row i belonging to `networks` row i; `summary` counts,
-    per dataset, task and device kind, the networks stored, converged, selected and excluded.
+    per dataset, task and device kind, the networks stored, converged, selected and excluded;
+    `history` holds the training curves of the networks analysed (columns `HISTORY_COLUMNS`: one
+    row per network and epoch).
     """
 
     networks: pd.DataFrame
@@ -90,6 +97,7 @@ class MergedData:
     summary: pd.DataFrame
     max_per_class: int
     converged_only: bool
+    history: pd.DataFrame
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -148,8 +156,22 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
     networks, weights = _read_weights(datasets, selected)
     finite = np.isfinite(weights).all(axis=1)
     summary = _summary(candidates, candidates[copy], selected, networks[~finite])
-    kept = networks[finite].drop(columns="_source").reset_index(drop=True)
-    return MergedData(kept, weights[finite], layout, summary, max_per_class, converged_only)
+    kept = networks[finite]
+    history = _history(datasets, kept)
+    return MergedData(kept.drop(columns="_source").reset_index(drop=True), weights[finite], layout,
+                      summary, max_per_class, converged_only, history)
+
+
+def _history(datasets: Sequence[DatasetLike], kept: pd.DataFrame) -> pd.DataFrame:
+    """The training curves of the `kept` networks, tagged with their dataset and task (a net_id
+    alone is not unique across datasets: two runs of one preset share them)."""
+    frames = []
+    for source, rows in kept.groupby("_source", sort=True):
+        curves = datasets[int(source)].history
+        frames.append(curves.merge(rows[["net_id", "dataset", "task"]], on="net_id", how="inner"))
+    history = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return history.reindex(columns=list(HISTORY_COLUMNS)).sort_values(
+        ["dataset", "net_id", "epoch"], ignore_index=True)
 
 
 def _common_layout(datasets: Sequence[DatasetLike]) -> LayoutLike:

@@ -24,7 +24,7 @@ from mlc.analysis._suite import (
     long_results,
     status_results,
 )
-from mlc.analysis._tables import per_subject
+from mlc.analysis._tables import per_subject, shown_status
 
 __all__ = ["DEVICE_CLASSIFIERS", "QUESTION", "DeviceComparison"]
 
@@ -98,5 +98,6 @@ class DeviceComparison:
                 ReportTable("device_comparison", self.table_,
                             "Device-kind classification per task on raw weights: validation "
                             "accuracy, cross-validated mean and std per classifier.",
-                            percents(self.table_, shown_columns)),
+                            percents(self.table_, shown_columns).drop(columns="signal")
+                            .assign(status=shown_status(self.table_))),
             ))

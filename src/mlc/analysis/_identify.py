@@ -1,10 +1,12 @@
-"""Report part 2: which task trained this network? Multi-class identification over every task present.
+"""Report part 2: which task trained this network? Multi-class identification over the tasks present.
 
-Each task contributes up to `max_per_class` networks (classes may differ in size, so chance is the
-largest class's share). Tasks with fewer than `min_per_class` networks are kept out of the classifier
-and listed as too few. The confusion matrix is that of the best raw-weight classifier (by
-cross-validated mean) on the validation fold; it shows which tasks are mistaken for which — for MLDS,
-typically a machine for its trojaned twin.
+Two groups of tasks where the data holds both: the DS1 machines alone (five different automata, the
+report's headline question) and every task (which adds each machine's trojaned twin, a much finer
+distinction). Each task contributes up to `max_per_class` networks (classes may differ in size, so
+chance is the largest class's share). Tasks with fewer than `min_per_class` networks are kept out of
+the classifier and listed as too few. Each group's confusion matrix is that of its best raw-weight
+classifier (by cross-validated mean), counted over every network's held-out prediction; it shows
+which tasks are mistaken for which.
 
 SVM, DecisionTree and AdaBoost are not in the default set: on 10 tasks x 1,000 networks of 4,364
 weights one SVM fit took ~4 minutes and one tree ~45 s on two cores, five folds each.
@@ -21,7 +23,7 @@ from sklearn.metrics import confusion_matrix
 
 from mlc.analysis._data import MergedData
 from mlc.analysis._features import FEATURE_SETS, RAW_WEIGHTS, check_features
-from mlc.analysis._plots import confusion_figure, message_figure
+from mlc.analysis._plots import confusion_figure
 from mlc.analysis._sampling import class_counts, sample_per_class
 from mlc.analysis._section import ReportFigure, ReportTable, Section, Step, percents, quiet
 from mlc.analysis._suite import (
@@ -33,18 +35,30 @@ from mlc.analysis._suite import (
     status_results,
     too_few_status,
 )
+from mlc.analysis._twins import clean_task, machine_of
 
-__all__ = ["IDENTIFY_CLASSIFIERS", "QUESTION", "TaskIdentification"]
+__all__ = ["ALL_TASKS", "DS1_MACHINES", "IDENTIFY_CLASSIFIERS", "QUESTION", "TaskIdentification",
+           "identification_groups"]
 
 QUESTION = "task identification"
-SUBJECT = "all tasks"
+ALL_TASKS = "all tasks"
+DS1_MACHINES = "DS1 machines"
 IDENTIFY_CLASSIFIERS = ("RandomForest", "MLP", "NaiveBayes")
 
 
+def identification_groups(tasks: Sequence[str]) -> dict[str, list[str]]:
+    """Group name -> its tasks: the DS1 machines (clean `<Machine>Machine` tasks) when there are two
+    or more and the data holds other tasks too, then all tasks."""
+    ds1 = [t for t in sorted(tasks) if (m := machine_of(t)) is not None and t == clean_task(m)]
+    groups = {DS1_MACHINES: ds1} if 2 <= len(ds1) < len(set(tasks)) else {}
+    return {**groups, ALL_TASKS: sorted(set(tasks))}
+
+
 class TaskIdentification:
-    """Fitted: `results_` (long, per feature set and classifier), `per_task_` (count, status and
-    recall per task), `confusion_` (true x predicted counts, or None), `best_classifier_`,
-    `section_`."""
+    """Fitted: `results_` (long: one subject per group, per feature set and classifier),
+    `per_task_` (count, status and recall per task among all tasks), `confusions_` (group -> true x
+    predicted counts, for the groups that could be classified), `best_classifiers_` (group -> the
+    classifier of its confusion matrix), `section_`."""
 
     def __init__(self, classifiers: Sequence[str] = IDENTIFY_CLASSIFIERS,
                  feature_sets: Sequence[str] = FEATURE_SETS, *, max_per_class: int = 1000,
@@ -63,21 +77,24 @@ class TaskIdentification:
         check_features(data, features, self.feature_sets)
         tasks = data.networks["task"].to_numpy()
         counts = class_counts(tasks)
-        eligible = [t for t, n in counts.items() if n >= self.min_per_class]
-        self.confusion_: pd.DataFrame | None = None
-        self.best_classifier_: str | None = None
-        if len(eligible) < 2:
-            status = (f"needs at least two tasks with {self.min_per_class} networks or more; "
-                      f"the data has {len(eligible)}")
-            frames = {name: status_results(self.classifiers, status) for name in self.feature_sets}
-        else:
-            frames = self._classify(tasks, eligible, features, step)
-        self.results_ = long_results(QUESTION, [(SUBJECT, name, f) for name, f in frames.items()])
+        self.confusions_: dict[str, pd.DataFrame] = {}
+        self.best_classifiers_: dict[str, str] = {}
+        frames = []
+        for group, members in identification_groups(list(counts)).items():
+            eligible = [t for t in members if counts[t] >= self.min_per_class]
+            if len(eligible) < 2:
+                status = (f"needs at least two tasks with {self.min_per_class} networks or more; "
+                          f"the data has {len(eligible)}")
+                by_set = {name: status_results(self.classifiers, status) for name in self.feature_sets}
+            else:
+                by_set = self._classify(group, tasks, eligible, features, step)
+            frames += [(group, name, frame) for name, frame in by_set.items()]
+        self.results_ = long_results(QUESTION, frames)
         self.per_task_ = self._per_task(counts)
         self.section_ = self._section()
         return self
 
-    def _classify(self, tasks: np.ndarray, eligible: list[str],
+    def _classify(self, group: str, tasks: np.ndarray, eligible: list[str],
                   features: Mapping[str, np.ndarray], step: Step) -> dict[str, pd.DataFrame]:
         rng = np.random.default_rng(self.random_state)
         candidates = np.flatnonzero(np.isin(tasks, eligible))
@@ -89,60 +106,67 @@ class TaskIdentification:
         out = {}
         for name in self.feature_sets:
             def on_fit(classifier: str, name: str = name) -> None:
-                step(f"{QUESTION}: {name}, {classifier}")
+                step(f"{QUESTION} ({group}): {name}, {classifier}")
             out[name] = suite.run(features[name][chosen], y, on_fit=on_fit).results_
             if name == RAW_WEIGHTS:
-                self._confusion(suite, out[name], eligible)
+                self._confusion(group, suite, y, out[name], eligible)
         return out
 
-    def _confusion(self, suite: ClassifierSuite, results: pd.DataFrame,
-                   labels: list[str]) -> None:
+    def _confusion(self, group: str, suite: ClassifierSuite, y: np.ndarray,
+                   results: pd.DataFrame, labels: list[str]) -> None:
         done = results[results["status"] == OK]
         if done.empty:
             return
         best = str(done.loc[done["cv_mean"].idxmax(), "classifier"])
-        matrix = confusion_matrix(suite.val_labels_, suite.val_predictions_[best], labels=labels)
-        self.best_classifier_ = best
-        self.confusion_ = pd.DataFrame(matrix, index=pd.Index(labels, name="true task"),
-                                       columns=labels)
+        matrix = confusion_matrix(y, suite.predictions_[best], labels=labels)
+        self.best_classifiers_[group] = best
+        self.confusions_[group] = pd.DataFrame(
+            matrix, index=pd.Index(labels, name="true task"), columns=labels)
 
     def _per_task(self, counts: dict[str, int]) -> pd.DataFrame:
+        confusion = self.confusions_.get(ALL_TASKS)
         rows = []
         for task, n in counts.items():
             recall = np.nan
-            if self.confusion_ is not None and task in self.confusion_.index:
-                row = self.confusion_.loc[task]
+            if confusion is not None and task in confusion.index:
+                row = confusion.loc[task]
                 recall = row[task] / max(int(row.sum()), 1)
             status = OK if n >= self.min_per_class else too_few_status(n)
-            rows.append({"task": task, "n_networks": n, "status": status,
-                         "validation_recall": recall})
-        return pd.DataFrame(rows, columns=["task", "n_networks", "status", "validation_recall"])
+            rows.append({"task": task, "n_networks": n, "status": status, "recall": recall})
+        return pd.DataFrame(rows, columns=["task", "n_networks", "status", "recall"])
 
     def _section(self) -> Section:
-        shown = percents(self.results_.drop(columns=["question", "subject"]),
-                         ["val_accuracy", "cv_mean", "cv_std", "chance"])
-        if self.confusion_ is None:
-            figure = message_figure("No confusion matrix: too few tasks with enough networks.")
-            confusion = pd.DataFrame()
-            caption = "No confusion matrix (see the status column above)."
-        else:
-            figure = confusion_figure(self.confusion_,
-                                      f"{self.best_classifier_} on raw weights, validation fold")
-            confusion = self.confusion_.reset_index()
-            caption = (f"Confusion matrix of {self.best_classifier_} (the best raw-weight "
-                       f"classifier) on the validation fold: rows true task, columns predicted.")
-        return Section(
-            "2. Which task trained this network?",
-            ("Multi-class identification over every task with enough networks. Each task "
-             f"contributes up to {self.max_per_class:,} networks drawn at random; chance is the "
-             "largest task's share. Same protocol as part 1 (stratified folds, the first as the "
-             "validation split). A task with too few networks is listed, not dropped.",),
-            tables=(
-                ReportTable("task_identification", self.results_,
-                            "Accuracy per feature set and classifier.", shown),
-                ReportTable("task_identification_per_task", self.per_task_,
-                            "Networks per task and the best classifier's recall on each.",
-                            percents(self.per_task_, ["validation_recall"])),
-                ReportTable("task_confusion", confusion, caption),
-            ),
-            figures=(ReportFigure("task_confusion", figure, caption),))
+        shown = percents(self.results_.drop(columns=["question"]),
+                         ["val_accuracy", "cv_mean", "cv_std", "ci_low", "ci_high", "chance"])
+        shown["p_value"] = self.results_["p_value"].map(lambda p: "—" if pd.isna(p) else f"{p:.2g}")
+        paragraphs = [
+            "Multi-class identification over every task with enough networks"
+            + (", and over the DS1 machines alone (five different automata; the headline)"
+               if DS1_MACHINES in set(self.results_["subject"]) else "")
+            + f". Each task contributes up to {self.max_per_class:,} networks drawn at random; "
+            "chance is the largest task's share. Same protocol as part 1 (stratified folds, the "
+            "first as the validation split); ci_low and ci_high bound the accuracy of all held-out "
+            "predictions (95%), and p_value is the chance of doing that well by guessing. A task "
+            "with too few networks is listed, not dropped."]
+        missing = [g for g in identification_groups(list(self.per_task_["task"]))
+                   if g not in self.confusions_]
+        if missing:
+            paragraphs.append(f"No confusion matrix for {', '.join(missing)}: too few tasks with "
+                              f"enough networks (see the status column).")
+        tables = [ReportTable("task_identification", self.results_,
+                              "Accuracy per group of tasks, feature set and classifier.", shown),
+                  ReportTable("task_identification_per_task", self.per_task_,
+                              "Networks per task and the best raw-weight classifier's recall on "
+                              "each (all tasks, held-out predictions).",
+                              percents(self.per_task_, ["recall"]))]
+        figures = []
+        for group, confusion in self.confusions_.items():
+            name = "task_confusion" + ("" if group == ALL_TASKS else "_ds1")
+            caption = (f"Confusion matrix ({group}) of {self.best_classifiers_[group]}, the best "
+                       "raw-weight classifier, over every network's held-out prediction: rows "
+                       "true task, columns predicted.")
+            tables.append(ReportTable(name, confusion.reset_index(), caption))
+            figures.append(ReportFigure(name, confusion_figure(
+                confusion, f"{group}: {self.best_classifiers_[group]} on raw weights"), caption))
+        return Section("2. Which task trained this network?", tuple(paragraphs),
+                       tables=tuple(tables), figures=tuple(figures))

@@ -16,14 +16,14 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import learning_curve, train_test_split
 
 from mlc.analysis._data import MergedData
 from mlc.analysis._features import RAW_WEIGHTS, check_features
-from mlc.analysis._plots import learning_curve_figure, message_figure
+from mlc.analysis._plots import learning_curve_figure
 from mlc.analysis._sampling import class_counts, sample_per_class
 from mlc.analysis._section import ReportFigure, ReportTable, Section, Step, percents, quiet
-from mlc.analysis._suite import MIN_PER_CLASS, OK, fit_classifier, make_classifier, too_few_status
+from mlc.analysis._suite import MIN_PER_CLASS, OK, fitting, make_classifier, too_few_status
 from mlc.analysis._twins import clean_task, machines_in, trojan_task
 
 __all__ = ["LearningCurve"]
@@ -79,39 +79,52 @@ class LearningCurve:
                                        random_state=self.random_state)
         pool = min(class_counts(y[train]).values())
         sizes = sorted({s for s in self.sizes if s <= pool} | {pool})
-        template = make_classifier(self.classifier, self.random_state)
-        rows = []
-        for size in sizes:
-            accuracies = []
-            for _ in range(self.n_repeats):
-                picked = train[sample_per_class(y[train], size, rng, balanced=True)]
-                model = fit_classifier(template, X[picked], y[picked])
-                accuracies.append(float(np.mean(model.predict(X[test]) == y[test])))
-            rows.append({**base, "n_train_per_class": size,
-                         "accuracy_mean": float(np.mean(accuracies)),
-                         "accuracy_std": float(np.std(accuracies)), "n_repeats": self.n_repeats,
-                         "n_test": len(test), "status": OK})
-        return rows
+        # One split per repeat, all with the same held-out part; each orders its training networks
+        # so that every prefix of k * size holds `size` of each of the k classes, which makes
+        # learning_curve's first-n training sets balanced draws, nested within a repeat.
+        splits = [(_balanced_order(train, y[train], rng), test) for _ in range(self.n_repeats)]
+        with fitting():
+            _, _, scores = learning_curve(
+                make_classifier(self.classifier, self.random_state), X, y,
+                train_sizes=[size * len(counts) for size in sizes], cv=splits, shuffle=False)
+        return [{**base, "n_train_per_class": size, "accuracy_mean": float(np.mean(row)),
+                 "accuracy_std": float(np.std(row)), "n_repeats": self.n_repeats,
+                 "n_test": len(test), "status": OK}
+                for size, row in zip(sizes, scores, strict=True)]
 
     def _section(self) -> Section:
         done = self.table_[self.table_["status"] == OK]
-        if done.empty:
-            figure = message_figure("No learning curve: no question has enough networks.")
-        else:
-            chance = dict(zip(done["question"], done["chance"], strict=False))
-            figure = learning_curve_figure(done, chance)
         caption = (f"{self.classifier} on raw weights: held-out accuracy (mean ± std over "
                    f"{self.n_repeats} draws) against training networks per class; dotted lines "
                    "are chance.")
+        paragraphs = ["Each question's networks are drawn balanced; 20% are held out once, and "
+                      "the classifier is trained on growing numbers of networks per class from "
+                      "the rest (scikit-learn's learning_curve). Where the curve flattens, more "
+                      "networks no longer help."]
+        figures = ()
+        if done.empty:
+            paragraphs.append("No figure: no question has enough networks for a curve (see the "
+                              "status column).")
+        else:
+            chance = dict(zip(done["question"], done["chance"], strict=False))
+            figures = (ReportFigure("learning_curve", learning_curve_figure(done, chance),
+                                    caption),)
         return Section(
-            "3. How many example networks are needed?",
-            ("Each question's networks are drawn balanced; 20% are held out once, and the "
-             "classifier is trained on growing numbers of networks per class from the rest. "
-             "Where the curve flattens, more networks no longer help.",),
+            "3. How many example networks are needed?", tuple(paragraphs),
             tables=(ReportTable("learning_curve", self.table_, caption,
                                 percents(self.table_, ["accuracy_mean", "accuracy_std",
                                                        "chance"])),),
-            figures=(ReportFigure("learning_curve", figure, caption),))
+            figures=figures)
+
+
+def _balanced_order(positions: np.ndarray, labels: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+    """`positions` reordered in rounds, each round one network of every class (classes in sorted
+    order, networks within a class shuffled): the first k * m hold m of each of the k classes, as
+    long as every class has m."""
+    shuffled = [rng.permutation(positions[labels == label]) for label in class_counts(labels)]
+    rounds = min(len(members) for members in shuffled)
+    return np.stack([members[:rounds] for members in shuffled], axis=1).reshape(-1)
 
 
 def _questions(tasks: np.ndarray, min_per_class: int) -> list[tuple[str, np.ndarray]]:

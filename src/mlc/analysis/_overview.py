@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from typing import Self
 
+import pandas as pd
+
 from mlc.analysis._data import MergedData
 from mlc.analysis._section import ReportTable, Section
 
-__all__ = ["DataOverview"]
+__all__ = ["DataOverview", "selection_line"]
+
+
+def selection_line(summary: pd.DataFrame, converged_only: bool) -> str:
+    """The filter the analysis applied and how many networks it left, in one sentence; `summary` is
+    `MergedData.summary` (the report's `data_summary` table)."""
+    n_stored, n_converged = int(summary["n_networks"].sum()), int(summary["n_converged"].sum())
+    n_used = int(summary["n_analysed"].sum())
+    rule = ("converged networks only (--converged-only)" if converged_only
+            else "none (converged and not converged networks alike)")
+    return (f"Filter: {rule}; {n_converged:,} of {n_stored:,} stored networks converged; "
+            f"{n_used:,} analysed.")
 
 
 class DataOverview:
@@ -21,8 +34,8 @@ class DataOverview:
         datasets = ", ".join(summary["dataset"].unique())  # in the order given, as in the title
         paragraphs = [
             f"Datasets: {datasets}. {n_used:,} of {n_stored:,} stored networks are analysed "
-            f"({len(data.tasks)} tasks; at most {data.max_per_class:,} per task and device kind"
-            + (", converged networks only" if data.converged_only else "") + ")."
+            f"({len(data.tasks)} tasks; at most {data.max_per_class:,} per task and device kind).",
+            selection_line(summary, data.converged_only),
         ]
         if n_copies:
             paragraphs.append(f"{n_copies:,} networks are copies of networks in an earlier dataset "

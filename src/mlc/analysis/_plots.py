@@ -12,15 +12,16 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay
 
 from mlc.analysis._twins import machine_of
 
 __all__ = [
     "confusion_figure",
     "learning_curve_figure",
-    "message_figure",
     "projection_figure",
     "task_colors",
+    "training_curves_figure",
 ]
 
 
@@ -37,30 +38,23 @@ def task_colors(tasks: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return colors
 
 
-def message_figure(message: str) -> Figure:
-    """A small figure that says why the plot is missing, so every report has the same files."""
-    figure = Figure(figsize=(6, 1.5))
-    figure.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return figure
-
-
 def confusion_figure(confusion: pd.DataFrame, title: str) -> Figure:
-    """Rows true task, columns predicted; cells coloured by row fraction, labelled by count."""
+    """Rows true task, columns predicted, each cell the share of its true task (scikit-learn's
+    ConfusionMatrixDisplay; it imports pyplot but draws on this bare Figure)."""
     counts = confusion.to_numpy()
     fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     k = len(confusion)
-    figure = Figure(figsize=(2.5 + 0.6 * k, 2 + 0.5 * k), layout="constrained")
+    figure = Figure(figsize=(3 + 0.6 * k, 2.2 + 0.5 * k), layout="constrained")
     ax = figure.add_subplot()
-    image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if fractions[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_xticks(range(k), confusion.columns, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), confusion.index, fontsize=8)
+    display = ConfusionMatrixDisplay(fractions, display_labels=[str(c) for c in confusion.columns])
+    display.plot(ax=ax, cmap="Blues", values_format=".0%", xticks_rotation=45,
+                 im_kw={"vmin": 0, "vmax": 1}, text_kw={"fontsize": 7})
+    ax.tick_params(labelsize=8)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
     ax.set_xlabel("predicted task")
     ax.set_ylabel("true task")
     ax.set_title(title, fontsize=10)
-    figure.colorbar(image, ax=ax, label="fraction of the true task")
     return figure
 
 
@@ -99,4 +93,25 @@ def projection_figure(coords: np.ndarray, tasks: np.ndarray, title: str,
     ax.set_title(title, fontsize=10)
     if len(colors) <= 20:
         ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    return figure
+
+
+def training_curves_figure(curves: pd.DataFrame) -> Figure:
+    """Two panels against epoch, one line per task: median validation loss (log scale) with its
+    interquartile band, and median validation accuracy. `curves` is `TrainingCurves.curves_`."""
+    colors = task_colors(list(curves["task"].unique()))
+    figure = Figure(figsize=(9, 4), layout="constrained")
+    loss, accuracy = figure.subplots(1, 2)
+    for task, rows in curves.groupby("task", sort=True):
+        color = colors[str(task)]
+        loss.plot(rows["epoch"], rows["val_loss_median"], color=color, label=str(task))
+        loss.fill_between(rows["epoch"], rows["val_loss_q25"], rows["val_loss_q75"], color=color,
+                          alpha=0.2, linewidth=0)
+        accuracy.plot(rows["epoch"], rows["val_accuracy_median"], color=color)
+    loss.set_yscale("log")
+    loss.set_ylabel("validation loss")
+    accuracy.set_ylabel("validation bit accuracy")
+    for ax in (loss, accuracy):
+        ax.set_xlabel("epoch")
+    figure.legend(fontsize=7, loc="outside right center")
     return figure

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mlc.analysis._data import MergedData
 from mlc.analysis._features import RAW_WEIGHTS, check_features
-from mlc.analysis._plots import message_figure, projection_figure
+from mlc.analysis._plots import projection_figure
 from mlc.analysis._sampling import sample_per_class
 from mlc.analysis._section import ReportFigure, ReportTable, Section, Step, quiet
 
@@ -30,8 +30,8 @@ _ID_COLUMNS = ["dataset", "net_id", "task", "device_kind"]
 
 class Projections:
     """Fitted: `coords_` (per plotted network: identity, pca_1/2, umap_1/2), `explained_variance_`
-    (the first two components' shares), `umap_note_` (why UMAP was skipped, or None),
-    `section_`."""
+    (the first two components' shares), `n_components_used_` (principal components UMAP ran on),
+    `umap_note_` (why UMAP was skipped, or None), `section_`."""
 
     def __init__(self, max_points_per_task: int = 500, *, n_neighbors: int = 15,
                  n_components_for_umap: int = 50, min_points_umap: int = 10,
@@ -52,6 +52,7 @@ class Projections:
         n = len(chosen)
         self.explained_variance_ = (np.nan, np.nan)
         self.umap_note_: str | None = None
+        self.n_components_used_ = 0
         pcs = np.full((n, 2), np.nan)
         embedding = np.full((n, 2), np.nan)
         if n < 3:
@@ -60,6 +61,7 @@ class Projections:
             step("projections: PCA")
             scaled = StandardScaler().fit_transform(features[RAW_WEIGHTS][chosen])
             k = min(self.n_components_for_umap, n, scaled.shape[1])
+            self.n_components_used_ = k
             pca = PCA(n_components=k, random_state=self.random_state).fit(scaled)
             components = pca.transform(scaled)
             pcs = components[:, :2]
@@ -91,30 +93,28 @@ class Projections:
     def _section(self) -> Section:
         tasks = self.coords_["task"].to_numpy()
         shares = self.explained_variance_
-        if np.isnan(shares[0]):
-            pca_figure = message_figure(f"No PCA projection: {self.umap_note_}.")
-        else:
-            pca_figure = projection_figure(
-                self.coords_[["pca_1", "pca_2"]].to_numpy(), tasks, "PCA of standardised weights",
-                (f"PC 1 ({100 * shares[0]:.1f}% of variance)",
-                 f"PC 2 ({100 * shares[1]:.1f}% of variance)"))
-        if self.umap_note_ is None:
-            umap_figure = projection_figure(self.coords_[["umap_1", "umap_2"]].to_numpy(), tasks,
-                                            "UMAP of standardised weights", ("UMAP 1", "UMAP 2"))
-        else:
-            umap_figure = message_figure(f"No UMAP projection: {self.umap_note_}.")
         paragraphs = [f"{len(self.coords_):,} networks (at most {self.max_points_per_task:,} per "
                       "task, drawn at random), coloured by task; a DS1 machine and its DS2 twin "
                       "share a hue (dark: clean, light: trojaned)."]
-        if self.umap_note_ is not None:
-            paragraphs.append(f"UMAP skipped: {self.umap_note_}.")
+        figures = []
+        if np.isnan(shares[0]):
+            paragraphs.append(f"No figures: {self.umap_note_}.")
+        else:
+            title = "PCA of the standardised raw weights"
+            figures.append(ReportFigure("projection_pca", projection_figure(
+                self.coords_[["pca_1", "pca_2"]].to_numpy(), tasks, title,
+                (f"PC 1 ({100 * shares[0]:.1f}% of variance)",
+                 f"PC 2 ({100 * shares[1]:.1f}% of variance)")), f"{title}, coloured by task."))
+        if self.umap_note_ is None:
+            title = (f"UMAP of the first {self.n_components_used_} principal components of the "
+                     "standardised raw weights")
+            figures.append(ReportFigure("projection_umap", projection_figure(
+                self.coords_[["umap_1", "umap_2"]].to_numpy(), tasks, title,
+                ("UMAP 1", "UMAP 2")), f"{title}, coloured by task."))
+        elif not np.isnan(shares[0]):
+            paragraphs.append(f"No UMAP figure: {self.umap_note_}.")
         return Section(
             "5. Weight-space pictures", tuple(paragraphs),
             tables=(ReportTable("projections", self.coords_,
                                 "2-D coordinates of each plotted network.", inline=False),),
-            figures=(
-                ReportFigure("projection_pca", pca_figure,
-                             "PCA of the standardised raw weights, coloured by task."),
-                ReportFigure("projection_umap", umap_figure,
-                             "UMAP of the first principal components, coloured by task."),
-            ))
+            figures=tuple(figures))

@@ -1,15 +1,22 @@
 """Writing a report to disk: each table as CSV, each figure as PNG, and the same content as
-`report.md` (next to its files) and as one self-contained `report.html` (images inlined as data URIs,
-no external assets, so it can be mailed or archived as a single file)."""
+`report.md` (next to its files) and as one `report.html` that needs nothing else to display (images
+inlined as data URIs, no scripts, no external assets; its CSV names link to the files beside it).
+
+The page fits any window from a phone's 390 px up: text wraps, figures shrink, and a table wider than
+the page scrolls sideways inside its own box; long tables are folded until opened. The HTML comes from
+Jinja2 templates in `templates/`.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import jinja2
 import pandas as pd
 
 from mlc.analysis._section import Section
@@ -19,17 +26,8 @@ __all__ = ["HTML_FILE", "MARKDOWN_FILE", "render_html", "render_markdown", "writ
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
 _DPI = 110
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
-       color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.85rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
-th { background: #f3f3f3; }
-td:first-child, th:first-child { text-align: left; }
-figure { margin: 1rem 0 2rem; }
-figure img { max-width: 100%; }
-figcaption, .caption { color: #555; font-size: 0.85rem; }
-"""
+_ONE_NUMBER = r"(?:[-+]?[\d.,]+(?:e[-+]?\d+)?%?(?: ± [\d.]+%?)?|—)"
+_NUMBER = re.compile(rf"{_ONE_NUMBER}(?: \({_ONE_NUMBER}\))?")  # "58% (87%)": ours (MLDS's)
 
 
 def write_report(title: str, intro: Sequence[str], sections: Sequence[Section],
@@ -67,6 +65,9 @@ def render_markdown(title: str, intro: Sequence[str], sections: Sequence[Section
             lines += [f"*{table.caption}* ([{table.name}.csv]({table.name}.csv))", ""]
             if table.inline:
                 lines += [_markdown_table(table.shown), ""]
+            else:  # folded, as on the HTML page (GitHub and most viewers render <details>)
+                lines += [f"<details><summary>{len(table.data):,} rows</summary>", "",
+                          _markdown_table(table.shown), "", "</details>", ""]
         for figure in section.figures:
             lines += [f"![{figure.caption}]({figure.name}.png)", "", f"*{figure.caption}*", ""]
     return "\n".join(lines)
@@ -74,31 +75,52 @@ def render_markdown(title: str, intro: Sequence[str], sections: Sequence[Section
 
 def render_html(title: str, intro: Sequence[str], sections: Sequence[Section],
                 images: dict[str, bytes]) -> str:
-    """One page with everything inlined; `images` maps figure name -> PNG bytes."""
-    body = [f"<h1>{html.escape(title)}</h1>", *(_p(text) for text in intro)]
-    for section in sections:
-        body += [f"<h2>{html.escape(section.title)}</h2>", *(_p(t) for t in section.paragraphs)]
-        for table in section.tables:
-            body.append(f'<p class="caption">{html.escape(table.caption)} '
-                        f"({html.escape(table.name)}.csv)</p>")
-            if table.inline:
-                body.append(_as_text(table.shown).to_html(index=False, border=0))
-        for figure in section.figures:
-            data = base64.b64encode(images[figure.name]).decode("ascii")
-            caption = html.escape(figure.caption)
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-                        f"<figcaption>{caption}</figcaption></figure>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    """One page with everything inlined but the CSV files it links to; `images` maps figure name
+    -> PNG bytes. The page comes from the package's Jinja2 templates (`templates/`), which escape
+    every value."""
+    return _templates().get_template("report.html.j2").render(
+        title=title, intro=intro,
+        sections=[_html_section(section, images) for section in sections])
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("mlc.analysis", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True)
+
+
+def _html_section(section: Section, images: dict[str, bytes]) -> dict[str, object]:
+    """What the template needs of a section: text, tables as rows of strings, figures as base64."""
+    tables = [{"caption": t.caption, "csv": f"{t.name}.csv", "folded": not t.inline,
+               "n_rows": len(t.data), "columns": [str(c) for c in t.shown.columns],
+               "rows": [[(cell, _cell_class(cell)) for cell in row]
+                        for row in _as_text(t.shown).itertuples(index=False)]}
+              for t in section.tables]
+    figures = []
+    for f in section.figures:
+        width, height = (f.figure.get_size_inches() * _DPI).round().astype(int)
+        figures.append({"caption": f.caption, "width": width, "height": height,
+                        "data": base64.b64encode(images[f.name]).decode("ascii")})
+    return {"title": section.title, "anchor": _anchor(section.title),
+            "paragraphs": section.paragraphs, "tables": tables, "figures": figures}
+
+
+def _cell_class(text: str) -> str:
+    """How a cell is set: numbers ("87%", "100 ± 0%", "4.4e-06", "—") right-aligned on one line,
+    words left-aligned, long phrases (a status) wrapped in a column of readable width."""
+    if _NUMBER.fullmatch(text):
+        return "num"
+    return "long" if len(text) > 24 else "text"
+
+
+def _anchor(title: str) -> str:
+    """"2. Which task trained this network?" -> "which-task-trained-this-network"."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-0123456789") or "section"
 
 
 def _paragraphs(texts: Sequence[str]) -> list[str]:
     return [line for text in texts for line in (text, "")]
-
-
-def _p(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:

@@ -1,8 +1,9 @@
 """`analyze`: run every report part on one or more datasets and write the report.
 
-The parts run in a fixed order — data overview, trojan detection, task identification, learning
-curve, CPU vs GPU, projections, baselines — sharing one set of feature matrices, computed once. The
-baselines part only reassembles results parts 1 and 2 already computed on all three feature sets.
+The parts run in a fixed order — data overview, training curves, trojan detection, task
+identification, learning curve, CPU vs GPU, projections, baselines — sharing one set of feature
+matrices, computed once. The baselines part only reassembles results parts 1 and 2 already computed
+on all three feature sets; the headline, shown first, restates part 2's answer in one sentence.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import pandas as pd
 
 import mlc
 from mlc.analysis._baselines import Baselines
+from mlc.analysis._curves import TrainingCurves
 from mlc.analysis._data import DatasetLike, MergedData, merge_datasets, open_datasets
 from mlc.analysis._device import DeviceComparison
 from mlc.analysis._features import feature_matrices
+from mlc.analysis._headline import Headline
 from mlc.analysis._identify import TaskIdentification
 from mlc.analysis._learning import LearningCurve
-from mlc.analysis._overview import DataOverview
+from mlc.analysis._overview import DataOverview, selection_line
 from mlc.analysis._progress import report_progress
 from mlc.analysis._projections import Projections
 from mlc.analysis._render import HTML_FILE, MARKDOWN_FILE, write_report
@@ -81,6 +84,7 @@ def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedD
         features = feature_matrices(data)
         progress.advance()
         overview = DataOverview().run(data)
+        curves = TrainingCurves().run(data)
         trojan = TrojanDetection(**common).run(data, features, step=progress.step)
         progress.advance()
         identify = TaskIdentification(**common).run(data, features, step=progress.step)
@@ -94,10 +98,11 @@ def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedD
                                                                   step=progress.step)
         progress.advance()
         baselines = Baselines().run([trojan.results_, identify.results_])
+        headline = Headline().run(identify, baselines.summary_)
         progress.advance()
         progress.step("writing the report")
-        sections = [part.section_ for part in
-                    (overview, trojan, identify, curve, device, projections, baselines)]
+        sections = [part.section_ for part in (headline, overview, curves, trojan, identify, curve,
+                                               device, projections, baselines)]
         files = write_report(_title(data), _intro(data, random_state), sections, Path(out_dir))
         progress.advance()
         progress.step("done")
@@ -121,7 +126,8 @@ def _title(data: MergedData) -> str:
 def _intro(data: MergedData, random_state: int) -> list[str]:
     return [f"{len(data.networks):,} networks of {len(data.tasks)} tasks, weight layout "
             f"{data.layout.layout_id}. Written by mlc {mlc.__version__} with "
-            f"random_state={random_state}; every table is also a CSV file next to this report."]
+            f"random_state={random_state}; every table is also a CSV file next to this report.",
+            selection_line(data.summary, data.converged_only)]
 
 
 def _tables(sections: Sequence[Section]) -> dict[str, pd.DataFrame]:

@@ -37,7 +37,7 @@ class ReportTable:
     data: pd.DataFrame
     caption: str
     display: pd.DataFrame | None = None
-    inline: bool = True  # False: too long to read on the page; only its CSV is linked
+    inline: bool = True  # False: too long to read at once; shown folded, opened on demand
 
     @property
     def shown(self) -> pd.DataFrame:

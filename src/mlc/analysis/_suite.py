@@ -5,6 +5,8 @@ Protocol: stratified k-fold cross-validation (k = 5 unless a class is smaller), 
 original's 80/20 split: 800 training and 200 validation networks for N = 1,000 per class); the mean
 and std over all k folds are the cross-validated numbers. Reusing the first fold as the split costs no
 extra fit, which matters: one fit of a tree ensemble on 8,000 x 4,364 weights takes tens of seconds.
+Every network's held-out prediction (scikit-learn's `cross_val_predict`) also gives the accuracy over
+all n networks a 95% interval and a p-value against chance, so a row that is noise says so.
 
 Every classifier sits in a Pipeline behind a StandardScaler, as the issue asks: it does nothing to the
 tree models' decisions and puts the SVM, MLP and NaiveBayes on equal footing across weight scales.
@@ -13,15 +15,16 @@ tree models' decisions and puts the SVM, MLP and NaiveBayes on equal footing acr
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Self
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from scipy.stats import binomtest
 from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -33,15 +36,20 @@ from threadpoolctl import threadpool_limits
 from mlc.errors import ConfigError
 
 __all__ = [
+    "ABOVE_CHANCE",
     "CLASSIFIER_NAMES",
     "MIN_PER_CLASS",
+    "NOISE",
     "OK",
     "RESULT_COLUMNS",
+    "SIGNIFICANCE",
     "ClassifierSuite",
     "check_name_lists",
-    "fit_classifier",
+    "fitting",
+    "held_out_interval",
     "long_results",
     "make_classifier",
+    "signal",
     "status_results",
     "too_few_status",
 ]
@@ -50,7 +58,11 @@ CLASSIFIER_NAMES = ("SVM", "DecisionTree", "RandomForest", "MLP", "AdaBoost", "N
 MIN_PER_CLASS = 10  # below this a 5-fold split leaves < 2 networks of a class per fold
 OK = "ok"
 RESULT_COLUMNS = ("classifier", "n_classes", "n_networks", "n_per_class", "n_folds",
-                  "val_accuracy", "cv_mean", "cv_std", "chance", "status")
+                  "val_accuracy", "cv_mean", "cv_std", "ci_low", "ci_high", "p_value", "chance",
+                  "status")
+SIGNIFICANCE = 0.05  # a row is "above chance" below this p-value (Bonferroni over its classifiers)
+ABOVE_CHANCE = "above chance"
+NOISE = "noise: not above chance"
 
 
 def check_name_lists(**lists: object) -> None:
@@ -64,6 +76,28 @@ def check_name_lists(**lists: object) -> None:
 def too_few_status(n: int) -> str:
     """The status of a row whose smallest class has only `n` networks."""
     return f"too few networks (n={n})"
+
+
+def signal(p_values: Sequence[float]) -> str:
+    """Whether a row of several classifiers' results shows anything: the best one's p-value, times
+    the number of classifiers tried (Bonferroni: the best of six guessers beats chance at p < 0.05
+    one time in four), below `SIGNIFICANCE`. Rows without a p-value say nothing ("")."""
+    known = [p for p in p_values if not pd.isna(p)]
+    if not known:
+        return ""
+    return ABOVE_CHANCE if min(known) * len(known) < SIGNIFICANCE else NOISE
+
+
+def held_out_interval(n_correct: int, n: int, chance: float) -> dict[str, float]:
+    """The 95% Wilson interval of an accuracy of `n_correct` of `n` held-out predictions, and the
+    one-sided binomial p-value of doing that well by guessing at `chance`. Cross-validated
+    predictions are not quite independent (the folds share training networks), so both are a
+    close approximation, the usual one."""
+    # the interval is two-sided whatever the test's alternative: one-sided, it would end at 100%
+    interval = binomtest(n_correct, n).proportion_ci(0.95, method="wilson")
+    p_value = binomtest(n_correct, n, chance, alternative="greater").pvalue
+    return {"ci_low": float(interval.low), "ci_high": float(interval.high),
+            "p_value": float(p_value)}
 
 
 def long_results(question: str, frames: Iterable[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
@@ -106,19 +140,18 @@ def make_classifier(name: str, random_state: int = 0) -> Pipeline:
     return Pipeline([("scale", StandardScaler()), (name, model)])
 
 
-def fit_classifier(template: Pipeline, X: np.ndarray, y: np.ndarray) -> Pipeline:
-    """A fresh clone of `template` fitted on (`X`, `y`), on one BLAS thread.
+@contextmanager
+def fitting() -> Iterator[None]:
+    """Where classifiers are fitted: on one BLAS thread, without the MLP's convergence warnings.
 
     One thread, like n_jobs=1 everywhere: on a loaded machine OpenBLAS threads spin-wait for each
     other, which made the MLP's many small products ~8x slower; on an idle one it costs at most
-    the MLP a factor of the core count.
+    the MLP a factor of the core count. The MLP's iteration cap is a deliberate time budget; its
+    accuracy is what we report, and a warning per fit would break the progress display.
     """
-    model = clone(template)
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-        # The MLP's iteration cap is a deliberate time budget; its accuracy is what we report, and
-        # a warning per fit would break the progress display.
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        return model.fit(X, y)
+        yield
 
 
 class ClassifierSuite:
@@ -126,7 +159,8 @@ class ClassifierSuite:
 
     Fitted attributes: `results_` (one row per classifier, columns `RESULT_COLUMNS`; a class smaller
     than `min_per_class` gives rows with that status and no numbers), `val_labels_` (true labels of
-    the validation fold) and `val_predictions_` (classifier -> its predictions there).
+    the validation fold), `val_predictions_` (classifier -> its predictions there) and
+    `predictions_` (classifier -> every network's prediction by the fold that held it out, `[n]`).
     """
 
     def __init__(self, classifiers: Sequence[str] = CLASSIFIER_NAMES, *, n_folds: int = 5,
@@ -152,6 +186,7 @@ class ClassifierSuite:
         base = {"n_classes": len(labels), "n_networks": len(y), "n_per_class": smallest,
                 "chance": float(counts.max() / len(y)) if len(y) else float("nan")}
         self.val_predictions_: dict[str, np.ndarray] = {}
+        self.predictions_: dict[str, np.ndarray] = {}
         self.val_labels_ = np.asarray([], dtype=y.dtype)
         if len(labels) < 2 or smallest < max(self.min_per_class, 2):
             status = (f"needs two classes, the data holds {len(labels)}" if len(labels) < 2
@@ -167,18 +202,21 @@ class ClassifierSuite:
             if on_fit is not None:
                 on_fit(name)
             scores = self._cross_validate(name, template, X, y, folds)
+            n_correct = int(np.sum(self.predictions_[name] == y))
             rows.append({**base, "classifier": name, "n_folds": n_folds,
                          "val_accuracy": scores[0], "cv_mean": float(np.mean(scores)),
-                         "cv_std": float(np.std(scores)), "status": OK})
+                         "cv_std": float(np.std(scores)),
+                         **held_out_interval(n_correct, len(y), base["chance"]), "status": OK})
         self.results_ = pd.DataFrame(rows).reindex(columns=list(RESULT_COLUMNS))
         return self
 
     def _cross_validate(self, name: str, template: Pipeline, X: np.ndarray, y: np.ndarray,
                         folds: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
-        scores = []
-        for i, (train, test) in enumerate(folds):
-            predicted = fit_classifier(template, X[train], y[train]).predict(X[test])
-            if i == 0:
-                self.val_predictions_[name] = predicted
-            scores.append(float(np.mean(predicted == y[test])))
-        return scores
+        """Per-fold accuracies. One fit per fold gives every network its held-out prediction
+        (`predictions_`), from which each fold's accuracy is read: the same numbers as
+        `cross_validate`'s, without fitting twice."""
+        with fitting():
+            predicted = cross_val_predict(template, X, y, cv=folds)
+        self.predictions_[name] = predicted
+        self.val_predictions_[name] = predicted[folds[0][1]]
+        return [float(np.mean(predicted[test] == y[test])) for _, test in folds]

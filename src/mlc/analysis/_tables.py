@@ -7,14 +7,16 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["int_counts", "per_subject"]
+from mlc.analysis._suite import OK, signal
+
+__all__ = ["int_counts", "per_subject", "shown_status"]
 
 
 def per_subject(results: pd.DataFrame, key: str, values: Mapping[str, str],
                 classifiers: Sequence[str]) -> pd.DataFrame:
     """One row per `subject` of `results` (renamed `key`), with its n_per_class, n_folds and status,
-    then for each classifier and each `suffix -> column` of `values` a column `<classifier><suffix>`.
-    """
+    then for each classifier and each `suffix -> column` of `values` a column `<classifier><suffix>`,
+    and last `signal`: whether the row's best classifier beats chance (see `signal`)."""
     rows = []
     for subject, group in results.groupby("subject", sort=False):
         by_clf = group.set_index("classifier")
@@ -24,8 +26,16 @@ def per_subject(results: pd.DataFrame, key: str, values: Mapping[str, str],
         for c in classifiers:
             for suffix, column in values.items():
                 row[f"{c}{suffix}"] = by_clf.at[c, column]
+        row["signal"] = signal(group["p_value"].tolist())
         rows.append(row)
     return int_counts(pd.DataFrame(rows), ["n_per_class", "n_folds"])
+
+
+def shown_status(table: pd.DataFrame) -> list[str]:
+    """The status a reader sees: "ok" says only that the row was evaluated, so an evaluated row
+    shows its signal instead ("above chance", or that it is noise); others say why they were not."""
+    return [sig if status == OK and sig else str(status)
+            for status, sig in zip(table["status"], table["signal"], strict=True)]
 
 
 def int_counts(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from mlc.analysis._section import (
     Section,
     Step,
     mean_std_cell,
-    percents,
+    percent_cell,
     quiet,
 )
 from mlc.analysis._suite import (
@@ -34,7 +34,7 @@ from mlc.analysis._suite import (
     long_results,
     status_results,
 )
-from mlc.analysis._tables import per_subject
+from mlc.analysis._tables import per_subject, shown_status
 from mlc.analysis._twins import clean_task, machines_in, trojan_task
 
 __all__ = ["MLDS_TABLE2", "QUESTION", "TrojanDetection"]
@@ -111,8 +111,13 @@ class TrojanDetection:
 
     def _section(self) -> Section:
         clfs = list(self.classifiers)
-        shown = percents(self.table_, clfs + [f"{c} (MLDS)" for c in clfs])
+        shown = self.table_[["machine", "n_per_class", "n_folds"]].assign(
+            status=shown_status(self.table_))
+        for c in clfs:  # "58% (87%)": ours, then MLDS's, in one column as on the console
+            shown[c] = [f"{percent_cell(ours)} ({percent_cell(theirs)})" for ours, theirs in
+                        zip(self.table_[c], self.table_[f"{c} (MLDS)"], strict=True)]
         cv_shown = self.cv_table_[["machine", "n_per_class", "n_folds", "status"]].copy()
+        cv_shown["status"] = shown_status(self.cv_table_)
         for c in clfs:
             cv_shown[c] = [mean_std_cell(m, s) for m, s in
                            zip(self.cv_table_[f"{c} cv_mean"], self.cv_table_[f"{c} cv_std"],
@@ -128,10 +133,14 @@ class TrojanDetection:
              f"Features are standardised; random_state={self.random_state}.",
              "MLDS columns are the original's numbers (spec §9). Our machines and trojan are a "
              "reconstruction, so they need not match; a row whose twins are missing or too small "
-             "says so in its status."),
+             "says so in its status. An evaluated row's status says whether its best classifier "
+             f"beats chance (one-sided binomial test on all {self.n_folds} folds' held-out "
+             "predictions, p < 0.05 after multiplying by the number of classifiers); one that "
+             "does not is noise, whatever its numbers look like."),
             tables=(
                 ReportTable("trojan_detection", self.table_,
-                            "Validation accuracy on raw weights, ours beside MLDS's.", shown),
+                            "Validation accuracy on raw weights: ours (MLDS's in brackets).",
+                            shown),
                 ReportTable("trojan_detection_cv", self.cv_table_,
                             "Cross-validated accuracy on raw weights (mean ± std over folds).",
                             cv_shown),
