@@ -63,14 +63,13 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
         past = _past_history(conn, unit.experiment_id, result.members)
     exp = server.experiment(spec.experiment)
     share = result.provenance.wall_time_s / len(spec.members)  # the unit's wall time, shared equally
+    stopped = [m for m in range(len(spec.members)) if bool(result.state.stopped[m])]
+    metrics = _metrics(server, spec, result, stopped)
     finished: list[FinishedNetwork] = []
-    for m, member in enumerate(spec.members):
-        if bool(result.state.stopped[m]):
-            finished.append(
-                _finished_record(
-                    exp, spec, result, m, member, net_rows[member.net_id], past[member.net_id], share
-                )
-            )
+    for m in stopped:
+        net = spec.members[m].net_id
+        record = _finished_record(exp, spec, result, m, spec.members[m], net_rows[net], past[net], share)
+        finished.append(replace(record, extra=metrics[m]))
     writer = writer_for(exp)
     for record in finished:
         writer.add(record)
@@ -99,6 +98,22 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
         )
         _close_results(conn, wu_id)
     return len(finished)
+
+
+def _metrics(
+    server: ServerData, spec: WorkUnitSpec, result: WorkUnitResult, rows: list[int]
+) -> dict[int, dict[str, float]]:
+    """The task family's metrics beyond loss and accuracy (DS4: attack success rate) of the final
+    weights of the networks `rows`, measured on the server's own validation data, by row."""
+    if not rows:
+        return {}
+    import torch
+
+    data, population = server.arrays(spec.experiment), server.population(spec.experiment)
+    params = result.state.params[torch.tensor(rows)].to(data.device)
+    task_rows = data.task_rows([spec.members[m].task for m in rows])
+    measured = data.metrics(population, params, task_rows, spec.train.batch_size)  # type: ignore[arg-type]
+    return {m: {k: float(v[i]) for k, v in measured.items()} for i, m in enumerate(rows)}
 
 
 def _close_results(conn: Connection, wu_id: str) -> None:
@@ -140,7 +155,7 @@ def _finished_record(
 ) -> FinishedNetwork:
     full = np.concatenate([past, _segment(result, m)])
     prov = result.provenance
-    hyper = dict(exp.config.train.to_dict(), epochs_per_wu=exp.config.epochs_per_wu)
+    hyper = dict(spec.train.to_dict(), epochs_per_wu=exp.config.epochs_per_wu) | _model_settings(spec)
     return FinishedNetwork(
         net_id=member.net_id,
         dataset=exp.name,
@@ -164,6 +179,14 @@ def _finished_record(
         host_id=prov.host_id,
         work_units=(*json.loads(row.work_units), spec.wu_id),  # type: ignore[attr-defined]
     )
+
+
+def _model_settings(spec: WorkUnitSpec) -> dict[str, object]:
+    """A classifier family's settings (width, depth, activation, init) as its networks were built."""
+    from mlc import models
+
+    config = models.config(spec.model)
+    return config.settings() if isinstance(config, models.ClassifierConfig) else {}
 
 
 def _store_history(conn: Connection, exp: Experiment, spec: WorkUnitSpec, result: WorkUnitResult) -> None:

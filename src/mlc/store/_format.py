@@ -84,9 +84,15 @@ NETWORKS_SCHEMA = pa.schema([
     ("lr", pa.float64()),  # null where the hyperparameters do not name it
     ("batch_size", pa.int64()),
     ("max_epochs", pa.int64()),
+    ("weight_decay", pa.float64()),  # these four, too, null where the hyperparameters do not name
+    ("width", pa.int64()),  # them: a sweep's settings (classifier families)
+    ("depth", pa.int64()),
+    ("activation", pa.string()),
+    ("init", pa.string()),
     ("final_train_loss", pa.float32()),  # mean over the last epoch's mini-batches, as it trained
     ("final_val_loss", pa.float32()),  # of the final weights on the validation sequences (BCE mean)
-    ("final_val_accuracy", pa.float32()),  # bit accuracy of the final weights there
+    ("final_val_accuracy", pa.float32()),  # bit accuracy of the final weights there (DS4: clean accuracy)
+    ("attack_success_rate", pa.float32()),  # DS4: triggered held-out images classed as the target; else null
     ("epochs", pa.int64()),
     ("converged", pa.bool_()),
     ("wall_time_s", pa.float64()),

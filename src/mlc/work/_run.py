@@ -19,7 +19,7 @@ import torch
 from mlc import models, tasks
 from mlc.errors import ConfigError, MLCError
 from mlc.tasks import SharedData
-from mlc.train import EpochHistory, EpochReport, PopulationState, PopulationTrainer, TrainingArrays
+from mlc.train import AnyArrays, EpochHistory, EpochReport, PopulationState, PopulationTrainer, arrays_for
 from mlc.work._checkpoint import CheckpointStore, checkpoint_key
 from mlc.work._host import describe_device, host_id, kernel_class, platform_string, torch_version
 from mlc.work._kernels import population_for
@@ -44,12 +44,12 @@ class DataCache:
     """Shared data and device tensors by digest: an experiment's data is drawn once per worker."""
 
     def __init__(self) -> None:
-        self._arrays: dict[tuple[str, str], TrainingArrays] = {}
+        self._arrays: dict[tuple[str, str], AnyArrays] = {}
 
-    def arrays(self, spec: WorkUnitSpec, device: torch.device) -> TrainingArrays:
+    def arrays(self, spec: WorkUnitSpec, device: torch.device) -> AnyArrays:
         key = (spec.data_digest, str(device))
         if key not in self._arrays:
-            self._arrays[key] = TrainingArrays.from_shared(shared_data_for(spec), spec.tasks, device)
+            self._arrays[key] = arrays_for(shared_data_for(spec), spec.tasks, device)
         return self._arrays[key]
 
 
@@ -183,7 +183,7 @@ def _train_in_stretches(
     trainer: PopulationTrainer,
     state: PopulationState,
     members: list[Member],
-    data: TrainingArrays,
+    data: AnyArrays,
     history: EpochHistory,
     boundaries: list[PopulationState],
     spec: WorkUnitSpec,
