@@ -74,7 +74,8 @@ def run(
     kernels = escape(work.population_for(config.model, dev).kernels)
     console.print(
         f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
-        f"{counted(config.networks_per_task, 'network')}, "
+        f"{counted(config.n_networks_per_task, 'network')}"
+        f"{f' ({len(config.variants)} settings)' if config.sweep else ''}, "
         f"up to {config.train.max_epochs} epochs, on {dev} ({kernels}); workdir {workdir}"
     )
     with RichProgress(console, config.train.max_epochs, config.epochs_per_wu) as progress:

@@ -22,7 +22,7 @@ from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec
 from mlc.coordinator._schema import NetworkState, Verdict, WUState, history, networks, results, work_units
 from mlc.coordinator._serverdata import ServerData
 from mlc.store import DatasetWriter
-from mlc.work import FinishedNetwork, Member, WorkUnitResult, WorkUnitSpec, encode_state
+from mlc.work import FinishedNetwork, Member, Variant, WorkUnitResult, WorkUnitSpec, encode_state
 
 __all__ = ["assimilate_valid"]
 
@@ -109,7 +109,7 @@ def _metrics(
         return {}
     import torch
 
-    data, population = server.arrays(spec.experiment), server.population(spec.experiment)
+    data, population = server.arrays(spec.experiment), server.population(spec.experiment, spec.model_settings)
     params = result.state.params[torch.tensor(rows)].to(data.device)
     task_rows = data.task_rows([spec.members[m].task for m in rows])
     measured = data.metrics(population, params, task_rows, spec.train.batch_size)  # type: ignore[arg-type]
@@ -185,7 +185,7 @@ def _model_settings(spec: WorkUnitSpec) -> dict[str, object]:
     """A classifier family's settings (width, depth, activation, init) as its networks were built."""
     from mlc import models
 
-    config = models.config(spec.model)
+    config = models.config(spec.model, spec.model_settings)
     return config.settings() if isinstance(config, models.ClassifierConfig) else {}
 
 
@@ -237,5 +237,6 @@ def _continue(conn: Connection, exp: Experiment, spec: WorkUnitSpec, result: Wor
         return
     members = [replace(spec.members[m], start_epoch=int(result.state.epoch[m])) for m in going]
     root, part = spec.wu_id.rsplit("-p", 1)
-    child = make_spec(exp, f"{root}-p{int(part) + 1:03d}", members, parent=spec.wu_id)
+    variant = Variant(spec.train, spec.model_settings)  # a continuation keeps its unit's settings
+    child = make_spec(exp, f"{root}-p{int(part) + 1:03d}", members, parent=spec.wu_id, variant=variant)
     insert_work_unit(conn, exp, child, encode_state(result.state.select(going), spec.wu_id))

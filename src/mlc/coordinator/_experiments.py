@@ -6,6 +6,7 @@ settings under the same name are refused rather than silently mixed into one dat
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from mlc.tasks import SharedData
 from mlc.work import Member, WorkUnitSpec
 
 if TYPE_CHECKING:  # the lease and report path reads no configs: it must not load torch with them
-    from mlc.work import ExperimentConfig
+    from mlc.work import ExperimentConfig, Variant
 
 __all__ = [
     "Experiment",
@@ -51,14 +52,20 @@ def build_shared_data(config: ExperimentConfig) -> SharedData:
     return tasks.shared_data_for_tasks(config.data, config.tasks, config.task_params)
 
 
-def make_spec(exp: Experiment, wu_id: str, members: list[Member], parent: str | None) -> WorkUnitSpec:
+def make_spec(
+    exp: Experiment, wu_id: str, members: list[Member], parent: str | None, variant: Variant | None = None
+) -> WorkUnitSpec:
+    """The spec of a unit training `members` under `variant`'s settings (the experiment's own when
+    None: an experiment without a sweep)."""
     c = exp.config
+    variant = variant or c.variants[0]
     return WorkUnitSpec(
         wu_id=wu_id,
         experiment=exp.name,
         model=c.model,
         layout_id=exp.layout_id,
-        train=c.train,
+        train=variant.train,
+        model_settings=variant.model_settings,
         data=c.data,
         data_digest=exp.data_digest,
         tasks=c.tasks,
@@ -193,10 +200,9 @@ def create_experiment(engine: Engine, config: ExperimentConfig, dataset_dir: Pat
 def _insert_networks_and_units(conn: Connection, exp: Experiment) -> None:
     c = exp.config
     rows, group = [], 0
-    for task in c.tasks:
-        members = [
-            Member(c.net_id(task, i), task, i, c.net_seed(task, i)) for i in range(c.networks_per_task)
-        ]
+    for task, (v, variant) in itertools.product(c.tasks, enumerate(c.variants)):
+        indices = range(v * c.networks_per_task, (v + 1) * c.networks_per_task)
+        members = [Member(c.net_id(task, i), task, i, c.net_seed(task, i)) for i in indices]
         rows += [
             dict(
                 net_id=m.net_id,
@@ -216,9 +222,8 @@ def _insert_networks_and_units(conn: Connection, exp: Experiment) -> None:
         rows = []
         for start in range(0, len(members), c.networks_per_wu):
             wu_id = f"{exp.name}-g{group:06d}-p000"
-            insert_work_unit(
-                conn, exp, make_spec(exp, wu_id, members[start : start + c.networks_per_wu], None), None
-            )
+            spec = make_spec(exp, wu_id, members[start : start + c.networks_per_wu], None, variant)
+            insert_work_unit(conn, exp, spec, None)
             group += 1
 
 

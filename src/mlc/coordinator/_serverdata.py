@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from sqlalchemy import Engine
 
@@ -20,6 +22,7 @@ class ServerData:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._cache: dict[str, tuple[Experiment, SharedData, AnyArrays, models.AnyPopulation]] = {}
+        self._variants: dict[tuple[str, str], models.AnyPopulation] = {}
 
     def _load(self, name: str) -> tuple[Experiment, SharedData, AnyArrays, models.AnyPopulation]:
         if name not in self._cache:
@@ -38,14 +41,23 @@ class ServerData:
     def arrays(self, name: str) -> AnyArrays:
         return self._load(name)[2]
 
-    def population(self, name: str) -> models.AnyPopulation:
+    def population(self, name: str, settings: dict[str, object] | None = None) -> models.AnyPopulation:
+        """The experiment's model, or a sweep variant's with its model `settings` (activation, init)."""
+        if settings:
+            key = (name, json.dumps(settings, sort_keys=True))
+            if key not in self._variants:
+                self._variants[key] = models.population(self.experiment(name).config.model, settings=settings)
+            return self._variants[key]
         return self._load(name)[3]
 
-    def replay_population(self, name: str) -> models.AnyPopulation:
+    def replay_population(self, name: str, settings: dict[str, object] | None = None) -> models.AnyPopulation:
         """The fastest correct kernels here (first-run checked), for replaying segments: a replay
-        is training, and on the kernels of a result's own class it must agree bit for bit."""
+        is training, and on the kernels of a result's own class it must agree bit for bit. A sweep
+        variant's model (`settings`) trains on the generic path, which has no kernels to choose."""
         from mlc.work import population_for
 
+        if settings:
+            return self.population(name, settings)
         return population_for(self.experiment(name).config.model, torch.device("cpu"))
 
     def dataset_writer(self, name: str) -> DatasetWriter:

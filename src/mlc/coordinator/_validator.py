@@ -37,7 +37,8 @@ def judge(
     initial weights) where it is the first."""
     try:
         result = WorkUnitResult.from_bytes(payload)
-        validate_result(spec, result, server.population(spec.experiment), server.arrays(spec.experiment))
+        population = server.population(spec.experiment, spec.model_settings)
+        validate_result(spec, result, population, server.arrays(spec.experiment))
         if spec.segments > 1:
             chosen = range(spec.segments) if replay_all else [secrets.randbelow(spec.segments)]
             for segment in chosen:
@@ -55,7 +56,7 @@ def _replay(
     from mlc.train import PopulationState
     from mlc.work import decode_state, kernel_class, replay_segment
 
-    population = server.replay_population(spec.experiment)
+    population = server.replay_population(spec.experiment, spec.model_settings)
     if start_blob is None:
         start = PopulationState.fresh(population.init([m.net_seed for m in spec.members]))
     else:

@@ -7,6 +7,7 @@ large device trains many small units in one batched computation.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections import defaultdict
@@ -61,7 +62,8 @@ class TrainingStopped(MLCError):
 
 
 def _group_key(spec: WorkUnitSpec) -> tuple[str, str, str, int]:
-    return spec.data_digest, spec.model, repr(spec.train), spec.epochs
+    model = f"{spec.model} {json.dumps(spec.model_settings, sort_keys=True)}"
+    return spec.data_digest, model, repr(spec.train), spec.epochs
 
 
 def _groups(units: Sequence[WorkUnit]) -> list[list[int]]:
@@ -133,7 +135,10 @@ def _run_group(
     units: list[WorkUnit], device: torch.device, cache: DataCache, plan: _Plan
 ) -> list[WorkUnitResult]:
     first = units[0].spec
-    population = (plan.population_factory or population_for)(first.model, device)
+    if first.model_settings:  # a sweep variant of a classifier family: the generic path, no kernels to pick
+        population = models.population(first.model, settings=first.model_settings)
+    else:
+        population = (plan.population_factory or population_for)(first.model, device)
     if population.layout.layout_id != first.layout_id:
         raise ConfigError(
             f"work unit {first.wu_id} wants layout {first.layout_id}, this worker has "
