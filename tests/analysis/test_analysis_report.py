@@ -95,7 +95,7 @@ def test_a_tiny_pipeline_dataset_runs_through(tmp_path: Path,
     assert list(trojan.loc[["SingleDirect", "Parity"], "status"]) == ["ok", "ok"]
     device = report.tables["device_comparison"]
     assert (device["status"] == "only cpu-trained networks in the data (n=10)").all()
-    assert "8/8" in capsys.readouterr().err  # the progress display, on stderr, ran to the end
+    assert "9/9" in capsys.readouterr().err  # the progress display, on stderr, ran to the end
 
 
 def test_a_class_cap_below_the_classifiable_minimum_is_refused_before_any_work(
