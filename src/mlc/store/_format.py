@@ -34,6 +34,7 @@ from mlc.store._files import read_json, write_atomic
 from mlc.tasks import DataSpec, SharedData
 
 __all__ = [
+    "ADDED_COLUMNS",
     "CONFIG_FILE",
     "DATA_FILE",
     "FORMAT",
@@ -107,6 +108,10 @@ NETWORKS_SCHEMA = pa.schema([
     ("shard", pa.string()),  # path of the weight shard, relative to the dataset root
     ("shard_row", pa.int64()),
 ])
+
+# Columns added to format 1 after its first datasets (a sweep's settings, DS4's attack success rate):
+# a table without them is the earlier form of the same format, still valid.
+ADDED_COLUMNS = ("weight_decay", "width", "depth", "activation", "init", "attack_success_rate")
 
 HISTORY_SCHEMA = pa.schema([
     ("net_id", pa.string()),

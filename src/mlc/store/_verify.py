@@ -19,6 +19,7 @@ import safetensors.numpy
 from mlc.errors import DatasetError
 from mlc.store._files import file_sha256
 from mlc.store._format import (
+    ADDED_COLUMNS,
     DATA_FILE,
     HISTORY_FILE,
     LAYOUT_FILE,
@@ -119,7 +120,8 @@ def _check_networks(root: Path, manifest: dict[str, Any],
     table = _attempt(problems, root, NETWORKS_FILE, lambda: pq.read_table(root / NETWORKS_FILE), None)
     if table is None:
         return None
-    if table.schema.names != NETWORKS_SCHEMA.names:
+    earlier = [name for name in NETWORKS_SCHEMA.names if name not in ADDED_COLUMNS]
+    if table.schema.names not in (NETWORKS_SCHEMA.names, earlier):
         problems.append(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
         return None
     networks = table.to_pandas()
