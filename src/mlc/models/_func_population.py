@@ -41,6 +41,7 @@ class FuncPopulation:
         self.layout: Layout = layout_of(self._module, config.name)
         self.kernels = kernels
         self.threads = 1  # PyTorch's own threads parallelise the batched ops
+        self._outputs_per_image = _outputs_per_image(self._module, config)
         self._loss_grad = vmap(grad_and_value(self._loss_one))
         self._eval = vmap(self._eval_one)
 
@@ -49,12 +50,12 @@ class FuncPopulation:
         return self.layout.n_params
 
     def step_floats(self, batch: int, length: int) -> int:
-        """Floats one network's training step holds at its peak, for sizing: the batch of images and
-        an upper estimate of the activations autograd keeps (every layer's output, a few times its
-        parameters' fan-out), bounded by the parameters times the batch. `length` is unused (it is a
-        sequence length; images have none)."""
+        """Floats one network's training step holds at its peak, for sizing: per image, the image and
+        three times every layer's output (what autograd saves, the gradient flowing back, and a
+        temporary), counted once on a real forward. `length` is unused (a sequence length; images
+        have none)."""
         del length
-        return batch * (self.config.n_inputs + 4 * self.n_params // max(1, self.config.n_classes))
+        return batch * (self.config.n_inputs + 3 * self._outputs_per_image)
 
     def init(self, seeds: Sequence[int]) -> torch.Tensor:
         """Initial weights `[M, n_params]` float32, row m = the reference module for `seeds[m]`."""
@@ -97,3 +98,21 @@ class FuncPopulation:
         logits = self._logits(params, x)
         loss = F.cross_entropy(logits, y, reduction="sum")
         return loss, (logits.argmax(dim=-1) == y).sum().float()
+
+
+@torch.no_grad()
+def _outputs_per_image(module: torch.nn.Module, config: ClassifierConfig) -> int:
+    """How many floats every submodule's outputs hold, summed, for one image: a forward with hooks."""
+    counted = [0]
+
+    def count(_: torch.nn.Module, __: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            counted[0] += output.numel()
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if m is not module]
+    try:
+        module(torch.zeros(1, config.in_channels, config.image_size, config.image_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counted[0]
