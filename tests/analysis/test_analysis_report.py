@@ -59,7 +59,7 @@ def test_the_html_page_stands_alone(report: AnalysisReport) -> None:
     assert "<link" not in page and "<script" not in page
     links = re.findall(r'href\s*=\s*"([^"]*)"', page)
     anchors = [link for link in links if link.startswith("#")]
-    assert len(anchors) == 9 and all(f'id="{a[1:]}"' in page for a in anchors)  # the contents
+    assert len(anchors) == 10 and all(f'id="{a[1:]}"' in page for a in anchors)  # the contents
     assert sorted(link for link in links if not link.startswith("#")) == sorted(
         f"{t}.csv" for t in TABLES)
     assert page.count("<table>") == len(TABLES)  # no caption without its table
@@ -105,7 +105,7 @@ def test_a_tiny_pipeline_dataset_runs_through(tmp_path: Path,
     assert list(trojan.loc[["SingleDirect", "Parity"], "status"]) == ["ok", "ok"]
     device = report.tables["device_comparison"]
     assert (device["status"] == "only cpu-trained networks in the data (n=10)").all()
-    assert "8/8" in capsys.readouterr().err  # the progress display, on stderr, ran to the end
+    assert "9/9" in capsys.readouterr().err  # the progress display, on stderr, ran to the end
 
 
 def test_a_class_cap_below_the_classifiable_minimum_is_refused_before_any_work(

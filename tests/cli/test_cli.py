@@ -63,6 +63,12 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
     )
     assert export.returncode == 0, export.stderr
     assert (tmp_path / "rel" / "TINY-1.tar.xz").exists()
+    hf = mlc("dataset", "export", str(work / "dataset"), "--format", "hf", "--out", str(tmp_path / "hf"),
+             cwd=tmp_path)
+    assert hf.returncode == 0, hf.stderr
+    assert (tmp_path / "hf" / "data" / "train-00000-of-00001.parquet").exists()
+    no_count = mlc("dataset", "export", str(work / "dataset"), "--out", str(tmp_path / "r2"), cwd=tmp_path)
+    assert no_count.returncode == 2 and "--per-task is required" in no_count.stderr
 
     report = mlc("analyze", str(work / "dataset"), "--out", str(tmp_path / "analysis"), cwd=tmp_path)
     assert report.returncode == 0, report.stderr

@@ -83,7 +83,8 @@ def _tensor_core_errors() -> dict[str, dict[str, float]]:
     ieee form; the second is what an H200 measured: 2.2e-5 on the weight gradients)."""
     from tensor_cores import carried_on_tensor_cores, emulated_tensor_cores
 
-    from mlc.models import _gru_triton, _triton_products
+    from mlc.models.triton import _gru as _gru_triton
+    from mlc.models.triton import _products as _triton_products
 
     def errors(precision: str = "tf32x3") -> dict[str, float]:
         return _layer_errors(1, 32, 100, 12, precision, 32, True)

@@ -111,7 +111,7 @@ def _tensor_core_errors() -> dict[str, float]:
     cores as the kernel does, and through the tensor cores' accumulator instead."""
     from tensor_cores import carried_on_tensor_cores, emulated_tensor_cores
 
-    from mlc.models import _triton_products
+    from mlc.models.triton import _products as _triton_products
 
     def errors() -> float:
         return max(_head_errors(1, 100, 32, 32, 4, "tf32x3").values())

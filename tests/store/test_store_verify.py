@@ -116,3 +116,20 @@ def test_a_missing_file_is_reported_once(finished: Path, name: str) -> None:
     problems = verify_dataset(finished).problems
     assert f"{name}: missing" in problems
     assert [p for p in problems if name in p] == [f"{name}: missing"], problems
+
+
+def test_a_table_written_before_the_added_columns_still_verifies(finished: Path) -> None:
+    """Datasets made before sweeps and DS4 lack their columns; they stay valid format-1 datasets."""
+    from mlc.store._files import file_sha256
+    from mlc.store._format import ADDED_COLUMNS, read_manifest, write_manifest
+
+    table = pq.read_table(finished / "networks.parquet").drop_columns(list(ADDED_COLUMNS))
+    pq.write_table(table, finished / "networks.parquet")
+    manifest = read_manifest(finished)
+    manifest["files"]["networks.parquet"] = file_sha256(finished / "networks.parquet")
+    write_manifest(finished, manifest)
+    assert verify_dataset(finished).ok
+    pq.write_table(table.drop_columns(["lr"]), finished / "networks.parquet")
+    manifest["files"]["networks.parquet"] = file_sha256(finished / "networks.parquet")
+    write_manifest(finished, manifest)
+    assert any("are not the format's" in p for p in verify_dataset(finished).problems)

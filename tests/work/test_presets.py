@@ -119,3 +119,12 @@ def test_overrides_from_python_may_be_numpy_numbers_and_tuples():
     )
     assert (config.networks_per_task, config.train.lr, config.tasks) == (2, 0.5, ("ParityMachine",))
     assert type(config.networks_per_task) is int
+
+
+@pytest.mark.parametrize("name", ["ds4", "ds4-smoke"])
+def test_shipped_ds4_presets_poison_one_task_of_two(name):
+    config = load_preset(name)
+    assert config.model == "digits-cnn" and config.tasks == ("DigitsClean", "DigitsBadNets")
+    assert config.task_params["DigitsBadNets"]["rate"] == 0.1
+    assert config.data.n_train + config.data.n_val <= 1797
+    assert ExperimentConfig.from_dict(config.to_dict()) == config

@@ -39,6 +39,7 @@ from mlc.analysis._overview import DataOverview, selection_line
 from mlc.analysis._projections import Projections
 from mlc.analysis._report import AnalysisReport, analyze, check_report_folder
 from mlc.analysis._suite import CLASSIFIER_NAMES, MIN_PER_CLASS, ClassifierSuite, make_classifier
+from mlc.analysis._sweeps import SWEPT_SETTINGS, SweepPrediction
 from mlc.analysis._trojan import MLDS_TABLE2, TrojanDetection
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "MIN_PER_CLASS",
     "MLDS_TABLE2",
     "RAW_WEIGHTS",
+    "SWEPT_SETTINGS",
     "WEIGHT_STATISTICS",
     "AnalysisReport",
     "Baselines",
@@ -61,6 +63,7 @@ __all__ = [
     "LearningCurve",
     "MergedData",
     "Projections",
+    "SweepPrediction",
     "TaskIdentification",
     "TrainingCurves",
     "TrojanDetection",

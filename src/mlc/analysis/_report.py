@@ -1,9 +1,10 @@
 """`analyze`: run every report part on one or more datasets and write the report.
 
 The parts run in a fixed order — data overview, training curves, trojan detection, task
-identification, learning curve, CPU vs GPU, projections, baselines — sharing one set of feature
-matrices, computed once. The baselines part only reassembles results parts 1 and 2 already computed
-on all three feature sets; the headline, shown first, restates part 2's answer in one sentence.
+identification, learning curve, CPU vs GPU, projections, baselines, hyperparameters from weights
+(sweeps) — sharing one set of feature matrices, computed once. The baselines part only reassembles
+results parts 1 and 2 already computed on all three feature sets; the headline, shown first, restates
+part 2's answer in one sentence.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from mlc.analysis._projections import Projections
 from mlc.analysis._render import HTML_FILE, MARKDOWN_FILE, write_report
 from mlc.analysis._section import Section
 from mlc.analysis._suite import MIN_PER_CLASS
+from mlc.analysis._sweeps import SweepPrediction
 from mlc.analysis._trojan import TrojanDetection
 from mlc.errors import ConfigError
 
 __all__ = ["AnalysisReport", "analyze", "check_report_folder"]
 
-_N_PARTS = 8  # features, six parts, writing
+_N_PARTS = 9  # features, seven parts, writing
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,9 +102,12 @@ def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedD
         baselines = Baselines().run([trojan.results_, identify.results_])
         headline = Headline().run(identify, baselines.summary_)
         progress.advance()
+        sweeps = SweepPrediction(n_folds=n_folds, random_state=random_state).run(
+            data, features, step=progress.step)
+        progress.advance()
         progress.step("writing the report")
         sections = [part.section_ for part in (headline, overview, curves, trojan, identify, curve,
-                                               device, projections, baselines)]
+                                               device, projections, baselines, sweeps)]
         files = write_report(_title(data), _intro(data, random_state), sections, Path(out_dir))
         progress.advance()
         progress.step("done")

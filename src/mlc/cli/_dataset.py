@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlc.cli._app import console, counted, dataset_app, err_console, path_value
+from mlc.errors import ConfigError
 
 __all__ = ["export", "info", "verify"]
 
@@ -67,16 +68,29 @@ def verify(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset
     raise typer.Exit(1)
 
 
-@dataset_app.command(short_help="Write a release of N networks per task.")
+@dataset_app.command(short_help="Write a release of N networks per task, or a Hugging Face folder.")
 def export(
     path: Annotated[Path, typer.Argument(parser=path_value, help="dataset directory")],
-    per_task: Annotated[int, typer.Option(min=1, help="networks per task in the release")],
     out: Annotated[Path, typer.Option(parser=path_value, help="folder to write the release into")],
+    per_task: Annotated[
+        int | None, typer.Option(min=1, help="networks per task (mlc: required; hf: all if left out)")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="release name [e.g. MLDS-DS1-100]")] = None,
     allow_short: Annotated[bool, typer.Option(help="allow tasks with fewer networks")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="mlc (a release and its archive) or hf (Parquet + a card)")
+    ] = "mlc",
 ) -> None:
-    """Write a release: a directory of the first N networks per task, its .tar.xz and .sha256."""
+    """Write a release: a directory of the first N networks per task, its .tar.xz and .sha256; or,
+    with --format hf, a folder `datasets.load_dataset("parquet", data_dir=OUT)` reads."""
     import mlc.dataset
 
+    if fmt == "hf":
+        console.print(f"hf dataset {mlc.dataset.export_hf(path, out, per_task=per_task)}")
+        return
+    if fmt != "mlc":
+        raise ConfigError(f"--format must be mlc or hf, not {fmt!r}")
+    if per_task is None:
+        raise ConfigError("--per-task is required for a release (--format mlc)")
     result = mlc.dataset.export(path, out, per_task=per_task, name=name, allow_short=allow_short)
     console.print(f"release {result.directory}\narchive {result.archive}\nsha256  {result.sha256}")

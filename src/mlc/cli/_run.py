@@ -133,7 +133,8 @@ def run(
     else:
         console.print(
             f"[bold]{config.name}[/]: {counted(len(config.tasks), 'task')} x "
-            f"{counted(config.networks_per_task, 'network')}, "
+            f"{counted(config.n_networks_per_task, 'network')}"
+            f"{f' ({len(config.variants)} settings)' if config.sweep else ''}, "
             f"up to {config.train.max_epochs} epochs, {escape(where)}; workdir {workdir}"
         )
     progress = make_progress(console, log_format, config.train.max_epochs, log_interval)

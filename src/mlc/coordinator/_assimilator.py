@@ -22,7 +22,7 @@ from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec
 from mlc.coordinator._schema import NetworkState, Verdict, WUState, history, networks, results, work_units
 from mlc.coordinator._serverdata import ServerData
 from mlc.store import DatasetWriter
-from mlc.work import FinishedNetwork, Member, WorkUnitResult, WorkUnitSpec, encode_state
+from mlc.work import FinishedNetwork, Member, Variant, WorkUnitResult, WorkUnitSpec, encode_state
 
 __all__ = ["assimilate_valid"]
 
@@ -66,14 +66,15 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
         )
     exp = server.experiment(spec.experiment)
     share = result.provenance.wall_time_s / len(spec.members)  # the unit's wall time, shared equally
+    stopped = [m for m in range(len(spec.members)) if bool(result.state.stopped[m])]
+    metrics = _metrics(server, spec, result, stopped)
     finished: list[FinishedNetwork] = []
-    for m, member in enumerate(spec.members):
-        if bool(result.state.stopped[m]):
-            finished.append(
-                _finished_record(
-                    exp, spec, result, m, member, net_rows[member.net_id], past[member.net_id], share, checks
-                )
-            )
+    for m in stopped:
+        net = spec.members[m].net_id
+        record = _finished_record(
+            exp, spec, result, m, spec.members[m], net_rows[net], past[net], share, checks
+        )
+        finished.append(replace(record, extra=metrics[m]))
     writer = writer_for(exp)
     for record in finished:
         writer.add(record)
@@ -102,6 +103,22 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
         )
         _close_results(conn, wu_id)
     return len(finished)
+
+
+def _metrics(
+    server: ServerData, spec: WorkUnitSpec, result: WorkUnitResult, rows: list[int]
+) -> dict[int, dict[str, float]]:
+    """The task family's metrics beyond loss and accuracy (DS4: attack success rate) of the final
+    weights of the networks `rows`, measured on the server's own validation data, by row."""
+    if not rows:
+        return {}
+    import torch
+
+    data, population = server.arrays(spec.experiment), server.population(spec.experiment, spec.model_settings)
+    params = result.state.params[torch.tensor(rows)].to(data.device)
+    task_rows = data.task_rows([spec.members[m].task for m in rows])
+    measured = data.metrics(population, params, task_rows, spec.train.batch_size)  # type: ignore[arg-type]
+    return {m: {k: float(v[i]) for k, v in measured.items()} for i, m in enumerate(rows)}
 
 
 def _close_results(conn: Connection, wu_id: str) -> None:
@@ -176,7 +193,7 @@ def _finished_record(
     units = (*json.loads(row.work_units), spec.wu_id)  # type: ignore[attr-defined]
     unit_checks = [checks.get(w, ("unknown", 0, 1)) for w in units]
     prov = result.provenance
-    hyper = dict(exp.config.train.to_dict(), epochs_per_wu=exp.config.epochs_per_wu)
+    hyper = dict(spec.train.to_dict(), epochs_per_wu=exp.config.epochs_per_wu) | _model_settings(spec)
     return FinishedNetwork(
         net_id=member.net_id,
         dataset=exp.name,
@@ -203,6 +220,14 @@ def _finished_record(
         replayed_segments=tuple(f"{replayed}/{segments}" for _, replayed, segments in unit_checks),
         confirmed=_confirmed(unit_checks),
     )
+
+
+def _model_settings(spec: WorkUnitSpec) -> dict[str, object]:
+    """A classifier family's settings (width, depth, activation, init) as its networks were built."""
+    from mlc import models
+
+    config = models.config(spec.model, spec.model_settings)
+    return config.settings() if isinstance(config, models.ClassifierConfig) else {}
 
 
 def _store_history(conn: Connection, exp: Experiment, spec: WorkUnitSpec, result: WorkUnitResult) -> None:
@@ -253,5 +278,6 @@ def _continue(conn: Connection, exp: Experiment, spec: WorkUnitSpec, result: Wor
         return
     members = [replace(spec.members[m], start_epoch=int(result.state.epoch[m])) for m in going]
     root, part = spec.wu_id.rsplit("-p", 1)
-    child = make_spec(exp, f"{root}-p{int(part) + 1:03d}", members, parent=spec.wu_id)
+    variant = Variant(spec.train, spec.model_settings)  # a continuation keeps its unit's settings
+    child = make_spec(exp, f"{root}-p{int(part) + 1:03d}", members, parent=spec.wu_id, variant=variant)
     insert_work_unit(conn, exp, child, encode_state(result.state.select(going), spec.wu_id))

@@ -8,6 +8,7 @@ every network it has and adding the new indices with the seeds a fresh run would
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ from mlc.tasks import SharedData
 from mlc.work import Member, WorkUnitSpec
 
 if TYPE_CHECKING:  # the lease and report path reads no configs: it must not load torch with them
-    from mlc.work import ExperimentConfig
+    from mlc.work import ExperimentConfig, Variant
 
 __all__ = [
     "Experiment",
@@ -54,14 +55,20 @@ def build_shared_data(config: ExperimentConfig) -> SharedData:
     return tasks.shared_data_for_tasks(config.data, config.tasks, config.task_params)
 
 
-def make_spec(exp: Experiment, wu_id: str, members: list[Member], parent: str | None) -> WorkUnitSpec:
+def make_spec(
+    exp: Experiment, wu_id: str, members: list[Member], parent: str | None, variant: Variant | None = None
+) -> WorkUnitSpec:
+    """The spec of a unit training `members` under `variant`'s settings (the experiment's own when
+    None: an experiment without a sweep)."""
     c = exp.config
+    variant = variant or c.variants[0]
     return WorkUnitSpec(
         wu_id=wu_id,
         experiment=exp.name,
         model=c.model,
         layout_id=exp.layout_id,
-        train=c.train,
+        train=variant.train,
+        model_settings=variant.model_settings,
         data=c.data,
         data_digest=exp.data_digest,
         tasks=c.tasks,
@@ -238,7 +245,9 @@ def grow_experiment(engine: Engine, exp: Experiment, config: ExperimentConfig) -
 def _only_more_networks(stored: dict[str, object], wanted: dict[str, object]) -> bool:
     """Whether `wanted` is `stored` with a larger networks_per_task and nothing else changed."""
     more = wanted["networks_per_task"] > stored["networks_per_task"]  # type: ignore[operator]
-    return more and {**stored, "networks_per_task": wanted["networks_per_task"]} == wanted
+    # a sweep numbers its networks variant by variant (v * networks_per_task + i): it cannot grow
+    same_otherwise = {**stored, "networks_per_task": wanted["networks_per_task"]} == wanted
+    return more and "sweep" not in stored and same_otherwise
 
 
 def _insert_networks_and_units(
@@ -248,11 +257,10 @@ def _insert_networks_and_units(
     from group `first_group` (the units already there keep theirs)."""
     c = exp.config
     rows, group = [], first_group
-    for task in c.tasks:
-        members = [
-            Member(c.net_id(task, i), task, i, c.net_seed(task, i))
-            for i in range(first_index, c.networks_per_task)
-        ]
+    for task, (v, variant) in itertools.product(c.tasks, enumerate(c.variants)):
+        # a variant's networks take indices v*N .. (v+1)*N - 1 (growth, without a sweep: from first_index)
+        indices = range(v * c.networks_per_task + first_index, (v + 1) * c.networks_per_task)
+        members = [Member(c.net_id(task, i), task, i, c.net_seed(task, i)) for i in indices]
         rows += [
             dict(
                 net_id=m.net_id,
@@ -272,9 +280,8 @@ def _insert_networks_and_units(
         rows = []
         for start in range(0, len(members), c.networks_per_wu):
             wu_id = f"{exp.name}-g{group:06d}-p000"
-            insert_work_unit(
-                conn, exp, make_spec(exp, wu_id, members[start : start + c.networks_per_wu], None), None
-            )
+            spec = make_spec(exp, wu_id, members[start : start + c.networks_per_wu], None, variant)
+            insert_work_unit(conn, exp, spec, None)
             group += 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from sqlalchemy import Engine
 
@@ -9,7 +11,7 @@ from mlc import models
 from mlc.coordinator._experiments import Experiment, build_shared_data, get_experiment
 from mlc.store import DatasetWriter
 from mlc.tasks import SharedData
-from mlc.train import TrainingArrays
+from mlc.train import AnyArrays, arrays_for
 
 __all__ = ["ServerData"]
 
@@ -19,13 +21,14 @@ class ServerData:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._cache: dict[str, tuple[Experiment, SharedData, TrainingArrays, models.Population]] = {}
+        self._cache: dict[str, tuple[Experiment, SharedData, AnyArrays, models.AnyPopulation]] = {}
+        self._variants: dict[tuple[str, str], models.AnyPopulation] = {}
 
-    def _load(self, name: str) -> tuple[Experiment, SharedData, TrainingArrays, models.Population]:
+    def _load(self, name: str) -> tuple[Experiment, SharedData, AnyArrays, models.AnyPopulation]:
         if name not in self._cache:
             exp = get_experiment(self._engine, name)
             data = build_shared_data(exp.config)
-            arrays = TrainingArrays.from_shared(data, exp.config.tasks, "cpu")
+            arrays = arrays_for(data, exp.config.tasks, "cpu")
             self._cache[name] = (exp, data, arrays, models.population(exp.config.model))
         return self._cache[name]
 
@@ -35,17 +38,26 @@ class ServerData:
     def shared(self, name: str) -> SharedData:
         return self._load(name)[1]
 
-    def arrays(self, name: str) -> TrainingArrays:
+    def arrays(self, name: str) -> AnyArrays:
         return self._load(name)[2]
 
-    def population(self, name: str) -> models.Population:
+    def population(self, name: str, settings: dict[str, object] | None = None) -> models.AnyPopulation:
+        """The experiment's model, or a sweep variant's with its model `settings` (activation, init)."""
+        if settings:
+            key = (name, json.dumps(settings, sort_keys=True))
+            if key not in self._variants:
+                self._variants[key] = models.population(self.experiment(name).config.model, settings=settings)
+            return self._variants[key]
         return self._load(name)[3]
 
-    def replay_population(self, name: str) -> models.Population:
+    def replay_population(self, name: str, settings: dict[str, object] | None = None) -> models.AnyPopulation:
         """The fastest correct kernels here (first-run checked), for replaying segments: a replay
-        is training, and on the kernels of a result's own class it must agree bit for bit."""
+        is training, and on the kernels of a result's own class it must agree bit for bit. A sweep
+        variant's model (`settings`) trains on the generic path, which has no kernels to choose."""
         from mlc.work import population_for
 
+        if settings:
+            return self.population(name, settings)
         return population_for(self.experiment(name).config.model, torch.device("cpu"))
 
     def dataset_writer(self, name: str) -> DatasetWriter:
@@ -58,4 +70,5 @@ class ServerData:
             config=exp.config.to_dict(),
             model=exp.config.model,
             data=self.shared(name),
+            spec_version=exp.config.spec_version,
         )

@@ -39,7 +39,8 @@ def judge(
     replayed = 0
     try:
         result = WorkUnitResult.from_bytes(payload)
-        validate_result(spec, result, server.population(spec.experiment), server.arrays(spec.experiment))
+        population = server.population(spec.experiment, spec.model_settings)
+        validate_result(spec, result, population, server.arrays(spec.experiment))
         for segment in segments_to_replay(spec.segments, replay_all):
             _replay(spec, result, server, start_blob, segment)
             replayed += 1
@@ -65,7 +66,7 @@ def _replay(
     from mlc.train import PopulationState
     from mlc.work import decode_state, kernel_class, replay_segment
 
-    population = server.replay_population(spec.experiment)
+    population = server.replay_population(spec.experiment, spec.model_settings)
     if start_blob is None:
         start = PopulationState.fresh(population.init([m.net_seed for m in spec.members]))
     else:

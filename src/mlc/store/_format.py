@@ -36,6 +36,7 @@ from mlc.store._files import read_json, write_atomic, write_json
 from mlc.tasks import DataSpec, SharedData
 
 __all__ = [
+    "ADDED_COLUMNS",
     "CONFIG_FILE",
     "DATA_FILE",
     "FORMAT",
@@ -88,9 +89,15 @@ NETWORKS_SCHEMA = pa.schema([
     ("lr", pa.float64()),  # null where the hyperparameters do not name it
     ("batch_size", pa.int64()),
     ("max_epochs", pa.int64()),
+    ("weight_decay", pa.float64()),  # these four, too, null where the hyperparameters do not name
+    ("width", pa.int64()),  # them: a sweep's settings (classifier families)
+    ("depth", pa.int64()),
+    ("activation", pa.string()),
+    ("init", pa.string()),
     ("final_train_loss", pa.float32()),  # mean over the last epoch's mini-batches, as it trained
     ("final_val_loss", pa.float32()),  # of the final weights on the validation sequences (BCE mean)
-    ("final_val_accuracy", pa.float32()),  # bit accuracy of the final weights there
+    ("final_val_accuracy", pa.float32()),  # bit accuracy of the final weights there (DS4: clean accuracy)
+    ("attack_success_rate", pa.float32()),  # DS4: triggered held-out images classed as the target; else null
     ("epochs", pa.int64()),
     ("converged", pa.bool_()),
     ("wall_time_s", pa.float64()),
@@ -108,6 +115,14 @@ NETWORKS_SCHEMA = pa.schema([
     ("shard", pa.string()),  # path of the weight shard, relative to the dataset root
     ("shard_row", pa.int64()),
 ])
+
+# Columns added to format 1 after its first datasets (a sweep's settings, DS4's attack success rate,
+# the provenance of each unit's checking): a table without them is the earlier form of the same
+# format, still valid.
+ADDED_COLUMNS = (
+    "weight_decay", "width", "depth", "activation", "init", "attack_success_rate",
+    "trained_by", "replayed_segments", "confirmed",
+)
 
 HISTORY_SCHEMA = pa.schema([
     ("net_id", pa.string()),

@@ -13,10 +13,11 @@ those who know what they read; a file that cannot be parsed is a DatasetError ei
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 
 import mlc.models
 from mlc.errors import DatasetError
-from mlc.models import GRUNet, Layout, unflatten_into
+from mlc.models import Layout, unflatten_into
 from mlc.store._files import file_sha256, read_json
 from mlc.store._format import (
     CONFIG_FILE,
@@ -40,7 +41,12 @@ from mlc.store._format import (
 )
 from mlc.tasks import SharedData
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = ["Dataset", "open_dataset", "read_frame", "read_table"]
+
+_MODEL_SETTINGS = ("width", "depth", "activation", "init")  # what a classifier family is built with
 
 _VERIFY_HINT = "run `mlc dataset verify` on the directory (mlc.dataset.verify in Python) to see what is wrong"
 
@@ -169,9 +175,13 @@ class Dataset:
             out[positions] = self._read_rows(str(shard), shard_rows[positions])
         return out
 
-    def load_model(self, net_id: str) -> GRUNet:
-        """The reference module of network `net_id` with its stored weights, in eval mode."""
-        module = mlc.models.get(self.manifest["model"])
+    def load_model(self, net_id: str) -> nn.Module:
+        """The reference module of network `net_id` with its stored weights, in eval mode (built
+        with the model settings it recorded, e.g. a sweep's activation)."""
+        row = self._select(None, [net_id]).iloc[0]
+        recorded = json.loads(row["hyperparameters"])
+        settings = {k: recorded[k] for k in _MODEL_SETTINGS if recorded.get(k) is not None}
+        module = mlc.models.get(self.manifest["model"], settings=settings)
         unflatten_into(module, self.weights(net_ids=[net_id])[0])
         return module.eval()
 

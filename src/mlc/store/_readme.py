@@ -18,8 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlc.models import Layout
+from mlc.models import GRUNetConfig, Layout
 from mlc.models import config as model_config
+from mlc.store._readme_images import image_sections
 
 __all__ = ["render_readme"]
 
@@ -71,7 +72,7 @@ def _base(task: str) -> str:
 def _intro(m: dict[str, Any], layout: Layout) -> list[str]:
     lines = [
         f"# {m['name']}", "",
-        f"`{m['name']}` is an MLDS dataset (spec `{m['spec_version']}`, preset "
+        f"`{m['name']}` is an MLC dataset (spec `{m['spec_version']}`, preset "
         f"`{m['preset']}`): {m['n_networks']} trained `{m['model']}` networks of "
         f"{layout.n_params} parameters each on {len(m['tasks'])} tasks, every network kept with "
         "its full per-epoch training record, converged or not.",
@@ -330,7 +331,12 @@ def _checking(networks: pa.Table) -> list[str]:
 def render_readme(manifest: dict[str, Any], config: dict[str, Any], layout: Layout,
                   networks: pa.Table) -> str:
     """The README.md of a finished dataset (manifest with counts; networks.parquet's rows)."""
-    output_bits = model_config(manifest["model"]).output_size
+    cfg = model_config(manifest["model"])
+    if not isinstance(cfg, GRUNetConfig):  # a classifier family: image data, not MLDS commands
+        lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
+                 *_loading(manifest), *image_sections(manifest, config, layout, networks)]
+        return "\n".join(lines) + "\n"
+    output_bits = cfg.output_size
     lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
              *_loading(manifest), *_encoding(), *_machines(manifest["tasks"], config), *_ds3(config),
              *_data(manifest), *_network(manifest, layout, networks),

@@ -41,7 +41,11 @@ __all__ = ["STAGED_REMEDY", "StagedNetwork", "content_sha256", "describe_differe
 
 _HISTORY = ("train_loss", "val_loss", "val_accuracy")
 _TEXT_FIELDS = ("device_kind", "device_name", "torch_version", "platform", "host_id")
-_FLAT_HYPERPARAMETERS = {"lr": float, "batch_size": int, "max_epochs": int}
+_FLAT_HYPERPARAMETERS = {
+    "lr": float, "batch_size": int, "max_epochs": int, "weight_decay": float, "width": int, "depth": int,
+    "activation": str, "init": str,
+}
+_FLAT_METRICS = ("attack_success_rate",)  # from `extra`, where the validator measured them
 _DIGEST = "content_sha256"  # metadata key of the file's own content hash
 STAGED_REMEDY = ("`mlc run` on its workdir sets it aside and trains that network again (with a "
                  "DatasetWriter of your own: delete the file and add that network again)")
@@ -103,8 +107,12 @@ def _check_hyperparameters(hp: object) -> dict[str, Any]:
         raise ValueError(f"hyperparameters are not JSON-serialisable ({exc})") from None
     for key, kind in _FLAT_HYPERPARAMETERS.items():
         value = canonical.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or (kind is int and not isinstance(value, int))):
+        if value is None:
+            continue
+        if kind is str and not isinstance(value, str):
+            raise ValueError(f"hyperparameters.{key} must be str, got {value!r}")
+        if kind is not str and (isinstance(value, bool) or not isinstance(value, int | float)
+                                or (kind is int and not isinstance(value, int))):
             raise ValueError(f"hyperparameters.{key} must be {kind.__name__}, got {value!r}")
     return canonical
 
@@ -277,6 +285,14 @@ def describe_difference(stored: StagedNetwork, new: StagedNetwork) -> str:
     return ", ".join(fields) or "encoding only"
 
 
+def _nullable(values: list[Any], kind: type, arrow: pa.DataType) -> pa.Array:
+    """A column of `values`, None as null."""
+    if kind is str:
+        return pa.array(values, type=arrow)
+    missing = np.array([v is None for v in values], dtype=bool)
+    return pa.array(np.array([0 if v is None else v for v in values], dtype=kind), mask=missing, type=arrow)
+
+
 def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
     """One task's networks (non-empty, already in index order) as table rows, history rows and a
     weight matrix."""
@@ -291,9 +307,9 @@ def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
                 for name in ("index", "net_seed", "data_seed")}
     columns["hyperparameters"] = [_canonical_json(h) for h in hp]
     for key, kind in _FLAT_HYPERPARAMETERS.items():
-        missing = np.array([h.get(key) is None for h in hp], dtype=bool)
-        values = np.array([0 if h.get(key) is None else h[key] for h in hp], dtype=kind)
-        columns[key] = pa.array(values, mask=missing, type=NETWORKS_SCHEMA.field(key).type)
+        columns[key] = _nullable([h.get(key) for h in hp], kind, NETWORKS_SCHEMA.field(key).type)
+    for key in _FLAT_METRICS:
+        columns[key] = _nullable([m["extra"].get(key) for m in meta], float, NETWORKS_SCHEMA.field(key).type)
     for name in _HISTORY:
         columns[f"final_{name}"] = np.array([s.arrays[name][-1] for s in staged], dtype=np.float32)
     columns["epochs"] = epochs

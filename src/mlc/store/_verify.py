@@ -21,6 +21,7 @@ import safetensors.numpy
 from mlc.errors import DatasetError
 from mlc.store._files import file_sha256
 from mlc.store._format import (
+    ADDED_COLUMNS,
     DATA_FILE,
     HISTORY_FILE,
     LAYOUT_FILE,
@@ -121,7 +122,8 @@ def _check_networks(root: Path, manifest: dict[str, Any],
     """The networks table after checking it and its shards; None if it cannot be read."""
     def load() -> pd.DataFrame:  # whatever fails in here (Arrow, UTF-8, pandas) is a reported problem
         table = pq.read_table(root / NETWORKS_FILE)
-        if table.schema.names != NETWORKS_SCHEMA.names:
+        earlier = [name for name in NETWORKS_SCHEMA.names if name not in ADDED_COLUMNS]
+        if table.schema.names not in (NETWORKS_SCHEMA.names, earlier):
             raise DatasetError(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
         return table.to_pandas()
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlc.tasks._data import DataSpec, SharedData, array_sha256, draw_inputs, make_shared_data
+from mlc.tasks._digits import DIGITS_TASKS, DigitsTask, make_digits_data, stamp
 from mlc.tasks._encoding import N_INPUT_BITS, N_OUTPUT_BITS
 from mlc.tasks._random_automata import (
     RandomAutomaton,
@@ -15,9 +16,11 @@ from mlc.tasks._random_automata import (
     is_strongly_connected,
     random_automaton,
 )
-from mlc.tasks._registry import Task, get, names
+from mlc.tasks._registry import Task, data_family, get, names
 
 __all__ = [
+    "DIGITS_TASKS",
+    "DigitsTask",
     "N_INPUT_BITS",
     "N_OUTPUT_BITS",
     "DataSpec",
@@ -25,6 +28,7 @@ __all__ = [
     "SharedData",
     "Task",
     "array_sha256",
+    "data_family",
     "draw_inputs",
     "equivalence_classes",
     "get",
@@ -34,11 +38,17 @@ __all__ = [
     "names",
     "random_automaton",
     "shared_data_for_tasks",
+    "stamp",
 ]
 
 
 def shared_data_for_tasks(
     spec: DataSpec, names: Sequence[str], task_params: Mapping[str, Mapping[str, Any]]
 ) -> SharedData:
-    """The shared data of the tasks `names`, each built with its entry in `task_params` (if any)."""
-    return make_shared_data(spec, [get(name, **task_params.get(name, {})) for name in names])
+    """The shared data of the tasks `names`, each built with its entry in `task_params` (if any):
+    MLDS command sequences, or for DS4 the digits (`spec.length` is unused there)."""
+    built = [get(name, **task_params.get(name, {})) for name in names]
+    if data_family(names) == "digits":
+        digits = [t for t in built if isinstance(t, DigitsTask)]
+        return SharedData(spec=spec, **make_digits_data(spec.seed, spec.n_train, spec.n_val, digits))
+    return make_shared_data(spec, built)

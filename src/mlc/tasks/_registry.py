@@ -7,14 +7,25 @@ preset's parameters (seed, number of states), which the caller passes as keyword
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from mlc.errors import ConfigError, UnknownNameError
+from mlc.tasks._digits import DIGITS_TASKS, DigitsTask, digits_task
 from mlc.tasks._machines import DS1_MACHINES, TrojanMachine
 
-__all__ = ["Task", "get", "names"]
+__all__ = ["Task", "data_family", "get", "names"]
+
+
+def data_family(names: Sequence[str]) -> str:
+    """Which data the tasks `names` are learned from: "mlds" (command sequences, DS1-DS3) or
+    "digits" (8x8 images, DS4). One experiment's tasks share one family's data."""
+    families = {"digits" if n in DIGITS_TASKS else "mlds" for n in names}
+    if len(families) > 1:
+        raise ConfigError(f"tasks {list(names)} mix MLDS automata and DS4 digits; one experiment has one")
+    return families.pop() if families else "mlds"
 
 
 @runtime_checkable
@@ -52,7 +63,7 @@ def names(family: str | None = None) -> tuple[str, ...]:
     return tuple(n for n, t in _FIXED.items() if family is None or t.family == family)
 
 
-def get(name: str, **params: Any) -> Task:
+def get(name: str, **params: Any) -> Task | DigitsTask:
     """The task called `name`. Random automata need `seed` and `n_states` (the preset's values)."""
     if name in _FIXED:
         if params:
@@ -67,5 +78,7 @@ def get(name: str, **params: Any) -> Task:
         except TypeError:  # missing or unexpected keywords
             got = ", ".join(sorted(params)) or "none"
             raise ConfigError(f"task {name} takes the parameters seed and n_states, got {got}") from None
-    known = ", ".join(sorted(_FIXED)) + ", RandomAutomaton-<k>"
+    if name in DIGITS_TASKS:
+        return digits_task(name, **params)
+    known = ", ".join(sorted(_FIXED)) + ", RandomAutomaton-<k>, " + ", ".join(DIGITS_TASKS)
     raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}")

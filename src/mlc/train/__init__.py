@@ -8,7 +8,8 @@ if TYPE_CHECKING:
     from mlc.train._adam import adam_step
     from mlc.train._allocator import keep_freed_memory
     from mlc.train._config import TrainConfig
-    from mlc.train._data import TrainingArrays, batch_order
+    from mlc.train._data import AnyArrays, TrainingArrays, arrays_for, batch_order
+    from mlc.train._images import ImageArrays
     from mlc.train._learnability import (
         AutomataSelection,
         AutomatonVerdict,
@@ -27,7 +28,10 @@ _EXPORTS = {
     "adam_step": "_adam",
     "keep_freed_memory": "_allocator",
     "TrainConfig": "_config",
+    "AnyArrays": "_data",
     "TrainingArrays": "_data",
+    "arrays_for": "_data",
+    "ImageArrays": "_images",
     "batch_order": "_data",
     "AutomataSelection": "_learnability",
     "AutomatonVerdict": "_learnability",
@@ -49,10 +53,12 @@ _EXPORTS = {
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
+    "AnyArrays",
     "AutomataSelection",
     "AutomatonVerdict",
     "EpochHistory",
     "EpochReport",
+    "ImageArrays",
     "LearnabilityReport",
     "LearnabilitySettings",
     "PopulationState",
@@ -61,6 +67,7 @@ __all__ = [
     "TrainConfig",
     "TrainingArrays",
     "adam_step",
+    "arrays_for",
     "batch_order",
     "bytes_per_network",
     "check_learnability",

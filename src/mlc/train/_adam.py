@@ -1,7 +1,8 @@
 """Adam over a population's flat parameter matrix, one step count per network.
 
-Same update as `torch.optim.Adam` (defaults: no weight decay, no amsgrad), written over rows so that
-networks at different steps (merged from different work units) can share one update.
+Same update as `torch.optim.Adam` (no amsgrad; `weight_decay` as its L2 term added to the gradient),
+written over rows so that networks at different steps (merged from different work units) can share
+one update.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def adam_step(
 ) -> None:
     """In place: params, exp_avg, exp_avg_sq [M, P]; step [M] int64 (incremented)."""
     step += 1
+    if config.weight_decay:
+        grad = grad.add(params, alpha=config.weight_decay)
     exp_avg.lerp_(grad, 1 - config.beta1)
     exp_avg_sq.mul_(config.beta2).addcmul_(grad, grad, value=1 - config.beta2)
     t = step.to(torch.float64)

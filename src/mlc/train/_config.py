@@ -30,6 +30,7 @@ class TrainConfig:
     max_epochs: int = 1000
     stop_val_loss: float = 0.01
     stop_val_accuracy: float = 1.0
+    weight_decay: float = 0.0  # L2, added to the gradient (torch.optim.Adam's weight_decay)
 
     def __post_init__(self) -> None:
         for key in ("lr", "beta1", "beta2", "eps"):  # stop_val_loss=inf: stop on accuracy alone
@@ -49,6 +50,8 @@ class TrainConfig:
             raise ConfigError(f"train.stop_val_loss must be positive, got {self.stop_val_loss}")
         if not 0 <= self.stop_val_accuracy <= 1:
             raise ConfigError("train.stop_val_accuracy must lie in [0, 1]")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
 
     def converged(self, val_loss: Any, val_accuracy: Any) -> Any:
         """The convergence test, elementwise on tensors or arrays: the trainer's stop rule and the
@@ -56,7 +59,12 @@ class TrainConfig:
         return (val_loss < self.stop_val_loss) & (val_accuracy >= self.stop_val_accuracy)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As configs, work units and networks record it; `weight_decay` only where it is used, so
+        what was stored before it existed reads back unchanged."""
+        values = asdict(self)
+        if not self.weight_decay:
+            del values["weight_decay"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mlc.tasks import SharedData
+from mlc.models import Population
+from mlc.tasks import SharedData, data_family
+from mlc.train._images import ImageArrays
 
-__all__ = ["TrainingArrays", "batch_order"]
+__all__ = ["AnyArrays", "TrainingArrays", "arrays_for", "batch_order"]
 
 
 def batch_order(net_seed: int, epoch: int, n: int) -> np.ndarray:
@@ -73,7 +75,36 @@ class TrainingArrays:
         y = rows.index_select(0, target_rows).view(m, b, length, -1)
         return x.transpose(1, 2), y.transpose(1, 2)
 
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    def evaluate(
+        self, population: Population, params: torch.Tensor, task_rows: torch.Tensor, chunk: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean BCE loss and bit accuracy per network [M] on the validation sequences (`evaluate`)."""
+        from mlc.train._trainer import evaluate
+
+        return evaluate(population, params, self.val_x, self.val_y, task_rows, chunk)
+
+    def metrics(
+        self, population: Population, params: torch.Tensor, task_rows: torch.Tensor, chunk: int
+    ) -> dict[str, torch.Tensor]:
+        """Metrics beyond loss and accuracy, per network: MLDS has none (see `ImageArrays.metrics`)."""
+        del population, params, task_rows, chunk
+        return {}
+
     def task_rows(self, tasks: Sequence[str]) -> torch.Tensor:
         """Target-row index [M] for each member's task name."""
         lookup = {t: i for i, t in enumerate(self.tasks)}
         return torch.tensor([lookup[t] for t in tasks], dtype=torch.long, device=self.train_x.device)
+
+
+def arrays_for(data: SharedData, tasks: Sequence[str], device: torch.device | str = "cpu") -> AnyArrays:
+    """The training arrays of `data` for its task family: MLDS sequences or DS4 images."""
+    if data_family(tasks) == "digits":
+        return ImageArrays.from_shared(data, tasks, device)
+    return TrainingArrays.from_shared(data, tasks, device)
+
+
+AnyArrays = TrainingArrays | ImageArrays

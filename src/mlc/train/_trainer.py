@@ -15,10 +15,10 @@ from typing import cast
 import numpy as np
 import torch
 
-from mlc.models import Population, model_ranges, run_parallel
+from mlc.models import AnyPopulation, Population, model_ranges, run_parallel
 from mlc.train._adam import adam_step
 from mlc.train._config import TrainConfig
-from mlc.train._data import TrainingArrays, batch_order
+from mlc.train._data import AnyArrays, batch_order
 from mlc.train._state import EpochHistory, PopulationState
 
 __all__ = ["EpochReport", "PopulationTrainer", "evaluate"]
@@ -84,7 +84,7 @@ def evaluate(
 class PopulationTrainer:
     """Trains the networks of a `PopulationState` under one `TrainConfig` on one device."""
 
-    def __init__(self, population: Population, config: TrainConfig) -> None:
+    def __init__(self, population: AnyPopulation, config: TrainConfig) -> None:
         self.population = population
         self.config = config
 
@@ -93,7 +93,7 @@ class PopulationTrainer:
         state: PopulationState,
         net_seeds: Sequence[int],
         tasks: Sequence[str],
-        data: TrainingArrays,
+        data: AnyArrays,
         epochs: int,
         on_epoch: Callable[[EpochReport], None] | None = None,
     ) -> EpochHistory:
@@ -128,7 +128,7 @@ class PopulationTrainer:
         rows: np.ndarray,
         seeds: np.ndarray,
         task_rows: torch.Tensor,
-        data: TrainingArrays,
+        data: AnyArrays,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One epoch for the `active` rows (`rows` on the host), in contiguous ranges of them: on the
         CPU one per training thread (`Population.threads`), each a whole epoch on its own copies, so
@@ -177,7 +177,7 @@ class PopulationTrainer:
         active: torch.Tensor,
         net_seeds: np.ndarray,
         member_tasks: torch.Tensor,
-        data: TrainingArrays,
+        data: AnyArrays,
         abandon: threading.Event,
     ) -> _EpochPart | None:
         """One epoch for the `active` rows (their `net_seeds` and target rows `member_tasks`) on
@@ -202,9 +202,7 @@ class PopulationTrainer:
                 loss, grad = self.population.loss_and_grad(params, x, y)
                 adam_step(params, grad, exp_avg, exp_avg_sq, step, self.config)
                 loss_sum += loss.double() * idx.shape[1]
-            val_loss, val_acc = evaluate(
-                self.population, params, data.val_x, data.val_y, member_tasks, self.config.batch_size
-            )
+            val_loss, val_acc = data.evaluate(self.population, params, member_tasks, self.config.batch_size)
         except BaseException:
             abandon.set()
             raise

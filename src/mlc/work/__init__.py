@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mlc.work._run import DataCache, TrainingStopped, run_work_units, shared_data_for
     from mlc.work._runtime import SizedWork, WorkerRuntime
     from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
+    from mlc.work._sweep import Sweep, Variant
     from mlc.work._validate import Tolerance, validate_result
 
 _EXPORTS = {
@@ -59,6 +60,8 @@ _EXPORTS = {
     "Member": "_spec",
     "WorkUnit": "_spec",
     "WorkUnitSpec": "_spec",
+    "Sweep": "_sweep",
+    "Variant": "_sweep",
     "Tolerance": "_validate",
     "validate_result": "_validate",
 }
@@ -74,8 +77,10 @@ __all__ = [
     "Provenance",
     "ReplayTolerance",
     "SizedWork",
+    "Sweep",
     "Tolerance",
     "TrainingStopped",
+    "Variant",
     "WorkUnit",
     "WorkUnitResult",
     "WorkUnitSpec",

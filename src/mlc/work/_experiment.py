@@ -27,6 +27,7 @@ from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, sele
 from mlc.work._kernels import population_for
 from mlc.work._limits import check_data_memory
 from mlc.work._presets import describe_preset, preset_names, preset_text
+from mlc.work._sweep import LAYOUT_SETTINGS, Sweep, Variant, split_lists
 
 __all__ = [
     "ExperimentConfig",
@@ -53,6 +54,8 @@ _TOP_KEYS = {
     "train",
     "task_params",
     "random_automata",
+    "model_settings",
+    "sweep",
 }
 _RANDOM_KEYS = {"count", "n_states", "seed", "learnability"}
 _LEARNABILITY_KEYS = {"enabled", *LearnabilitySettings.__dataclass_fields__}
@@ -76,6 +79,21 @@ class ExperimentConfig:
     # segments per work unit whose start states a worker uploads, so a validator can replay one of
     # them (1: none; a trusted local run needs none, a volunteer server asks for several)
     replay_segments: int = 1
+    model_settings: dict[str, Any] = field(default_factory=dict)  # fixed settings of a classifier family
+    sweep: Sweep | None = None  # the settings that vary between networks, and how
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """Every combination of settings the experiment trains (one without a sweep); each task gets
+        `networks_per_task` networks of each, network index `v * networks_per_task + i` for the
+        i-th of variant v."""
+        if self.sweep is None:
+            return (Variant(self.train, self.model_settings),)
+        return self.sweep.variants(self.train.to_dict(), self.model_settings)
+
+    @property
+    def n_networks_per_task(self) -> int:
+        return self.networks_per_task * len(self.variants)
 
     def net_seed(self, task: str, index: int) -> int:
         """A network's init seed, from (preset seed, task, index) alone: stable under any schedule."""
@@ -99,9 +117,19 @@ class ExperimentConfig:
             "subsets": list(self.subsets),
             "task_params": self.task_params,
             "data": self.data.to_dict(),
-            "train": self.train.to_dict(),
-        } | ({"random_automata": self.random_automata} if self.random_automata is not None else {}) | (
+            "train": self.train.to_dict() | (self.sweep.train if self.sweep else {}),
+        } | self._sweep_dict() | (
+            {"random_automata": self.random_automata} if self.random_automata is not None else {}
+        ) | (
             {"replay_segments": self.replay_segments} if self.replay_segments != 1 else {}
+        )
+
+    def _sweep_dict(self) -> dict[str, Any]:
+        """The model settings and the sweep, where there are any (so configs without them read as
+        they were stored before sweeps existed)."""
+        model = self.model_settings | (self.sweep.model if self.sweep else {})
+        return ({"model_settings": model} if model else {}) | (
+            {"sweep": self.sweep.to_dict()} if self.sweep else {}
         )
 
     @classmethod
@@ -111,6 +139,7 @@ class ExperimentConfig:
             raise ConfigError(f"unknown preset keys {unknown}; known: {sorted(_TOP_KEYS)}")
         _reject_non_finite(raw)
         record = _resolved_record(raw)  # first: an unresolved DS3 table has no tasks yet
+        train, model, sweep = _settings(raw)
         try:
             config = cls(
                 name=_str(raw, "name"),
@@ -123,10 +152,12 @@ class ExperimentConfig:
                 epochs_per_wu=_int(raw, "epochs_per_wu", minimum=1),
                 subsets=tuple(_int_list(raw.get("subsets", []), "subsets")),
                 data=_data_spec(raw),
-                train=TrainConfig.from_dict(_table(raw, "train", None)),
+                train=TrainConfig.from_dict(train),
                 task_params=_task_params(raw),
                 random_automata=record,
                 replay_segments=_int(raw, "replay_segments", minimum=1) if "replay_segments" in raw else 1,
+                model_settings=model,
+                sweep=sweep,
             )
         except TypeError as exc:
             raise ConfigError(f"preset: {exc}") from None
@@ -139,9 +170,26 @@ class ExperimentConfig:
         twice = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
         if twice:
             raise ConfigError(f"a task is listed twice in the preset: {', '.join(twice)}")
-        models.config(self.model)  # raises UnknownNameError with the known names
+        for variant in self.variants:  # raises UnknownNameError with the known names
+            models.config(self.model, variant.model_settings)
         for task in self.tasks:
             tasks.get(task, **self.task_params.get(task, {}))
+
+
+def _settings(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Sweep | None]:
+    """The fixed train settings, the fixed model settings, and the sweep over the listed ones."""
+    train, train_lists = split_lists(_table(raw, "train", None), "train")
+    model, model_lists = split_lists(_table(raw, "model_settings", None), "model_settings")
+    layout = sorted(set(model) & set(LAYOUT_SETTINGS))
+    if layout:
+        raise ConfigError(
+            f"model_settings {layout} change the weight layout, which a dataset records per model: "
+            "this version trains the model's own width and depth"
+        )
+    if not train_lists and not model_lists and "sweep" not in raw:
+        return train, model, None
+    seed = raw.get("seed", 0)
+    return train, model, Sweep.from_table(_table(raw, "sweep", None), train_lists, model_lists, seed)
 
 
 def _str(raw: dict[str, Any], key: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 
 from mlc import models
-from mlc.models import Population
+from mlc.models import AnyPopulation, Population
 from mlc.work._first_run import first_run_failure
 
 __all__ = ["population_for", "set_training_threads"]
@@ -22,7 +22,7 @@ __all__ = ["population_for", "set_training_threads"]
 
 def population_for(
     name: str, device: torch.device, head: str = "fused", precision: str = "ieee"
-) -> Population:
+) -> AnyPopulation:
     """The fastest correct implementation for `device`: on a CUDA GPU the Triton kernels (recurrence,
     and head fused with the loss) when Triton is installed; on the CPU the C kernels (the same two)
     when a C compiler can build them; the hand-differentiated PyTorch recurrence otherwise.
@@ -38,6 +38,8 @@ def population_for(
     `precision` is the fused CUDA recurrence's: "ieee" (float32 FMAs) or "tf32x3" (tensor cores at
     float32 accuracy, faster on an H200; ieee stays the default until a GPU check of the tf32x3
     accumulation fix passes). The CPU kernels compute in float32 FMAs, "ieee" only."""
+    if not isinstance(models.config(name), models.GRUNetConfig):  # a family without fused kernels
+        return models.population(name)
     if head not in ("fused", "torch"):
         raise ValueError(f"head must be fused or torch, not {head!r}")
     if precision not in ("ieee", "tf32x3") or (precision != "ieee" and device.type != "cuda"):

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from mlc.errors import ResultRejected
-from mlc.models import Population
-from mlc.train import EpochHistory, PopulationState, PopulationTrainer, TrainingArrays
+from mlc.models import AnyPopulation
+from mlc.train import AnyArrays, EpochHistory, PopulationState, PopulationTrainer
 from mlc.work._result import WorkUnitResult
 from mlc.work._spec import WorkUnitSpec
 
@@ -53,8 +53,8 @@ def replay_segment(
     result: WorkUnitResult,
     unit_start: PopulationState,
     segment: int,
-    population: Population,
-    data: TrainingArrays,
+    population: AnyPopulation,
+    data: AnyArrays,
     *,
     exact: bool,
     tolerance: ReplayTolerance = ReplayTolerance(),

@@ -6,6 +6,7 @@ large device trains many small units in one batched computation.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -18,7 +19,7 @@ import torch
 from mlc import models, tasks
 from mlc.errors import ConfigError, MLCError
 from mlc.tasks import SharedData
-from mlc.train import EpochHistory, PopulationState, PopulationTrainer, TrainingArrays
+from mlc.train import AnyArrays, EpochHistory, PopulationState, PopulationTrainer, arrays_for
 from mlc.work._checkpoint import CheckpointStore, checkpoint_key
 from mlc.work._host import describe_device, host_id, kernel_class, platform_string, torch_version
 from mlc.work._kernels import population_for
@@ -44,12 +45,12 @@ class DataCache:
     """Shared data and device tensors by digest: an experiment's data is drawn once per worker."""
 
     def __init__(self) -> None:
-        self._arrays: dict[tuple[str, str], TrainingArrays] = {}
+        self._arrays: dict[tuple[str, str], AnyArrays] = {}
 
-    def arrays(self, spec: WorkUnitSpec, device: torch.device) -> TrainingArrays:
+    def arrays(self, spec: WorkUnitSpec, device: torch.device) -> AnyArrays:
         key = (spec.data_digest, str(device))
         if key not in self._arrays:
-            self._arrays[key] = TrainingArrays.from_shared(shared_data_for(spec), spec.tasks, device)
+            self._arrays[key] = arrays_for(shared_data_for(spec), spec.tasks, device)
         return self._arrays[key]
 
 
@@ -61,7 +62,8 @@ class TrainingStopped(MLCError):
 
 
 def _group_key(spec: WorkUnitSpec) -> tuple[str, str, str, int]:
-    return spec.data_digest, spec.model, repr(spec.train), spec.epochs
+    model = f"{spec.model} {json.dumps(spec.model_settings, sort_keys=True)}"
+    return spec.data_digest, model, repr(spec.train), spec.epochs
 
 
 def _groups(units: Sequence[WorkUnit]) -> list[list[int]]:
@@ -134,7 +136,10 @@ def _run_group(
     units: list[WorkUnit], device: torch.device, cache: DataCache, plan: _Plan
 ) -> list[WorkUnitResult]:
     first = units[0].spec
-    population = (plan.population_factory or population_for)(first.model, device)
+    if first.model_settings:  # a sweep variant of a classifier family: the generic path, no kernels to pick
+        population = models.population(first.model, settings=first.model_settings)
+    else:
+        population = (plan.population_factory or population_for)(first.model, device)
     if population.layout.layout_id != first.layout_id:
         raise ConfigError(
             f"work unit {first.wu_id} wants layout {first.layout_id}, this worker has "
@@ -184,7 +189,7 @@ def _train_in_stretches(
     trainer: PopulationTrainer,
     state: PopulationState,
     members: list[Member],
-    data: TrainingArrays,
+    data: AnyArrays,
     history: EpochHistory,
     boundaries: list[PopulationState],
     spec: WorkUnitSpec,

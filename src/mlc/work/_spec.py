@@ -47,6 +47,7 @@ class WorkUnitSpec:
     parent: str | None = None  # the unit whose returned state this one continues
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. random automata
     segments: int = 1  # the unit's epochs cut in this many; a result carries each segment's start state
+    model_settings: dict[str, Any] = field(default_factory=dict)  # a sweep variant's (activation, init)
 
     @property
     def boundaries(self) -> tuple[int, ...]:
@@ -75,7 +76,8 @@ class WorkUnitSpec:
                 "epochs": self.epochs,
                 "parent": self.parent,
             }
-            | ({"segments": self.segments} if self.segments != 1 else {}),
+            | ({"segments": self.segments} if self.segments != 1 else {})
+            | ({"model_settings": self.model_settings} if self.model_settings else {}),
             sort_keys=True,
         )
 
@@ -101,6 +103,7 @@ class WorkUnitSpec:
                 epochs=int(raw["epochs"]),
                 parent=raw.get("parent"),
                 segments=int(raw.get("segments", 1)),
+                model_settings=dict(raw.get("model_settings") or {}),
             )
         except ConfigError:
             raise

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from mlc.errors import ResultRejected
-from mlc.models import Population
-from mlc.train import TrainingArrays, evaluate
+from mlc.models import AnyPopulation
+from mlc.train import AnyArrays
 from mlc.work._result import WorkUnitResult
 from mlc.work._spec import WorkUnitSpec
 
@@ -34,8 +34,8 @@ class Tolerance:
 def validate_result(
     spec: WorkUnitSpec,
     result: WorkUnitResult,
-    population: Population,
-    data: TrainingArrays,
+    population: AnyPopulation,
+    data: AnyArrays,
     tolerance: Tolerance = Tolerance(),
 ) -> None:
     """Raise ResultRejected(reason, detail) unless `result` is a believable answer to `spec`.
@@ -156,13 +156,13 @@ def _check_stop_flags(spec: WorkUnitSpec, result: WorkUnitResult) -> None:
 def _check_reevaluation(
     spec: WorkUnitSpec,
     result: WorkUnitResult,
-    population: Population,
-    data: TrainingArrays,
+    population: AnyPopulation,
+    data: AnyArrays,
     tol: Tolerance,
 ) -> None:
-    params = result.state.params.to(data.val_x.device)
+    params = result.state.params.to(data.device)
     rows = data.task_rows([m.task for m in spec.members])
-    loss, acc = evaluate(population, params, data.val_x, data.val_y, rows, spec.train.batch_size)
+    loss, acc = data.evaluate(population, params, rows, spec.train.batch_size)
     for m, member in enumerate(spec.members):
         last = int(result.history.n_epochs[m]) - 1
         claimed_loss = float(result.history.val_loss[m, last])
