@@ -6,7 +6,15 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlc.tasks._data import DataSpec, SharedData, array_sha256, draw_inputs, make_shared_data
+from mlc.tasks._data import (
+    DataSpec,
+    SharedData,
+    array_sha256,
+    draw_inputs,
+    make_shared_data,
+    plant_key,
+    triggered_eval_inputs,
+)
 from mlc.tasks._encoding import N_INPUT_BITS, N_OUTPUT_BITS
 from mlc.tasks._random_automata import (
     RandomAutomaton,
@@ -34,6 +42,7 @@ __all__ = [
     "names",
     "random_automaton",
     "shared_data_for_tasks",
+    "triggered_eval_inputs",
 ]
 
 

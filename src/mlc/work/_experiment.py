@@ -228,10 +228,17 @@ def _table(
 
 
 def _data_spec(raw: dict[str, Any]) -> DataSpec:
-    values = _table(raw, "data", {"seed", "n_train", "n_val", "length"})
+    values = dict(_table(raw, "data", {"seed", "n_train", "n_val", "length", "trigger_rate"}))
     if "seed" not in values:
         raise ConfigError("preset section [data] needs a `seed` (the inputs are drawn from it)")
+    if "trigger_rate" in values:
+        rate = values["trigger_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise ConfigError(f"data.trigger_rate must be a number in [0, 1], got {rate!r}")
+        values["trigger_rate"] = float(rate)
     for key, value in values.items():
+        if key == "trigger_rate":
+            continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"data.{key} must be a whole number, got {value!r}")
     return DataSpec(**values)
