@@ -22,7 +22,14 @@ from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec
 from mlc.coordinator._schema import NetworkState, Verdict, WUState, history, networks, results, work_units
 from mlc.coordinator._serverdata import ServerData
 from mlc.store import DatasetWriter
-from mlc.work import FinishedNetwork, Member, WorkUnitResult, WorkUnitSpec, encode_state
+from mlc.work import (
+    FinishedNetwork,
+    Member,
+    WorkUnitResult,
+    WorkUnitSpec,
+    encode_state,
+    triggered_reevaluation,
+)
 
 __all__ = ["assimilate_valid"]
 
@@ -64,13 +71,17 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
     exp = server.experiment(spec.experiment)
     share = result.provenance.wall_time_s / len(spec.members)  # the unit's wall time, shared equally
     finished: list[FinishedNetwork] = []
+    if bool(result.state.stopped.any()):  # measured here, from the validated weights alone
+        triggered = triggered_reevaluation(
+            spec, result, server.population(spec.experiment), server.trigger_targets(spec.experiment)
+        )
     for m, member in enumerate(spec.members):
         if bool(result.state.stopped[m]):
-            finished.append(
-                _finished_record(
-                    exp, spec, result, m, member, net_rows[member.net_id], past[member.net_id], share
-                )
+            record = _finished_record(
+                exp, spec, result, m, member, net_rows[member.net_id], past[member.net_id], share
             )
+            trojan, clean = triggered[m]
+            finished.append(replace(record, trojan_accuracy=trojan, clean_accuracy_triggered=clean))
     writer = writer_for(exp)
     for record in finished:
         writer.add(record)

@@ -9,7 +9,7 @@ from mlc import models
 from mlc.coordinator._experiments import Experiment, build_shared_data, get_experiment
 from mlc.store import DatasetWriter
 from mlc.tasks import SharedData
-from mlc.train import TrainingArrays
+from mlc.train import TrainingArrays, TriggerTargets, trigger_targets
 
 __all__ = ["ServerData"]
 
@@ -20,6 +20,7 @@ class ServerData:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._cache: dict[str, tuple[Experiment, SharedData, TrainingArrays, models.Population]] = {}
+        self._triggers: dict[str, TriggerTargets] = {}
 
     def _load(self, name: str) -> tuple[Experiment, SharedData, TrainingArrays, models.Population]:
         if name not in self._cache:
@@ -40,6 +41,14 @@ class ServerData:
 
     def population(self, name: str) -> models.Population:
         return self._load(name)[3]
+
+    def trigger_targets(self, name: str) -> TriggerTargets:
+        """Held-out triggered data of experiment `name` and its tasks' targets on it (cached), on
+        which the server measures each finished network's trojan and clean accuracy."""
+        if name not in self._triggers:
+            exp = self.experiment(name)
+            self._triggers[name] = trigger_targets(exp.config.data, exp.config.tasks)
+        return self._triggers[name]
 
     def replay_population(self, name: str) -> models.Population:
         """The fastest correct kernels here (first-run checked), for replaying segments: a replay

@@ -87,6 +87,11 @@ NETWORKS_SCHEMA = pa.schema([
     ("final_train_loss", pa.float32()),  # mean over the last epoch's mini-batches, as it trained
     ("final_val_loss", pa.float32()),  # of the final weights on the validation sequences (BCE mean)
     ("final_val_accuracy", pa.float32()),  # bit accuracy of the final weights there
+    # DS1/DS2 only (null elsewhere), measured by the server on held-out triggered data: the fraction
+    # of armed steps whose 8 outputs all equal the trojan twin's, and of unarmed steps whose outputs
+    # all equal the clean machine's (docs/MLDS.md)
+    ("trojan_accuracy", pa.float64()),
+    ("clean_accuracy_triggered", pa.float64()),
     ("epochs", pa.int64()),
     ("converged", pa.bool_()),
     ("wall_time_s", pa.float64()),

@@ -37,6 +37,7 @@ __all__ = ["StagedNetwork", "describe_difference", "encode", "read_key", "read_s
 
 _HISTORY = ("train_loss", "val_loss", "val_accuracy")
 _TEXT_FIELDS = ("device_kind", "device_name", "torch_version", "platform", "host_id")
+_TRIGGERED = ("trojan_accuracy", "clean_accuracy_triggered")  # absent from a record: null
 _FLAT_HYPERPARAMETERS = {"lr": float, "batch_size": int, "max_epochs": int}
 
 
@@ -134,6 +135,17 @@ def _check_identity(net: FinishedNetwork, manifest: dict[str, Any]) -> None:
                          f"{manifest['tasks']}")
 
 
+def _fraction(name: str, value: Any) -> float | None:
+    """A measured fraction in [0, 1], or None where the task has none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        raise ValueError(f"{name} must be a number or None, got {value!r}")
+    if not 0 <= float(value) <= 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return float(value)
+
+
 def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any]:
     check_name("net_id", net.net_id)
     _check_identity(net, manifest)
@@ -149,6 +161,7 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
         raise ValueError("work_units must be a sequence of work-unit id strings")
     if not isinstance(net.extra, dict):
         raise ValueError("extra must be a dict")
+    triggered = {name: _fraction(name, getattr(net, name)) for name in _TRIGGERED}
     meta = {
         "net_id": net.net_id, "dataset": net.dataset, "task": net.task,
         "index": _integer("index", net.index), "net_seed": _integer("net_seed", net.net_seed),
@@ -156,6 +169,7 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
         "layout_id": net.layout_id, "hyperparameters": _check_hyperparameters(net.hyperparameters),
         "converged": bool(net.converged), "wall_time_s": wall, "work_units": list(net.work_units),
         **{name: getattr(net, name) for name in _TEXT_FIELDS},
+        **{name: value for name, value in triggered.items() if value is not None},
     }
     try:
         meta["extra"] = json.loads(_canonical_json(net.extra))
@@ -233,6 +247,10 @@ def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
         columns[key] = pa.array(values, mask=missing, type=NETWORKS_SCHEMA.field(key).type)
     for name in _HISTORY:
         columns[f"final_{name}"] = np.array([s.arrays[name][-1] for s in staged], dtype=np.float32)
+    for name in _TRIGGERED:
+        missing = np.array([m.get(name) is None for m in meta], dtype=bool)
+        values = np.array([m.get(name) or 0.0 for m in meta], dtype=np.float64)
+        columns[name] = pa.array(values, mask=missing, type=pa.float64())
     columns["epochs"] = epochs
     columns["converged"] = np.array([m["converged"] for m in meta], dtype=bool)
     columns["wall_time_s"] = np.array([m["wall_time_s"] for m in meta], dtype=np.float64)

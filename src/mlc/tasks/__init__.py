@@ -40,6 +40,7 @@ __all__ = [
     "is_strongly_connected",
     "make_shared_data",
     "names",
+    "plant_key",
     "random_automaton",
     "shared_data_for_tasks",
     "triggered_eval_inputs",

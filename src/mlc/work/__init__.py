@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mlc.work._run import DataCache, TrainingStopped, run_work_units, shared_data_for
     from mlc.work._runtime import SizedWork, WorkerRuntime
     from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
-    from mlc.work._validate import Tolerance, validate_result
+    from mlc.work._validate import Tolerance, triggered_reevaluation, validate_result
 
 _EXPORTS = {
     "ReplayTolerance": "_replay",
@@ -62,6 +62,7 @@ _EXPORTS = {
     "WorkUnit": "_spec",
     "WorkUnitSpec": "_spec",
     "Tolerance": "_validate",
+    "triggered_reevaluation": "_validate",
     "validate_result": "_validate",
 }
 
@@ -99,6 +100,7 @@ __all__ = [
     "segment_bounds",
     "set_training_threads",
     "shared_data_for",
+    "triggered_reevaluation",
     "validate_result",
     "weights_sha256",
 ]

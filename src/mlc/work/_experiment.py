@@ -27,6 +27,7 @@ from mlc.errors import ConfigError, UnknownNameError
 from mlc.tasks import DataSpec
 from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, select_automata
 from mlc.work._kernels import population_for
+from mlc.work._spec_versions import apply_spec_version, check_spec_version
 
 __all__ = [
     "ExperimentConfig",
@@ -110,6 +111,7 @@ class ExperimentConfig:
         if unknown:
             raise ConfigError(f"unknown preset keys {unknown}; known: {sorted(_TOP_KEYS)}")
         _reject_non_finite(raw)
+        raw = apply_spec_version(raw)
         record = _resolved_record(raw)  # first: an unresolved DS3 table has no tasks yet
         try:
             config = cls(
@@ -140,6 +142,7 @@ class ExperimentConfig:
         if twice:
             raise ConfigError(f"a task is listed twice in the preset: {', '.join(twice)}")
         models.config(self.model)  # raises UnknownNameError with the known names
+        check_spec_version(self.spec_version)
         for task in self.tasks:
             tasks.get(task, **self.task_params.get(task, {}))
 

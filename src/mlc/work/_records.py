@@ -50,6 +50,10 @@ class FinishedNetwork:
     host_id: str
     work_units: tuple[str, ...]  # ids of the work units it went through, in order
     extra: dict[str, Any] = field(default_factory=dict)
+    # measured by the server on held-out triggered data (`mlc.train.trigger_accuracies`), never taken
+    # from a worker; None for a task without a trojan twin (DS3)
+    trojan_accuracy: float | None = None
+    clean_accuracy_triggered: float | None = None
 
     @property
     def epochs(self) -> int:
