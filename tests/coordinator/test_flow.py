@@ -39,6 +39,7 @@ from mlc.coordinator import (
 from mlc.coordinator._schema import experiments, history, networks, results, work_units
 from mlc.errors import StateError, StoreBusy
 from mlc.store import DatasetWriter, open_dataset
+from mlc.train import trigger_accuracies, trigger_targets
 from mlc.work import FinishedNetwork, WorkUnit, WorkUnitResult, WorkUnitSpec, run_work_units
 
 CPU = torch.device("cpu")
@@ -378,6 +379,18 @@ def test_the_full_loop_trains_every_network_into_the_dataset_exactly_once(coord:
     for result in rounds[-1]:
         got = dataset.weights(net_ids=list(result.members))
         np.testing.assert_array_equal(got, result.state.params.numpy())
+
+    # trojan and clean accuracy on triggered data: the server's measurement of the returned weights
+    targets = trigger_targets(coord.exp.config.data, coord.exp.config.tasks)
+    rows = dataset.networks.set_index("net_id")
+    for result in rounds[-1]:
+        tasks = [m.rsplit("-", 1)[0] for m in result.members]
+        trojan, clean = trigger_accuracies(coord.server.population(coord.exp.name), result.state.params,
+                                           tasks, targets)
+        for m, net_id in enumerate(result.members):
+            assert rows.loc[net_id, "trojan_accuracy"] == pytest.approx(trojan[m])
+            assert rows.loc[net_id, "clean_accuracy_triggered"] == pytest.approx(clean[m])
+            assert 0 <= trojan[m] <= 1 and 0 <= clean[m] <= 1
 
 
 # ---- dishonest results ----------------------------------------------------------------------------

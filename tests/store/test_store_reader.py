@@ -105,3 +105,22 @@ def test_dataset_module_aliases() -> None:
     assert mlc.dataset.verify is mlc.store.verify_dataset
     assert mlc.dataset.export is mlc.store.export_dataset
     assert mlc.store.__all__ == sorted(mlc.store.__all__)
+
+
+def test_triggered_accuracies_are_columns_and_null_where_not_measured(
+        new_writer: Callable[..., Any], make_net: Callable[..., Any]) -> None:
+    writer = new_writer()
+    writer.add(make_net("ParityModified", 0, trojan_accuracy=0.995, clean_accuracy_triggered=1.0))
+    writer.add(make_net("ParityModified", 1))
+    ds = mlc.dataset.open(writer.finalize())
+    rows = ds.networks.set_index("net_id")
+    assert rows.loc["ParityModified-000000", "trojan_accuracy"] == 0.995
+    assert rows.loc["ParityModified-000000", "clean_accuracy_triggered"] == 1.0
+    assert rows.loc[["ParityModified-000001"], ["trojan_accuracy", "clean_accuracy_triggered"]].isna().all(axis=None)
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "high"])
+def test_a_triggered_accuracy_outside_0_1_is_refused_by_name(
+        new_writer: Callable[..., Any], make_net: Callable[..., Any], value: Any) -> None:
+    with pytest.raises(DatasetError, match="trojan_accuracy"):
+        new_writer().add(make_net("ParityModified", 0, trojan_accuracy=value))
