@@ -48,5 +48,6 @@ def test_real_networks_get_fractions_and_tasks_without_a_twin_get_nan():
     targets = trigger_targets(SPEC, member_tasks[:2])
     trojan, clean = trigger_accuracies(population, params, member_tasks, targets)
     assert np.isnan(trojan[2]) and np.isnan(clean[2])
-    assert ((0 <= trojan[:2]) & (trojan[:2] <= 1)).all() and ((0 <= clean[:2]) & (clean[:2] <= 1)).all()
+    for values in (trojan[:2], clean[:2]):
+        assert ((values >= 0) & (values <= 1)).all()
     assert trojan[0] == trojan[1] and clean[0] == clean[1]  # same weights, same twin pair

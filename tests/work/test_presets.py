@@ -145,7 +145,8 @@ def test_a_spec_version_fills_the_settings_a_preset_leaves_out(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(text.format(v="mlds-2"))
     config = load_preset(str(path))
-    assert (config.data.trigger_rate, config.train.stop_val_accuracy, config.train.max_epochs) == (0.25, 0.999, 5)
+    assert (config.data.trigger_rate, config.train.stop_val_accuracy) == (0.25, 0.999)
+    assert config.train.max_epochs == 5
     path.write_text(text.format(v="mlds-1"))
     assert load_preset(str(path)).train.stop_val_accuracy == 1.0
     assert load_preset(str(path), {"data.trigger_rate": 0.5}).data.trigger_rate == 0.5  # explicit wins
