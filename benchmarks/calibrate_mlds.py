@@ -231,7 +231,8 @@ def summarize(out: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     events = ["plateau_exit", *[r[0] for r in RULES], "trojan_learned"]
-    header = ["variant", "machine", "n", "cap", *events, "trojan acc (median)", "clean acc trig. (median)"]
+    header = ["variant", "machine", "n", "cap", "trained", *events, "trojan acc (median)",
+              "clean acc trig. (median)"]
     table = []
     for variant in sorted({r["variant"] for r in rows}):
         for machine in tasks.names("ds1") + tasks.names("ds2"):
@@ -239,6 +240,7 @@ def summarize(out: Path) -> None:
             if not group:
                 continue
             table.append([variant, machine, str(len(group)), str(max(r["cap"] for r in group)),
+                          str(max(r["epochs_trained"] for r in group)),
                           *[_stats([r[e] for r in group]) for e in events],
                           f"{np.nanmedian([r['final_trojan_accuracy'] for r in group]):.4f}",
                           f"{np.nanmedian([r['final_clean_accuracy_triggered'] for r in group]):.4f}"])
@@ -251,6 +253,14 @@ def summarize(out: Path) -> None:
           "last epoch trained.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in table]
+    md += ["", "Cost (wall-clock seconds of the calibration process per network-epoch, on the machine "
+           "and load it ran under):", ""]
+    for variant in sorted({r["variant"] for r in rows}):
+        group = [r for r in rows if r["variant"] == variant]
+        net_epochs = sum(r["epochs_trained"] for r in group)
+        seconds = sum(r["wall_s_share"] for r in group)
+        md.append(f"- {variant}: {net_epochs} network-epochs in {seconds:.0f} s, "
+                  f"{seconds / max(net_epochs, 1):.3f} s per network-epoch")
     (out / "calibration.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
