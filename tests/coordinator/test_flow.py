@@ -859,3 +859,10 @@ def test_a_busy_sqlite_database_is_store_busy(coord: Setup, db_url: str) -> None
                 lease_work(other_process, "b", 2, LEASE)
     finally:
         other_process.dispose()
+
+
+def test_the_dataset_names_the_experiment_s_spec_version(make_setup: Any) -> None:
+    setup = make_setup(name="v2", spec_version="mlds-2")
+    assert setup.exp.config.spec_version == "mlds-2" and setup.exp.config.data.trigger_rate == 0.25
+    manifest = json.loads((setup.writer.path / "dataset.json").read_text())
+    assert manifest["spec_version"] == "mlds-2" and manifest["data"]["trigger_rate"] == 0.25

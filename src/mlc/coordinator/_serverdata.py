@@ -67,4 +67,5 @@ class ServerData:
             config=exp.config.to_dict(),
             model=exp.config.model,
             data=self.shared(name),
+            spec_version=exp.config.spec_version,
         )
