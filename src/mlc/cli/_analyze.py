@@ -12,12 +12,13 @@ from mlc.cli._app import app, console, path_value
 __all__ = ["analyze", "write_report"]
 
 
-def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000) -> None:
+def write_report(datasets: list[Path], out: Path, max_per_class: int = 1000,
+                 converged_only: bool = False) -> None:
     """Write the report and print its headline table and where the files are."""
     from mlc.analysis import analyze as run_analysis
     from mlc.analysis import console_summary
 
-    report = run_analysis(datasets, out, max_per_class=max_per_class)
+    report = run_analysis(datasets, out, max_per_class=max_per_class, converged_only=converged_only)
     console.print(console_summary(report.tables))
     console.print(
         f"analysis report: [bold]{report.html}[/] (and {report.markdown.name}, "
@@ -38,9 +39,14 @@ def analyze(
     max_per_class: Annotated[
         int, typer.Option(min=10, help="networks per task (and device) used at most")  # MIN_PER_CLASS
     ] = 1000,
+    converged_only: Annotated[
+        bool,
+        typer.Option(help="leave out networks that did not converge (compare with a run without it, so "
+                     "that 'converged or not' is not mistaken for the question asked)"),
+    ] = False,
 ) -> None:
     """Can the weights tell which data trained a network? Writes the analysis report.
 
     Trojan detection, task identification, learning curve, CPU vs GPU, projections and honest
     baselines, as tables (Markdown, HTML, CSV) and PNG plots in OUT."""
-    write_report(datasets, out, max_per_class)
+    write_report(datasets, out, max_per_class, converged_only)
