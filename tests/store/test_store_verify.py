@@ -106,3 +106,19 @@ def test_a_missing_file_is_reported_once(finished: Path, name: str) -> None:
     problems = verify_dataset(finished).problems
     assert f"{name}: missing" in problems
     assert [p for p in problems if name in p] == [f"{name}: missing"], problems
+
+
+@pytest.mark.parametrize("dropped, ok", [(("trojan_accuracy", "clean_accuracy_triggered"), True),
+                                         (("trojan_accuracy",), False)])
+def test_a_dataset_from_before_the_triggered_columns_still_verifies(finished: Path, dropped: tuple[str, ...],
+                                                                     ok: bool) -> None:
+    from mlc.store._files import file_sha256
+
+    path = finished / "networks.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(list(dropped)), path)
+    manifest = read_json(finished / "dataset.json")
+    manifest["files"]["networks.parquet"] = file_sha256(path)
+    write_json(finished / "dataset.json", manifest)
+    report = verify_dataset(finished)
+    assert report.ok is ok
+    assert ok or any("are not the format's" in p for p in report.problems)

@@ -43,6 +43,7 @@ __all__ = [
     "MANIFEST_FILE",
     "NETWORKS_FILE",
     "NETWORKS_SCHEMA",
+    "TRIGGERED_COLUMNS",
     "README_FILE",
     "STAGING_DIR",
     "VERIFY_HINT",
@@ -106,6 +107,9 @@ NETWORKS_SCHEMA = pa.schema([
     ("shard", pa.string()),  # path of the weight shard, relative to the dataset root
     ("shard_row", pa.int64()),
 ])
+
+# added after the format's first datasets, which are still valid without them
+TRIGGERED_COLUMNS = ("trojan_accuracy", "clean_accuracy_triggered")
 
 HISTORY_SCHEMA = pa.schema([
     ("net_id", pa.string()),

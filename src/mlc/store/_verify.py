@@ -26,6 +26,7 @@ from mlc.store._format import (
     NETWORKS_FILE,
     NETWORKS_SCHEMA,
     STAGING_DIR,
+    TRIGGERED_COLUMNS,
     VERIFY_HINT,
     load_data,
     read_layout,
@@ -119,7 +120,8 @@ def _check_networks(root: Path, manifest: dict[str, Any],
     table = _attempt(problems, root, NETWORKS_FILE, lambda: pq.read_table(root / NETWORKS_FILE), None)
     if table is None:
         return None
-    if table.schema.names != NETWORKS_SCHEMA.names:
+    before_triggered = [n for n in NETWORKS_SCHEMA.names if n not in TRIGGERED_COLUMNS]
+    if table.schema.names not in (NETWORKS_SCHEMA.names, before_triggered):  # the latter: older datasets
         problems.append(f"{NETWORKS_FILE}: columns {table.schema.names} are not the format's")
         return None
     networks = table.to_pandas()
