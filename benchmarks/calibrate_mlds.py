@@ -15,8 +15,8 @@ every `--chunk` epochs under `--out/<variant>/n<first>-<last>/`, a rerun continu
 rebuilds the tables (`--out/calibration.csv`, `--out/calibration.md`) from every run found under
 `--out`. The commands behind docs/MLDS.md's table:
 
-    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-1 --networks 2 --epochs 300
-    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-2 --networks 4 --epochs 300
+    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-1 --networks 2 --epochs 400
+    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-2 --networks 5 --epochs 400
     .venv/bin/python benchmarks/calibrate_mlds.py --summarize
 """
 
