@@ -142,9 +142,9 @@ class ExperimentConfig:
         if twice:
             raise ConfigError(f"a task is listed twice in the preset: {', '.join(twice)}")
         models.config(self.model)  # raises UnknownNameError with the known names
-        check_spec_version(self.spec_version)
         for task in self.tasks:
             tasks.get(task, **self.task_params.get(task, {}))
+        check_spec_version(self.spec_version)
 
 
 def _str(raw: dict[str, Any], key: str) -> str:
