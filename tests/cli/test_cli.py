@@ -116,6 +116,7 @@ def test_run_status_info_verify_export(tiny_preset, tmp_path):
         (["analyze", "ds", "--out", "report"], "is not an MLC dataset manifest"),  # and makes no folder
         (["analyze", "ds", "--out", "a/b/report"], "is not an MLC dataset manifest"),  # nor its parents
         (["analyze", "ds", "--out", "report", "--max-per-class", "9"], "greater than or equal to 10"),
+        (["analyze", "ds", "--out", "report", "--converged-only"], "is not an MLC dataset manifest"),
         (["dataset", "info", "."], "it has no dataset.json (the dataset in it is ds)"),
         (["run", "mlds-smoke", "--workdir", "afile"], "cannot use afile as the workdir"),
         (["run", "nope", "--device", "cpu", "--threads", "1000"], "--threads 1000 is more than the"),

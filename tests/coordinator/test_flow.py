@@ -40,6 +40,7 @@ from mlc.coordinator import (
 from mlc.coordinator._schema import experiments, history, networks, results, work_units
 from mlc.errors import StateError, StoreBusy
 from mlc.store import DatasetWriter, open_dataset
+from mlc.train import trigger_accuracies, trigger_targets
 from mlc.work import FinishedNetwork, WorkUnit, WorkUnitResult, WorkUnitSpec, run_work_units
 
 CPU = torch.device("cpu")
@@ -425,6 +426,18 @@ def test_the_full_loop_trains_every_network_into_the_dataset_exactly_once(coord:
     for result in rounds[-1]:
         got = dataset.weights(net_ids=list(result.members))
         np.testing.assert_array_equal(got, result.state.params.numpy())
+
+    # trojan and clean accuracy on triggered data: the server's measurement of the returned weights
+    targets = trigger_targets(coord.exp.config.data, coord.exp.config.tasks)
+    rows = dataset.networks.set_index("net_id")
+    for result in rounds[-1]:
+        tasks = [m.rsplit("-", 1)[0] for m in result.members]
+        trojan, clean = trigger_accuracies(coord.server.population(coord.exp.name), result.state.params,
+                                           tasks, targets)
+        for m, net_id in enumerate(result.members):
+            assert rows.loc[net_id, "trojan_accuracy"] == pytest.approx(trojan[m])
+            assert rows.loc[net_id, "clean_accuracy_triggered"] == pytest.approx(clean[m])
+            assert 0 <= trojan[m] <= 1 and 0 <= clean[m] <= 1
 
 
 # ---- dishonest results ----------------------------------------------------------------------------
@@ -893,3 +906,10 @@ def test_a_busy_sqlite_database_is_store_busy(coord: Setup, db_url: str) -> None
                 lease_work(other_process, "b", 2, LEASE)
     finally:
         other_process.dispose()
+
+
+def test_the_dataset_names_the_experiment_s_spec_version(make_setup: Any) -> None:
+    setup = make_setup(name="v2", spec_version="mlds-2")
+    assert setup.exp.config.spec_version == "mlds-2" and setup.exp.config.data.trigger_rate == 0.25
+    manifest = json.loads((setup.writer.path / "dataset.json").read_text())
+    assert manifest["spec_version"] == "mlds-2" and manifest["data"]["trigger_rate"] == 0.25

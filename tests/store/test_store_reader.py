@@ -105,3 +105,36 @@ def test_dataset_module_aliases() -> None:
     assert mlc.dataset.verify is mlc.store.verify_dataset
     assert mlc.dataset.export is mlc.store.export_dataset
     assert mlc.store.__all__ == sorted(mlc.store.__all__)
+
+
+def test_triggered_accuracies_are_columns_and_null_where_not_measured(
+        new_writer: Callable[..., Any], make_net: Callable[..., Any]) -> None:
+    writer = new_writer()
+    writer.add(make_net("ParityModified", 0, trojan_accuracy=0.995, clean_accuracy_triggered=1.0))
+    writer.add(make_net("ParityModified", 1))
+    ds = mlc.dataset.open(writer.finalize())
+    rows = ds.networks.set_index("net_id")
+    assert rows.loc["ParityModified-000000", "trojan_accuracy"] == 0.995
+    assert rows.loc["ParityModified-000000", "clean_accuracy_triggered"] == 1.0
+    unmeasured = rows.loc[["ParityModified-000001"], ["trojan_accuracy", "clean_accuracy_triggered"]]
+    assert unmeasured.isna().all(axis=None)
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "high"])
+def test_a_triggered_accuracy_outside_0_1_is_refused_by_name(
+        new_writer: Callable[..., Any], make_net: Callable[..., Any], value: Any) -> None:
+    with pytest.raises(DatasetError, match="trojan_accuracy"):
+        new_writer().add(make_net("ParityModified", 0, trojan_accuracy=value))
+
+
+def test_readme_states_the_planted_trigger_rate(new_writer: Callable[..., Any],
+                                                make_net: Callable[..., Any]) -> None:
+    from mlc.tasks import DataSpec, get, make_shared_data
+
+    planted = make_shared_data(DataSpec(seed=1, n_train=16, n_val=8, length=10, trigger_rate=0.5),
+                               [get(t) for t in ("SingleDirectMachine", "ParityModified")])
+    writer = new_writer(data=planted)
+    writer.add(make_net("ParityModified", 0))
+    text = (writer.finalize() / "README.md").read_text()
+    assert "validation sequence with probability 0.5, the draws from `PCG64([1, 1])`" in text
+    assert "`trojan_accuracy`" in text

@@ -123,13 +123,18 @@ def test_a_table_written_before_the_added_columns_still_verifies(finished: Path)
     from mlc.store._files import file_sha256
     from mlc.store._format import ADDED_COLUMNS, read_manifest, write_manifest
 
-    table = pq.read_table(finished / "networks.parquet").drop_columns(list(ADDED_COLUMNS))
+    full = pq.read_table(finished / "networks.parquet")
+    table = full.drop_columns(list(ADDED_COLUMNS))
     pq.write_table(table, finished / "networks.parquet")
     manifest = read_manifest(finished)
     manifest["files"]["networks.parquet"] = file_sha256(finished / "networks.parquet")
     write_manifest(finished, manifest)
     assert verify_dataset(finished).ok
     pq.write_table(table.drop_columns(["lr"]), finished / "networks.parquet")
+    manifest["files"]["networks.parquet"] = file_sha256(finished / "networks.parquet")
+    write_manifest(finished, manifest)
+    assert any("are not the format's" in p for p in verify_dataset(finished).problems)
+    pq.write_table(full.drop_columns(["trojan_accuracy"]), finished / "networks.parquet")  # half a pair
     manifest["files"]["networks.parquet"] = file_sha256(finished / "networks.parquet")
     write_manifest(finished, manifest)
     assert any("are not the format's" in p for p in verify_dataset(finished).problems)

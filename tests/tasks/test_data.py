@@ -33,3 +33,48 @@ def test_hashes_name_every_array_and_change_with_the_seed():
 def test_data_spec_rejects_empty_sizes(field):
     with pytest.raises(ConfigError, match=field):
         tasks.DataSpec(seed=1, **{field: 0})
+
+
+def _key_steps(inputs: np.ndarray) -> np.ndarray:
+    """Bool [N, L]: where a key completes (key 2 right after key 1)."""
+    from mlc.tasks._machines import key_fires
+
+    return key_fires(inputs)
+
+
+def test_a_zero_trigger_rate_is_mlds_1_exactly():
+    plain = tasks.DataSpec(seed=3, n_train=50, n_val=10, length=20)
+    zero = tasks.DataSpec(seed=3, n_train=50, n_val=10, length=20, trigger_rate=0.0)
+    assert zero.to_dict() == plain.to_dict() == {"seed": 3, "n_train": 50, "n_val": 10, "length": 20}
+    for a, b in zip(tasks.draw_inputs(zero), tasks.draw_inputs(plain), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_planting_writes_the_key_into_the_rate_s_share_of_sequences_and_changes_nothing_else():
+    base = tasks.DataSpec(seed=5, n_train=2000, n_val=400, length=30)
+    spec = tasks.DataSpec(seed=5, n_train=2000, n_val=400, length=30, trigger_rate=0.25)
+    assert spec.to_dict()["trigger_rate"] == 0.25
+    for planted, plain in zip(tasks.draw_inputs(spec), tasks.draw_inputs(base), strict=True):
+        changed_steps = (planted != plain).any(axis=2)  # [N, L]
+        touched = changed_steps.any(axis=1)
+        assert (changed_steps.sum(axis=1) <= 2).all()  # at most the two key steps
+        keyed = _key_steps(planted).any(axis=1)
+        assert keyed[touched].all()  # every sequence changed now holds a complete key
+        share = keyed.mean() - _key_steps(plain).any(axis=1).mean()
+        assert 0.18 < share < 0.30  # ~25% planted, less the few that already held a key
+
+
+def test_the_triggered_evaluation_data_holds_a_key_in_every_sequence_and_is_held_out():
+    spec = tasks.DataSpec(seed=5, n_train=40, n_val=30, length=25, trigger_rate=0.5)
+    held_out = tasks.triggered_eval_inputs(spec)
+    assert held_out.shape == (30, 25, 5)
+    assert _key_steps(held_out).any(axis=1).all()
+    train, val = tasks.draw_inputs(spec)
+    assert not np.array_equal(held_out, val) and not np.array_equal(held_out, train[:30])
+    np.testing.assert_array_equal(held_out, tasks.triggered_eval_inputs(spec))
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_data_spec_rejects_a_trigger_rate_outside_0_1(rate):
+    with pytest.raises(ConfigError, match="trigger_rate"):
+        tasks.DataSpec(seed=1, trigger_rate=rate)

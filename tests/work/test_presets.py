@@ -7,6 +7,7 @@ import pytest
 
 from mlc.errors import ConfigError, UnknownNameError
 from mlc.work import ExperimentConfig, load_preset, preset_names
+from mlc.work._spec_versions import SPEC_VERSIONS
 
 
 @pytest.mark.parametrize("name", ["mlds-ds1", "mlds-ds2", "mlds-smoke"])
@@ -128,3 +129,34 @@ def test_shipped_ds4_presets_poison_one_task_of_two(name):
     assert config.task_params["DigitsBadNets"]["rate"] == 0.1
     assert config.data.n_train + config.data.n_val <= 1797
     assert ExperimentConfig.from_dict(config.to_dict()) == config
+@pytest.mark.parametrize("name", ["mlds2-ds1", "mlds2-ds2", "mlds2-smoke", "mlds2-ds100"])
+def test_mlds_2_presets_state_the_spec_version_s_settings(name):
+    config = load_preset(name)
+    assert config.spec_version == "mlds-2" and config.model == "mlds-gru"
+    assert config.data.trigger_rate == SPEC_VERSIONS["mlds-2"]["data"]["trigger_rate"] > 0
+    for key, value in SPEC_VERSIONS["mlds-2"]["train"].items():
+        assert getattr(config.train, key) == value, key
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+def test_mlds_2_and_mlds_1_share_inputs_except_the_planted_keys():
+    one, two = load_preset("mlds-ds1").data, load_preset("mlds2-ds1").data
+    assert "trigger_rate" not in one.to_dict() and one.trigger_rate == 0
+    assert (one.seed, one.n_train, one.n_val, one.length) == (two.seed, two.n_train, two.n_val, two.length)
+
+
+def test_a_spec_version_fills_the_settings_a_preset_leaves_out(tmp_path):
+    text = ('name = "x"\nmodel = "mlds-gru"\nspec_version = "{v}"\nseed = 1\ntasks = ["ParityMachine"]\n'
+            'networks_per_task = 1\nnetworks_per_wu = 1\nepochs_per_wu = 1\n[data]\nseed = 1\n'
+            '[train]\nmax_epochs = 5\n')
+    path = tmp_path / "p.toml"
+    path.write_text(text.format(v="mlds-2"))
+    config = load_preset(str(path))
+    assert (config.data.trigger_rate, config.train.stop_val_accuracy) == (0.25, 0.999)
+    assert config.train.max_epochs == 5
+    path.write_text(text.format(v="mlds-1"))
+    assert load_preset(str(path)).train.stop_val_accuracy == 1.0
+    assert load_preset(str(path), {"data.trigger_rate": 0.5}).data.trigger_rate == 0.5  # explicit wins
+    path.write_text(text.format(v="mlds-9"))
+    with pytest.raises(ConfigError, match=r"unknown spec_version 'mlds-9'; known: mlds-1, mlds-2"):
+        load_preset(str(path))

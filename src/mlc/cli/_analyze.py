@@ -51,7 +51,12 @@ def analyze(
         int, typer.Option(min=10, help="networks per task (and device) used at most")  # MIN_PER_CLASS
     ] = 1000,
     converged_only: Annotated[
-        bool, typer.Option("--converged-only", help="analyse only the networks that converged")
+        bool,
+        typer.Option(
+            "--converged-only",
+            help="leave out networks that did not converge (compare with a run without it, so that "
+            "'converged or not' is not mistaken for the question asked)",
+        ),
     ] = False,
 ) -> None:
     """Can the weights tell which data trained a network? Writes the analysis report.

@@ -22,7 +22,15 @@ from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec
 from mlc.coordinator._schema import NetworkState, Verdict, WUState, history, networks, results, work_units
 from mlc.coordinator._serverdata import ServerData
 from mlc.store import DatasetWriter
-from mlc.work import FinishedNetwork, Member, Variant, WorkUnitResult, WorkUnitSpec, encode_state
+from mlc.work import (
+    FinishedNetwork,
+    Member,
+    Variant,
+    WorkUnitResult,
+    WorkUnitSpec,
+    encode_state,
+    triggered_reevaluation,
+)
 
 __all__ = ["assimilate_valid"]
 
@@ -69,12 +77,16 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
     stopped = [m for m in range(len(spec.members)) if bool(result.state.stopped[m])]
     metrics = _metrics(server, spec, result, stopped)
     finished: list[FinishedNetwork] = []
+    triggered = _triggered(server, exp, spec, result) if stopped else {}
     for m in stopped:
         net = spec.members[m].net_id
         record = _finished_record(
             exp, spec, result, m, spec.members[m], net_rows[net], past[net], share, checks
         )
-        finished.append(replace(record, extra=metrics[m]))
+        trojan, clean = triggered.get(m, (None, None))
+        finished.append(
+            replace(record, extra=metrics[m], trojan_accuracy=trojan, clean_accuracy_triggered=clean)
+        )
     writer = writer_for(exp)
     for record in finished:
         writer.add(record)
@@ -119,6 +131,22 @@ def _metrics(
     task_rows = data.task_rows([spec.members[m].task for m in rows])
     measured = data.metrics(population, params, task_rows, spec.train.batch_size)  # type: ignore[arg-type]
     return {m: {k: float(v[i]) for k, v in measured.items()} for i, m in enumerate(rows)}
+
+
+def _triggered(
+    server: ServerData, exp: Experiment, spec: WorkUnitSpec, result: WorkUnitResult
+) -> dict[int, tuple[float | None, float | None]]:
+    """MLDS only: each member's trojan accuracy and clean accuracy on held-out triggered sequences,
+    measured here from the validated weights alone (never taken from a worker)."""
+    if exp.config.model != "mlds-gru":
+        return {}
+    measured = triggered_reevaluation(
+        spec,
+        result,
+        server.population(spec.experiment, spec.model_settings),
+        server.trigger_targets(spec.experiment),
+    )
+    return dict(enumerate(measured))
 
 
 def _close_results(conn: Connection, wu_id: str) -> None:

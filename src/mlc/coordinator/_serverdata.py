@@ -11,7 +11,7 @@ from mlc import models
 from mlc.coordinator._experiments import Experiment, build_shared_data, get_experiment
 from mlc.store import DatasetWriter
 from mlc.tasks import SharedData
-from mlc.train import AnyArrays, arrays_for
+from mlc.train import AnyArrays, TriggerTargets, arrays_for, trigger_targets
 
 __all__ = ["ServerData"]
 
@@ -23,6 +23,7 @@ class ServerData:
         self._engine = engine
         self._cache: dict[str, tuple[Experiment, SharedData, AnyArrays, models.AnyPopulation]] = {}
         self._variants: dict[tuple[str, str], models.AnyPopulation] = {}
+        self._triggers: dict[str, TriggerTargets] = {}
 
     def _load(self, name: str) -> tuple[Experiment, SharedData, AnyArrays, models.AnyPopulation]:
         if name not in self._cache:
@@ -49,6 +50,14 @@ class ServerData:
                 self._variants[key] = models.population(self.experiment(name).config.model, settings=settings)
             return self._variants[key]
         return self._load(name)[3]
+
+    def trigger_targets(self, name: str) -> TriggerTargets:
+        """Held-out triggered data of experiment `name` and its tasks' targets on it (cached), on
+        which the server measures each finished network's trojan and clean accuracy."""
+        if name not in self._triggers:
+            exp = self.experiment(name)
+            self._triggers[name] = trigger_targets(exp.config.data, exp.config.tasks)
+        return self._triggers[name]
 
     def replay_population(self, name: str, settings: dict[str, object] | None = None) -> models.AnyPopulation:
         """The fastest correct kernels here (first-run checked), for replaying segments: a replay

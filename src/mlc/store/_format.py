@@ -98,6 +98,11 @@ NETWORKS_SCHEMA = pa.schema([
     ("final_val_loss", pa.float32()),  # of the final weights on the validation sequences (BCE mean)
     ("final_val_accuracy", pa.float32()),  # bit accuracy of the final weights there (DS4: clean accuracy)
     ("attack_success_rate", pa.float32()),  # DS4: triggered held-out images classed as the target; else null
+    # DS1/DS2 only (null elsewhere), measured by the server on held-out triggered data: the fraction
+    # of armed steps whose 8 outputs all equal the trojan twin's, and of unarmed steps whose outputs
+    # all equal the clean machine's (docs/MLDS.md)
+    ("trojan_accuracy", pa.float64()),
+    ("clean_accuracy_triggered", pa.float64()),
     ("epochs", pa.int64()),
     ("converged", pa.bool_()),
     ("wall_time_s", pa.float64()),
@@ -117,11 +122,11 @@ NETWORKS_SCHEMA = pa.schema([
 ])
 
 # Columns added to format 1 after its first datasets (a sweep's settings, DS4's attack success rate,
-# the provenance of each unit's checking): a table without them is the earlier form of the same
-# format, still valid.
+# the provenance of each unit's checking, MLDS's triggered accuracies): a table without them is the
+# earlier form of the same format, still valid.
 ADDED_COLUMNS = (
     "weight_decay", "width", "depth", "activation", "init", "attack_success_rate",
-    "trained_by", "replayed_segments", "confirmed",
+    "trained_by", "replayed_segments", "confirmed", "trojan_accuracy", "clean_accuracy_triggered",
 )
 
 HISTORY_SCHEMA = pa.schema([

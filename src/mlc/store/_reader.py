@@ -150,7 +150,9 @@ class Dataset:
         """One row per network, in task order then index order; the columns are
         `mlc.store.NETWORKS_SCHEMA`'s. `final_train_loss` is the mean over the last epoch's
         mini-batches, as the network trained; `final_val_loss` (BCE mean) and `final_val_accuracy`
-        (bit accuracy) are the final weights' on the validation sequences. `hyperparameters` and
+        (bit accuracy) are the final weights' on the validation sequences; `trojan_accuracy` and
+        `clean_accuracy_triggered` (DS1/DS2 only, else null) the server's measurement on held-out
+        triggered data (docs/MLDS.md). `hyperparameters` and
         `extra` are JSON objects and `work_units` a JSON list, as strings. The frame is cached and
         shared: copy it before changing it."""
         return read_frame(self.file(NETWORKS_FILE))

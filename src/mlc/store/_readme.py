@@ -125,7 +125,11 @@ _FILES = [
     ("dataset.json", "manifest: identity, data spec and hashes, counts, SHA-256 of every other "
      "file"),
     ("networks.parquet", "one row per network: identity, seeds, hyperparameters, final losses, "
-     "epochs, converged flag, device and host, work units, weights SHA-256, shard row"),
+     "trojan and clean accuracy on held-out triggered data (DS1/DS2: `trojan_accuracy`, the "
+     "fraction of armed steps whose 8 outputs all equal the trojan twin's, and "
+     "`clean_accuracy_triggered`, of unarmed steps whose outputs equal the clean machine's; measured "
+     "by the server on n_val fresh sequences with the key planted once each), epochs, converged flag, "
+     "device and host, work units, weights SHA-256, shard row"),
     ("history.parquet", "one row per network and epoch (1-based): train loss, validation loss, "
      "validation bit accuracy"),
     ("weights/<task>.safetensors", "tensor `weights` [n, n_params] float32, rows in "
@@ -245,6 +249,13 @@ def _data(m: dict[str, Any]) -> list[str]:
         "drawn first. Each task's targets are its machine run on those inputs. SHA-256 of the "
         "uint8 arrays:", "", "| array | sha256 |", "|---|---|",
     ]
+    if d.get("trigger_rate"):
+        lines[3:3] = [
+            f"Then the trojan's key (key 1 at a step t, key 2 at t + 1, t uniform over 0..L-2) was "
+            f"written into each training and validation sequence with probability "
+            f"{d['trigger_rate']}, the draws from `PCG64([{d['seed']}, 1])`, training first; the "
+            "other bits of those steps and every other step are unchanged.", "",
+        ]
     return lines + [f"| `{k}` | `{v}` |" for k, v in sorted(m["data_hashes"].items())]
 
 

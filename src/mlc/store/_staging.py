@@ -46,6 +46,7 @@ _FLAT_HYPERPARAMETERS = {
     "activation": str, "init": str,
 }
 _FLAT_METRICS = ("attack_success_rate",)  # from `extra`, where the validator measured them
+_TRIGGERED = ("trojan_accuracy", "clean_accuracy_triggered")  # absent from a record: null
 _DIGEST = "content_sha256"  # metadata key of the file's own content hash
 STAGED_REMEDY = ("`mlc run` on its workdir sets it aside and trains that network again (with a "
                  "DatasetWriter of your own: delete the file and add that network again)")
@@ -149,6 +150,17 @@ def _check_identity(net: FinishedNetwork, manifest: dict[str, Any]) -> None:
                          f"{manifest['tasks']}")
 
 
+def _fraction(name: str, value: Any) -> float | None:
+    """A measured fraction in [0, 1], or None where the task has none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        raise ValueError(f"{name} must be a number or None, got {value!r}")
+    if not 0 <= float(value) <= 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return float(value)
+
+
 def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any]:
     check_name("net_id", net.net_id)
     _check_identity(net, manifest)
@@ -168,6 +180,7 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
             raise ValueError(f"{name} must be a sequence of strings")
     if not isinstance(net.extra, dict):
         raise ValueError("extra must be a dict")
+    triggered = {name: _fraction(name, getattr(net, name)) for name in _TRIGGERED}
     meta = {
         "net_id": net.net_id, "dataset": net.dataset, "task": net.task,
         "index": _integer("index", net.index), "net_seed": _integer("net_seed", net.net_seed),
@@ -177,6 +190,7 @@ def _check_meta(net: FinishedNetwork, manifest: dict[str, Any]) -> dict[str, Any
         "trained_by": list(net.trained_by), "replayed_segments": list(net.replayed_segments),
         "confirmed": bool(net.confirmed),
         **{name: getattr(net, name) for name in _TEXT_FIELDS},
+        **{name: value for name, value in triggered.items() if value is not None},
     }
     try:
         meta["extra"] = json.loads(_canonical_json(net.extra))
@@ -312,6 +326,10 @@ def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
         columns[key] = _nullable([m["extra"].get(key) for m in meta], float, NETWORKS_SCHEMA.field(key).type)
     for name in _HISTORY:
         columns[f"final_{name}"] = np.array([s.arrays[name][-1] for s in staged], dtype=np.float32)
+    for name in _TRIGGERED:
+        missing = np.array([m.get(name) is None for m in meta], dtype=bool)
+        values = np.array([m.get(name) or 0.0 for m in meta], dtype=np.float64)
+        columns[name] = pa.array(values, mask=missing, type=pa.float64())
     columns["epochs"] = epochs
     columns["converged"] = np.array([m["converged"] for m in meta], dtype=bool)
     columns["wall_time_s"] = np.array([m["wall_time_s"] for m in meta], dtype=np.float64)

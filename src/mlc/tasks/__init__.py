@@ -6,7 +6,15 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlc.tasks._data import DataSpec, SharedData, array_sha256, draw_inputs, make_shared_data
+from mlc.tasks._data import (
+    DataSpec,
+    SharedData,
+    array_sha256,
+    draw_inputs,
+    make_shared_data,
+    plant_key,
+    triggered_eval_inputs,
+)
 from mlc.tasks._digits import DIGITS_TASKS, DigitsTask, make_digits_data, stamp
 from mlc.tasks._encoding import N_INPUT_BITS, N_OUTPUT_BITS
 from mlc.tasks._random_automata import (
@@ -36,9 +44,11 @@ __all__ = [
     "is_strongly_connected",
     "make_shared_data",
     "names",
+    "plant_key",
     "random_automaton",
     "shared_data_for_tasks",
     "stamp",
+    "triggered_eval_inputs",
 ]
 
 

@@ -13,10 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlc.errors import ConfigError
-from mlc.tasks._encoding import N_INPUT_BITS
+from mlc.tasks._encoding import N_INPUT_BITS, encode_command
+from mlc.tasks._machines import KEY_COMMAND_1, KEY_COMMAND_2
 from mlc.tasks._registry import Task
 
-__all__ = ["DataSpec", "SharedData", "array_sha256", "draw_inputs", "make_shared_data"]
+__all__ = [
+    "DataSpec",
+    "SharedData",
+    "array_sha256",
+    "draw_inputs",
+    "make_shared_data",
+    "plant_key",
+    "triggered_eval_inputs",
+]
 
 
 def array_sha256(array: np.ndarray) -> str:
@@ -32,6 +41,9 @@ class DataSpec:
     n_train: int = 1000
     n_val: int = 200
     length: int = 100
+    # spec mlds-2: the fraction of training and validation sequences with the trojan's key planted
+    # once at a random step (BadNets-style poisoning); 0 (mlds-1) leaves the coin-flip inputs alone
+    trigger_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "length"):
@@ -39,19 +51,56 @@ class DataSpec:
                 raise ConfigError(f"data.{name} must be at least 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise ConfigError(f"data.seed must be non-negative, got {self.seed}")
+        if not 0 <= self.trigger_rate <= 1:
+            raise ConfigError(f"data.trigger_rate must lie in [0, 1], got {self.trigger_rate}")
+        if self.trigger_rate > 0 and self.length < 2:
+            raise ConfigError("data.trigger_rate needs sequences of at least 2 steps (the key is two)")
 
-    def to_dict(self) -> dict[str, int]:
-        """As configs, work units and dataset manifests store it (compared byte for byte as JSON)."""
-        return {"seed": self.seed, "n_train": self.n_train, "n_val": self.n_val, "length": self.length}
+    def to_dict(self) -> dict[str, int | float]:
+        """As configs, work units and dataset manifests store it (compared byte for byte as JSON); a
+        zero trigger rate is left out, so mlds-1 records read exactly as before it existed."""
+        out: dict[str, int | float] = {
+            "seed": self.seed, "n_train": self.n_train, "n_val": self.n_val, "length": self.length
+        }
+        return out | ({"trigger_rate": self.trigger_rate} if self.trigger_rate else {})
+
+
+def plant_key(inputs: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `inputs` [N, L, 5] in which each sequence, with probability `rate`, has the trojan's
+    two key commands written at a uniformly random pair of steps (t, t + 1); the other bits of those
+    steps and every other step are kept. The draws (which sequences, then where) come from `rng`."""
+    n, length = inputs.shape[:2]
+    out = inputs.copy()
+    chosen = np.flatnonzero(rng.random(n) < rate)
+    starts = rng.integers(0, length - 1, size=chosen.size)
+    for offset, command in enumerate((KEY_COMMAND_1, KEY_COMMAND_2)):
+        out[chosen, starts + offset] = encode_command(*command)
+    return out
 
 
 def draw_inputs(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """Training then validation commands, uint8 `[n_train, L, 5]` and `[n_val, L, 5]`, every bit a fair
-    coin from `Generator(PCG64(seed))` (training drawn first)."""
+    coin from `Generator(PCG64(seed))` (training drawn first). With a trigger rate the key is then
+    planted (`plant_key`) from a second generator, `PCG64([seed, 1])`, so the coin flips are those of
+    a rate of 0 and only the planted steps differ."""
     rng = np.random.Generator(np.random.PCG64(spec.seed))
     train = rng.integers(0, 2, size=(spec.n_train, spec.length, N_INPUT_BITS), dtype=np.uint8)
     val = rng.integers(0, 2, size=(spec.n_val, spec.length, N_INPUT_BITS), dtype=np.uint8)
+    if spec.trigger_rate:
+        plant = np.random.Generator(np.random.PCG64([spec.seed, 1]))
+        train = plant_key(train, spec.trigger_rate, plant)
+        val = plant_key(val, spec.trigger_rate, plant)
     return train, val
+
+
+def triggered_eval_inputs(spec: DataSpec) -> np.ndarray:
+    """Held-out triggered data: `n_val` fresh sequences of `length` steps from `PCG64([seed, 2])`,
+    each with the key planted once, so that part of every sequence is armed. Neither training nor
+    validation data, whatever the trigger rate: the validator measures on it whether a network follows
+    the trojan on armed steps and the clean machine on unarmed ones."""
+    rng = np.random.Generator(np.random.PCG64([spec.seed, 2]))
+    inputs = rng.integers(0, 2, size=(spec.n_val, max(spec.length, 2), N_INPUT_BITS), dtype=np.uint8)
+    return plant_key(inputs, 1.0, rng)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 
 from mlc.errors import ConfigError
 
-__all__ = ["N_INPUT_BITS", "N_OUTPUT_BITS", "check_inputs", "decode"]
+__all__ = ["N_INPUT_BITS", "N_OUTPUT_BITS", "check_inputs", "decode", "encode_command"]
 
 N_INPUT_BITS = 5
 N_OUTPUT_BITS = 8
@@ -32,3 +32,8 @@ def decode(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a = (inputs[..., 1] << 2) | (inputs[..., 2] << 1) | inputs[..., 3]
     d = inputs[..., 4]
     return w, a, d
+
+
+def encode_command(w: int, a: int, d: int) -> np.ndarray:
+    """One command's 5 bits (w, a2, a1, a0, d) as uint8, the inverse of `decode`."""
+    return np.array([w, (a >> 2) & 1, (a >> 1) & 1, a & 1, d], dtype=np.uint8)

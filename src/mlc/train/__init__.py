@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mlc.train._sizing import bytes_per_network, choose_population_size, free_memory
     from mlc.train._state import EpochHistory, PopulationState
     from mlc.train._trainer import EpochReport, PopulationTrainer, evaluate
+    from mlc.train._trojan import TriggerTargets, trigger_accuracies, trigger_targets
 
 _EXPORTS = {
     "adam_step": "_adam",
@@ -49,6 +50,9 @@ _EXPORTS = {
     "EpochReport": "_trainer",
     "PopulationTrainer": "_trainer",
     "evaluate": "_trainer",
+    "TriggerTargets": "_trojan",
+    "trigger_accuracies": "_trojan",
+    "trigger_targets": "_trojan",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -66,6 +70,7 @@ __all__ = [
     "SelectionProgress",
     "TrainConfig",
     "TrainingArrays",
+    "TriggerTargets",
     "adam_step",
     "arrays_for",
     "batch_order",
@@ -77,4 +82,6 @@ __all__ = [
     "keep_freed_memory",
     "select_automata",
     "train_reference",
+    "trigger_accuracies",
+    "trigger_targets",
 ]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mlc.work._runtime import SizedWork, WorkerRuntime
     from mlc.work._spec import Member, WorkUnit, WorkUnitSpec
     from mlc.work._sweep import Sweep, Variant
-    from mlc.work._validate import Tolerance, validate_result
+    from mlc.work._validate import Tolerance, triggered_reevaluation, validate_result
 
 _EXPORTS = {
     "ReplayTolerance": "_replay",
@@ -63,6 +63,7 @@ _EXPORTS = {
     "Sweep": "_sweep",
     "Variant": "_sweep",
     "Tolerance": "_validate",
+    "triggered_reevaluation": "_validate",
     "validate_result": "_validate",
 }
 
@@ -104,6 +105,7 @@ __all__ = [
     "segment_bounds",
     "set_training_threads",
     "shared_data_for",
+    "triggered_reevaluation",
     "validate_result",
     "weights_sha256",
 ]

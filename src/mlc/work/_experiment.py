@@ -27,6 +27,7 @@ from mlc.train import LearnabilitySettings, SelectionProgress, TrainConfig, sele
 from mlc.work._kernels import population_for
 from mlc.work._limits import check_data_memory
 from mlc.work._presets import describe_preset, preset_names, preset_text
+from mlc.work._spec_versions import apply_spec_version, check_spec_version
 from mlc.work._sweep import LAYOUT_SETTINGS, Sweep, Variant, split_lists
 
 __all__ = [
@@ -138,6 +139,7 @@ class ExperimentConfig:
         if unknown:
             raise ConfigError(f"unknown preset keys {unknown}; known: {sorted(_TOP_KEYS)}")
         _reject_non_finite(raw)
+        raw = apply_spec_version(raw)
         record = _resolved_record(raw)  # first: an unresolved DS3 table has no tasks yet
         train, model, sweep = _settings(raw)
         try:
@@ -174,6 +176,7 @@ class ExperimentConfig:
             models.config(self.model, variant.model_settings)
         for task in self.tasks:
             tasks.get(task, **self.task_params.get(task, {}))
+        check_spec_version(self.spec_version)
 
 
 def _settings(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Sweep | None]:
@@ -276,10 +279,17 @@ def _table(
 
 
 def _data_spec(raw: dict[str, Any]) -> DataSpec:
-    values = _table(raw, "data", {"seed", "n_train", "n_val", "length"})
+    values = dict(_table(raw, "data", {"seed", "n_train", "n_val", "length", "trigger_rate"}))
     if "seed" not in values:
         raise ConfigError("preset section [data] needs a `seed` (the inputs are drawn from it)")
+    if "trigger_rate" in values:
+        rate = values["trigger_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise ConfigError(f"data.trigger_rate must be a number in [0, 1], got {rate!r}")
+        values["trigger_rate"] = float(rate)
     for key, value in values.items():
+        if key == "trigger_rate":
+            continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"data.{key} must be a whole number, got {value!r}")
     return DataSpec(**values)

@@ -56,6 +56,10 @@ class FinishedNetwork:
     trained_by: tuple[str, ...] = ()
     replayed_segments: tuple[str, ...] = ()
     confirmed: bool = False
+    # measured by the server on held-out triggered data (`mlc.train.trigger_accuracies`), never taken
+    # from a worker; None for a task without a trojan twin (DS3)
+    trojan_accuracy: float | None = None
+    clean_accuracy_triggered: float | None = None
 
     @property
     def epochs(self) -> int:

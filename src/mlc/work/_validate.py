@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from mlc.errors import ResultRejected
-from mlc.models import AnyPopulation
-from mlc.train import AnyArrays
+from mlc.models import AnyPopulation, Population
+from mlc.train import AnyArrays, TriggerTargets, trigger_accuracies
 from mlc.work._result import WorkUnitResult
 from mlc.work._spec import WorkUnitSpec
 
-__all__ = ["Tolerance", "validate_result"]
+__all__ = ["Tolerance", "triggered_reevaluation", "validate_result"]
 
 
 @dataclass(frozen=True)
@@ -178,3 +178,14 @@ def _check_reevaluation(
                 "accuracy_mismatch",
                 f"{member.net_id}: claimed val accuracy {claimed_acc:.6g}, re-evaluated {real_acc:.6g}",
             )
+
+
+def triggered_reevaluation(
+    spec: WorkUnitSpec, result: WorkUnitResult, population: Population, targets: TriggerTargets
+) -> list[tuple[float | None, float | None]]:
+    """Per member of a validated result, (trojan_accuracy, clean_accuracy_triggered) of its returned
+    weights on the server's held-out triggered data, or (None, None) for a task without a trojan
+    twin: measured here from the weights, since a worker reports no such number."""
+    tasks = [m.task for m in spec.members]
+    trojan, clean = trigger_accuracies(population, result.state.params, tasks, targets)
+    return [(None, None) if np.isnan(t) else (float(t), float(c)) for t, c in zip(trojan, clean, strict=True)]

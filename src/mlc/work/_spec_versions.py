@@ -1,0 +1,54 @@
+"""MLDS spec versions: the data and training settings a preset's `spec_version` stands for (docs/MLDS.md).
+
+A preset names its spec version; the version's settings fill the `[data]` and `[train]` keys the preset
+leaves out, so `spec_version = "mlds-2"` alone selects mlds-2's trigger rate, learning rate and stop
+rule. A value the preset (or a command-line override) sets explicitly wins and is recorded in the
+resolved config, which every dataset keeps; the shipped presets state every value. The epoch cap,
+data seed and data sizes are each preset's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlc.errors import ConfigError
+
+__all__ = ["SPEC_VERSIONS", "apply_spec_version", "check_spec_version"]
+
+_ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "batch_size": 32}
+
+# version -> section -> key -> value. mlds-1 is spec version 1 as first shipped; mlds-2 was chosen
+# from benchmarks/calibrate_mlds.py's measurements (docs/MLDS.md, "Calibration").
+SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
+    "mlds-1": {
+        "data": {"trigger_rate": 0.0},
+        "train": {"lr": 1e-3, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 1.0},
+    },
+    "mlds-2": {
+        "data": {"trigger_rate": 0.25},
+        "train": {"lr": 1e-3, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 0.999},
+    },
+}
+
+
+def check_spec_version(version: str) -> None:
+    """Raise ConfigError unless `version` is a known spec version."""
+    if version not in SPEC_VERSIONS:
+        raise ConfigError(
+            f"unknown spec_version {version!r}; known: {', '.join(sorted(SPEC_VERSIONS))} (docs/MLDS.md)"
+        )
+
+
+def apply_spec_version(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` (a preset table) with its spec version's settings filled in where the preset leaves them
+    out; unchanged for an unknown version (which `check_spec_version` reports once the rest of the
+    preset has been checked) or a section that is not a table (reported by its parser)."""
+    pinned = SPEC_VERSIONS.get(raw.get("spec_version"))  # type: ignore[arg-type]
+    if pinned is None:
+        return raw
+    out = dict(raw)
+    for section, values in pinned.items():
+        table = out.get(section, {})
+        if isinstance(table, dict):
+            out[section] = {**values, **table}
+    return out
