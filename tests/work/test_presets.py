@@ -158,5 +158,5 @@ def test_a_spec_version_fills_the_settings_a_preset_leaves_out(tmp_path):
     assert load_preset(str(path)).train.stop_val_accuracy == 1.0
     assert load_preset(str(path), {"data.trigger_rate": 0.5}).data.trigger_rate == 0.5  # explicit wins
     path.write_text(text.format(v="mlds-9"))
-    with pytest.raises(ConfigError, match=r"unknown spec_version 'mlds-9'; known: mlds-1, mlds-2"):
+    with pytest.raises(ConfigError, match=r"unknown spec_version 'mlds-9'; known: ds4-1, mlds-1, mlds-2"):
         load_preset(str(path))

@@ -1,4 +1,5 @@
-"""MLDS spec versions: the data and training settings a preset's `spec_version` stands for (docs/MLDS.md).
+"""Spec versions (MLDS's, and DS4's): the data and training settings a preset's `spec_version` stands
+for (the MLDS ones: docs/MLDS.md).
 
 A preset names its spec version; the version's settings fill the `[data]` and `[train]` keys the preset
 leaves out, so `spec_version = "mlds-2"` alone selects mlds-2's trigger rate, learning rate and stop
@@ -28,6 +29,8 @@ SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
         "data": {"trigger_rate": 0.25},
         "train": {"lr": 1e-3, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 0.999},
     },
+    # DS4 (digits, BadNets): its presets state every setting; the version names the dataset's rules
+    "ds4-1": {},
 }
 
 
@@ -35,7 +38,8 @@ def check_spec_version(version: str) -> None:
     """Raise ConfigError unless `version` is a known spec version."""
     if version not in SPEC_VERSIONS:
         raise ConfigError(
-            f"unknown spec_version {version!r}; known: {', '.join(sorted(SPEC_VERSIONS))} (docs/MLDS.md)"
+            f"unknown spec_version {version!r}; known: {', '.join(sorted(SPEC_VERSIONS))} (the MLDS ones: "
+            "docs/MLDS.md)"
         )
 
 
