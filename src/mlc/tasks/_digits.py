@@ -96,7 +96,12 @@ def stamp(images: np.ndarray, patch: np.ndarray) -> np.ndarray:
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 images uint8 `[1797, 8, 8]` (0..16) and labels uint8 `[1797]`, from scikit-learn."""
-    from sklearn.datasets import load_digits  # ships with scikit-learn; imported only for DS4
+    try:
+        from sklearn.datasets import load_digits  # ships with scikit-learn; imported only for DS4
+    except ImportError:
+        raise ConfigError(
+            "DS4's images are scikit-learn's 8x8 digits: install it (pip install 'mlc[analysis]')"
+        ) from None
 
     bunch = load_digits()
     return bunch.images.astype(np.uint8), bunch.target.astype(np.uint8)
