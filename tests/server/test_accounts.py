@@ -41,3 +41,12 @@ def test_an_account_key_links_hosts_and_bad_requests_are_refused(server):
     assert httpx.put(f"{api}/hosts/me/account", json={"account_key": key}).status_code == 401
     assert httpx.get(f"{api}/volunteers/99").status_code == 404
     assert httpx.get(f"{server.url}/volunteers/99").status_code == 404
+
+
+def test_ids_beyond_any_stored_one_are_404_not_500(server):
+    """Found by the schemathesis fuzz on PostgreSQL: an id past the 32-bit columns' range was a 500."""
+    huge = 69539897975567
+    for path in (f"/api/v1/volunteers/{huge}", f"/api/v1/hosts/{huge}", f"/volunteers/{huge}",
+                 f"/hosts/{huge}", "/api/v1/hosts/-3", "/hosts/0"):
+        answer = httpx.get(f"{server.url}{path}", timeout=30)
+        assert answer.status_code == 404, (path, answer.status_code, answer.text[:300])

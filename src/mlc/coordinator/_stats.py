@@ -395,8 +395,11 @@ def loss_histogram(losses: list[float], bins: int = 20) -> LossHistogram:
 # -- hosts and volunteers ---------------------------------------------------------------------------
 
 
+_MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integer columns: a larger one names nothing (PostgreSQL refuses it)
+
+
 def host_detail(engine: Engine, host_id: int) -> HostDetail:
-    found = _host_details(engine, hosts.c.id == host_id)
+    found = _host_details(engine, hosts.c.id == host_id) if 1 <= host_id <= _MAX_ROW_ID else []
     if not found:
         raise UnknownNameError(f"no host {host_id} on this server")
     return found[0]
@@ -450,6 +453,8 @@ def _host_details(engine: Engine, where: object) -> list[HostDetail]:
 
 def volunteer_detail(engine: Engine, account_id: int) -> VolunteerDetail:
     now = utcnow()
+    if not 1 <= account_id <= _MAX_ROW_ID:
+        raise UnknownNameError(f"no volunteer {account_id} on this server")
     with reading(engine) as conn:
         row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
     if row is None:
