@@ -8,13 +8,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from work_setup import first_networks_spec
 
 from mlc import models
-from mlc.coordinator import build_shared_data
 from mlc.errors import ResultRejected
 from mlc.train import PopulationState, PopulationTrainer, TrainingArrays
 from mlc.work import (
-    Member,
     WorkerRuntime,
     WorkUnit,
     WorkUnitResult,
@@ -31,21 +30,7 @@ TINY = {"data.n_train": 48, "data.n_val": 12, "data.length": 12, "train.max_epoc
 @pytest.fixture(scope="module")
 def spec() -> WorkUnitSpec:
     config = load_preset("mlds-smoke", TINY)
-    tasks = ("SingleDirectMachine", "ParityMachine")
-    members = tuple(Member(config.net_id(t, 0), t, 0, config.net_seed(t, 0)) for t in tasks)
-    return WorkUnitSpec(
-        wu_id="exp-g000000-p000",
-        experiment=config.name,
-        model=config.model,
-        layout_id=models.layout(config.model).layout_id,
-        train=config.train,
-        data=config.data,
-        data_digest=build_shared_data(config).digest(),
-        tasks=config.tasks,
-        members=members,
-        epochs=6,
-        segments=3,
-    )
+    return first_networks_spec(config, ("SingleDirectMachine", "ParityMachine"), epochs=6, segments=3)
 
 
 @pytest.fixture(scope="module")

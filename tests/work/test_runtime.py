@@ -5,11 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from work_setup import first_networks_spec
 
-from mlc import models
-from mlc.coordinator import build_shared_data
 from mlc.errors import ConfigError
-from mlc.work import Member, TrainingStopped, WorkerRuntime, WorkUnit, WorkUnitSpec, load_preset
+from mlc.work import TrainingStopped, WorkerRuntime, WorkUnit, WorkUnitSpec, load_preset
 
 TINY = {"data.n_train": 40, "data.n_val": 12, "data.length": 12, "train.max_epochs": 50, "epochs_per_wu": 6}
 
@@ -17,19 +16,7 @@ TINY = {"data.n_train": 40, "data.n_val": 12, "data.length": 12, "train.max_epoc
 @pytest.fixture(scope="module")
 def spec() -> WorkUnitSpec:
     config = load_preset("mlds-smoke", TINY)
-    members = tuple(Member(config.net_id(t, 0), t, 0, config.net_seed(t, 0)) for t in config.tasks[:3])
-    return WorkUnitSpec(
-        wu_id="exp-g000000-p000",
-        experiment=config.name,
-        model=config.model,
-        layout_id=models.layout(config.model).layout_id,
-        train=config.train,
-        data=config.data,
-        data_digest=build_shared_data(config).digest(),
-        tasks=config.tasks,
-        members=members,
-        epochs=6,
-    )
+    return first_networks_spec(config, config.tasks[:3], epochs=6)
 
 
 def test_a_stopped_unit_resumes_from_its_checkpoint_bit_identically(spec, tmp_path):

@@ -77,7 +77,7 @@ def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: 
     stopped = [m for m in range(len(spec.members)) if bool(result.state.stopped[m])]
     metrics = _metrics(server, spec, result, stopped)
     finished: list[FinishedNetwork] = []
-    triggered = _triggered(server, exp, spec, result) if stopped else {}
+    triggered = _triggered(server, exp, spec, result, stopped)
     for m in stopped:
         net = spec.members[m].net_id
         record = _finished_record(
@@ -134,19 +134,15 @@ def _metrics(
 
 
 def _triggered(
-    server: ServerData, exp: Experiment, spec: WorkUnitSpec, result: WorkUnitResult
+    server: ServerData, exp: Experiment, spec: WorkUnitSpec, result: WorkUnitResult, rows: list[int]
 ) -> dict[int, tuple[float | None, float | None]]:
-    """MLDS only: each member's trojan accuracy and clean accuracy on held-out triggered sequences,
-    measured here from the validated weights alone (never taken from a worker)."""
-    if exp.config.model != "mlds-gru":
+    """MLDS only: the trojan and clean accuracy on held-out triggered sequences of the members `rows`
+    (those that finished), measured here from the validated weights alone (never taken from a
+    worker)."""
+    if exp.config.model != "mlds-gru" or not rows:
         return {}
-    measured = triggered_reevaluation(
-        spec,
-        result,
-        server.population(spec.experiment, spec.model_settings),
-        server.trigger_targets(spec.experiment),
-    )
-    return dict(enumerate(measured))
+    population = server.population(spec.experiment, spec.model_settings)
+    return triggered_reevaluation(spec, result, population, server.trigger_targets(spec.experiment), rows)
 
 
 def _close_results(conn: Connection, wu_id: str) -> None:

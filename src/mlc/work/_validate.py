@@ -7,6 +7,7 @@ re-evaluated on the server's validation data and must reproduce the claimed fina
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,11 +182,22 @@ def _check_reevaluation(
 
 
 def triggered_reevaluation(
-    spec: WorkUnitSpec, result: WorkUnitResult, population: Population, targets: TriggerTargets
-) -> list[tuple[float | None, float | None]]:
-    """Per member of a validated result, (trojan_accuracy, clean_accuracy_triggered) of its returned
-    weights on the server's held-out triggered data, or (None, None) for a task without a trojan
-    twin: measured here from the weights, since a worker reports no such number."""
-    tasks = [m.task for m in spec.members]
-    trojan, clean = trigger_accuracies(population, result.state.params, tasks, targets)
-    return [(None, None) if np.isnan(t) else (float(t), float(c)) for t, c in zip(trojan, clean, strict=True)]
+    spec: WorkUnitSpec,
+    result: WorkUnitResult,
+    population: Population,
+    targets: TriggerTargets,
+    rows: Sequence[int],
+) -> dict[int, tuple[float | None, float | None]]:
+    """For the members `rows` of a validated result (those that finished: the others' weights are
+    not final), (trojan_accuracy, clean_accuracy_triggered) of their returned weights on the
+    server's held-out triggered data, or (None, None) for a task without a trojan twin: measured
+    here from the weights, since a worker reports no such number."""
+    if not rows:
+        return {}
+    tasks = [spec.members[m].task for m in rows]
+    params = result.state.params[torch.as_tensor(list(rows), dtype=torch.long)]
+    trojan, clean = trigger_accuracies(population, params, tasks, targets)
+    return {
+        m: (None, None) if np.isnan(t) else (float(t), float(c))
+        for m, t, c in zip(rows, trojan, clean, strict=True)
+    }
