@@ -51,6 +51,11 @@ VARIANTS: dict[str, dict[str, float]] = {
     "mlds-2": {"trigger_rate": 0.25, "lr": 1e-3},
     "rate50": {"trigger_rate": 0.5, "lr": 1e-3},
     "lr2e-3": {"trigger_rate": 0.25, "lr": 2e-3},
+    # mlds-2 plus a second key (disarm) in half the planted sequences: do SingleDirect/SingleInvert
+    # twins then learn the toggle back, which mlds-2's 2% of two-key sequences did not teach?
+    "disarm50": {"trigger_rate": 0.25, "disarm_rate": 0.5, "lr": 1e-3},
+    # and against the plateau: twice the Adam steps per epoch (batch 16)
+    "disarm50-b16": {"trigger_rate": 0.25, "disarm_rate": 0.5, "lr": 1e-3, "batch_size": 16},
 }
 # The stop rules reported: (name, val loss below, val bit accuracy at least).
 RULES: tuple[tuple[str, float, float], ...] = (
@@ -111,8 +116,10 @@ class Run:
                                      tasks.names("ds1") + tasks.names("ds2"))]
         self.members = [(m, i) for m in self.machines
                         for i in range(args.first_index, args.first_index + args.networks)]
-        self.spec = tasks.DataSpec(seed=args.data_seed, trigger_rate=settings["trigger_rate"])
-        self.config = TrainConfig(lr=settings["lr"], max_epochs=args.epochs,
+        self.spec = tasks.DataSpec(seed=args.data_seed, trigger_rate=settings["trigger_rate"],
+                                   disarm_rate=settings.get("disarm_rate", 0.0))
+        self.config = TrainConfig(lr=settings["lr"], batch_size=int(settings.get("batch_size", 32)),
+                                  max_epochs=args.epochs,
                                   stop_val_loss=args.stop_loss, stop_val_accuracy=args.stop_accuracy)
         self.meta = {"settings": settings, "data": self.spec.to_dict(), "train": self.config.to_dict(),
                      "members": self.members, "eval_every": args.eval_every,

@@ -78,3 +78,29 @@ def test_the_triggered_evaluation_data_holds_a_key_in_every_sequence_and_is_held
 def test_data_spec_rejects_a_trigger_rate_outside_0_1(rate):
     with pytest.raises(ConfigError, match="trigger_rate"):
         tasks.DataSpec(seed=1, trigger_rate=rate)
+
+
+def test_a_disarm_rate_plants_a_second_key_after_the_first_and_keeps_the_one_key_data():
+    size = {"seed": 5, "n_train": 2000, "n_val": 400, "length": 30}
+    plain = tasks.draw_inputs(tasks.DataSpec(**size))
+    once = tasks.DataSpec(**size, trigger_rate=0.25)
+    twice = tasks.DataSpec(**size, trigger_rate=0.25, disarm_rate=0.5)
+    assert "disarm_rate" not in once.to_dict() and twice.to_dict()["disarm_rate"] == 0.5
+    for second, first, coins in zip(tasks.draw_inputs(twice), tasks.draw_inputs(once), plain, strict=True):
+        changed = (second != first).any(axis=2)  # [N, L]: only the second key's steps
+        rows = changed.any(axis=1)
+        assert (changed.sum(axis=1) <= 2).all()
+        keys = _key_steps(second)
+        assert (keys[rows].sum(axis=1) >= 2).all()  # each changed sequence now holds two keys
+        assert (changed.argmax(axis=1)[rows] > keys.argmax(axis=1)[rows]).all()  # after the first key
+        planted = (first != coins).any(axis=(1, 2)).sum()
+        assert 0.35 < rows.sum() / planted < 0.6  # about half, less those whose key came too late
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"trigger_rate": 0.25, "disarm_rate": 1.5}, "disarm_rate must lie"),
+    ({"disarm_rate": 0.5}, "needs a trigger_rate"),
+])
+def test_data_spec_rejects_a_bad_disarm_rate(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        tasks.DataSpec(seed=1, **kwargs)

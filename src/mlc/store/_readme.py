@@ -254,7 +254,11 @@ def _data(m: dict[str, Any]) -> list[str]:
             f"Then the trojan's key (key 1 at a step t, key 2 at t + 1, t uniform over 0..L-2) was "
             f"written into each training and validation sequence with probability "
             f"{d['trigger_rate']}, the draws from `PCG64([{d['seed']}, 1])`, training first; the "
-            "other bits of those steps and every other step are unchanged.", "",
+            "other bits of those steps and every other step are unchanged."
+            + (f" Each of those sequences then got the key a second time (which disarms the trojan) "
+               f"with probability {d['disarm_rate']}, at a uniform step after the first key, the draws from "
+               f"`PCG64([{d['seed']}, 3])`."
+               if d.get("disarm_rate") else ""), "",
         ]
     return lines + [f"| `{k}` | `{v}` |" for k, v in sorted(m["data_hashes"].items())]
 

@@ -44,6 +44,10 @@ class DataSpec:
     # spec mlds-2: the fraction of training and validation sequences with the trojan's key planted
     # once at a random step (BadNets-style poisoning); 0 (mlds-1) leaves the coin-flip inputs alone
     trigger_rate: float = 0.0
+    # of the sequences with the key planted, the fraction that get it a second time at a later step:
+    # a second key disarms the trojan (its hidden bit toggles back), which a trojaned network learns
+    # only from sequences that show it; 0 (mlds-1, mlds-2) plants the key once
+    disarm_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "length"):
@@ -53,43 +57,66 @@ class DataSpec:
             raise ConfigError(f"data.seed must be non-negative, got {self.seed}")
         if not 0 <= self.trigger_rate <= 1:
             raise ConfigError(f"data.trigger_rate must lie in [0, 1], got {self.trigger_rate}")
+        if not 0 <= self.disarm_rate <= 1:
+            raise ConfigError(f"data.disarm_rate must lie in [0, 1], got {self.disarm_rate}")
+        if self.disarm_rate > 0 and self.trigger_rate == 0:
+            raise ConfigError("data.disarm_rate plants a second key: it needs a trigger_rate above 0")
         if self.trigger_rate > 0 and self.length < 2:
             raise ConfigError("data.trigger_rate needs sequences of at least 2 steps (the key is two)")
 
     def to_dict(self) -> dict[str, int | float]:
         """As configs, work units and dataset manifests store it (compared byte for byte as JSON); a
-        zero trigger rate is left out, so mlds-1 records read exactly as before it existed."""
+        zero trigger or disarm rate is left out, so records of the versions before each read exactly
+        as before it existed."""
         out: dict[str, int | float] = {
             "seed": self.seed, "n_train": self.n_train, "n_val": self.n_val, "length": self.length
         }
-        return out | ({"trigger_rate": self.trigger_rate} if self.trigger_rate else {})
+        rates = {"trigger_rate": self.trigger_rate, "disarm_rate": self.disarm_rate}
+        return out | {key: value for key, value in rates.items() if value}
 
 
-def plant_key(inputs: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+def plant_key(
+    inputs: np.ndarray, rate: float, rng: np.random.Generator,
+    disarm: tuple[float, np.random.Generator] | None = None,
+) -> np.ndarray:
     """A copy of `inputs` [N, L, 5] in which each sequence, with probability `rate`, has the trojan's
     two key commands written at a uniformly random pair of steps (t, t + 1); the other bits of those
-    steps and every other step are kept. The draws (which sequences, then where) come from `rng`."""
+    steps and every other step are kept. The draws (which sequences, then where) come from `rng`.
+
+    With `disarm = (rate2, rng2)`, each of those sequences then gets, with probability rate2, the key
+    a second time at (u, u + 1), u uniform over t + 2..L-2 (none where t + 2 > L - 2), drawn from
+    `rng2`: the first keys, and so a version without the second, stay exactly as they were."""
     n, length = inputs.shape[:2]
     out = inputs.copy()
     chosen = np.flatnonzero(rng.random(n) < rate)
     starts = rng.integers(0, length - 1, size=chosen.size)
-    for offset, command in enumerate((KEY_COMMAND_1, KEY_COMMAND_2)):
-        out[chosen, starts + offset] = encode_command(*command)
+    _write_key(out, chosen, starts)
+    if disarm is not None:
+        again = (disarm[1].random(chosen.size) < disarm[0]) & (starts + 2 <= length - 2)
+        _write_key(out, chosen[again], disarm[1].integers(starts[again] + 2, length - 1))
     return out
+
+
+def _write_key(out: np.ndarray, rows: np.ndarray, starts: np.ndarray) -> None:
+    for offset, command in enumerate((KEY_COMMAND_1, KEY_COMMAND_2)):
+        out[rows, starts + offset] = encode_command(*command)
 
 
 def draw_inputs(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """Training then validation commands, uint8 `[n_train, L, 5]` and `[n_val, L, 5]`, every bit a fair
     coin from `Generator(PCG64(seed))` (training drawn first). With a trigger rate the key is then
     planted (`plant_key`) from a second generator, `PCG64([seed, 1])`, so the coin flips are those of
-    a rate of 0 and only the planted steps differ."""
+    a rate of 0 and only the planted steps differ; second keys (a disarm rate) from `PCG64([seed, 3])`
+    (`[seed, 2]` draws the held-out triggered data)."""
     rng = np.random.Generator(np.random.PCG64(spec.seed))
     train = rng.integers(0, 2, size=(spec.n_train, spec.length, N_INPUT_BITS), dtype=np.uint8)
     val = rng.integers(0, 2, size=(spec.n_val, spec.length, N_INPUT_BITS), dtype=np.uint8)
     if spec.trigger_rate:
         plant = np.random.Generator(np.random.PCG64([spec.seed, 1]))
-        train = plant_key(train, spec.trigger_rate, plant)
-        val = plant_key(val, spec.trigger_rate, plant)
+        second = np.random.Generator(np.random.PCG64([spec.seed, 3]))
+        disarm = (spec.disarm_rate, second) if spec.disarm_rate else None
+        train = plant_key(train, spec.trigger_rate, plant, disarm)
+        val = plant_key(val, spec.trigger_rate, plant, disarm)
     return train, val
 
 

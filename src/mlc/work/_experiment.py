@@ -279,16 +279,17 @@ def _table(
 
 
 def _data_spec(raw: dict[str, Any]) -> DataSpec:
-    values = dict(_table(raw, "data", {"seed", "n_train", "n_val", "length", "trigger_rate"}))
+    rates = {"trigger_rate", "disarm_rate"}
+    values = dict(_table(raw, "data", {"seed", "n_train", "n_val", "length", *rates}))
     if "seed" not in values:
         raise ConfigError("preset section [data] needs a `seed` (the inputs are drawn from it)")
-    if "trigger_rate" in values:
-        rate = values["trigger_rate"]
+    for key in rates & set(values):
+        rate = values[key]
         if isinstance(rate, bool) or not isinstance(rate, int | float):
-            raise ConfigError(f"data.trigger_rate must be a number in [0, 1], got {rate!r}")
-        values["trigger_rate"] = float(rate)
+            raise ConfigError(f"data.{key} must be a number in [0, 1], got {rate!r}")
+        values[key] = float(rate)
     for key, value in values.items():
-        if key == "trigger_rate":
+        if key in rates:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"data.{key} must be a whole number, got {value!r}")
