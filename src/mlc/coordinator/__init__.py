@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         set_experiment_queue,
         set_experiment_state,
     )
+    from mlc.coordinator._replication import ReplicationPolicy
     from mlc.coordinator._scheduler import (
         DEFAULT_MAX_ATTEMPTS,
         ReportOutcome,
@@ -121,6 +122,7 @@ _EXPORTS = {
     "list_experiments": "_experiments",
     "move_dataset": "_experiments",
     "stored_network_ids": "_experiments",
+    "ReplicationPolicy": "_replication",
     "DEFAULT_MAX_ATTEMPTS": "_scheduler",
     "ReportOutcome": "_scheduler",
     "apply_transitions": "_scheduler",
@@ -160,6 +162,7 @@ __all__ = [
     "HostDetail",
     "HostTrust",
     "NetworkState",
+    "ReplicationPolicy",
     "ReportOutcome",
     "ResultView",
     "ServerData",

@@ -21,6 +21,7 @@ from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec, mark_finished_if_complete
 from mlc.coordinator._schema import NetworkState, Verdict, WUState, history, networks, results, work_units
 from mlc.coordinator._serverdata import ServerData
+from mlc.coordinator._withdrawal import apply_withdrawals
 from mlc.store import DatasetWriter
 from mlc.work import (
     FinishedNetwork,
@@ -38,7 +39,9 @@ WriterFor = Callable[[Experiment], DatasetWriter]
 
 
 def assimilate_valid(engine: Engine, server: ServerData, writer_for: WriterFor) -> int:
-    """Assimilate every unit in state VALID; returns how many networks finished in this pass."""
+    """Assimilate every unit in state VALID, after taking withdrawn networks out of their datasets;
+    returns how many networks finished in this pass."""
+    apply_withdrawals(engine, writer_for)
     with reading(engine) as conn:
         ids = (
             conn.execute(
@@ -170,16 +173,26 @@ def _past_history(conn: Connection, experiment_id: int, net_ids: tuple[str, ...]
 
 def _unit_checks(conn: Connection, wu_ids: set[str]) -> dict[str, tuple[str, int, int]]:
     """Per unit: who trained its valid result (`host:ID` as the server knows the host, or the
-    executor's kind: `local`, `ray`), how many of its segments the validator replayed, of how many."""
+    executor's kind: `local`, `ray`; `host:A+host:B` where a replica agreed), how many of its
+    segments the validator replayed (the most of any agreeing result), of how many."""
     rows = conn.execute(
         select(results.c.wu_id, results.c.reporter, results.c.replayed, work_units.c.spec_json)
         .join(work_units, work_units.c.id == results.c.wu_id)
         .where(results.c.wu_id.in_(sorted(wu_ids)), results.c.verdict == Verdict.VALID)
+        .order_by(results.c.id)
     )
-    return {
-        r.wu_id: (_trainer(r.reporter), r.replayed or 0, WorkUnitSpec.from_json(r.spec_json).segments)
-        for r in rows
-    }
+    out: dict[str, tuple[str, int, int]] = {}
+    for r in rows:
+        who, replayed, segments = (
+            _trainer(r.reporter),
+            r.replayed or 0,
+            WorkUnitSpec.from_json(r.spec_json).segments,
+        )
+        if r.wu_id in out:  # a replica that agreed (outvoted results are no longer valid)
+            first, most, _ = out[r.wu_id]
+            who, replayed = (first if who in first.split("+") else f"{first}+{who}"), max(most, replayed)
+        out[r.wu_id] = (who, replayed, segments)
+    return out
 
 
 def _trainer(reporter: str | None) -> str:
@@ -190,10 +203,11 @@ def _trainer(reporter: str | None) -> str:
 
 
 def _confirmed(checks: list[tuple[str, int, int]]) -> bool:
-    """Every unit was trained by the project's own executor, or replayed whole by the server (a
-    replica on the server's kernel class); a re-evaluation alone or a sampled segment is not that."""
+    """Every unit was trained by the project's own executor, replayed whole by the server (a
+    replica on the server's kernel class), or agreed bit for bit by a replica host; a re-evaluation
+    alone or a sampled segment is not that."""
     return bool(checks) and all(
-        not who.startswith("host:") or (segments > 1 and replayed == segments)
+        not who.startswith("host:") or "+" in who or (segments > 1 and replayed == segments)
         for who, replayed, segments in checks
     )
 

@@ -31,19 +31,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from mlc.coordinator._db import reading, transaction, utcnow
-from mlc.coordinator._experiments import Experiment, insert_work_unit, make_spec, mark_finished_if_complete
+from mlc.coordinator._experiments import Experiment, mark_finished_if_complete, retrain_from_seed
 from mlc.coordinator._schema import (
-    ExperimentState,
     NetworkState,
     WUState,
-    experiments,
-    history,
     networks,
     work_units,
 )
 from mlc.errors import StateError
 from mlc.store import MANIFEST_FILE, scan_staged, set_aside_staged
-from mlc.work import Member, WorkUnitSpec
+from mlc.work import WorkUnitSpec
 
 __all__ = ["Consistency", "check_consistency", "orphaned_dataset", "reconcile"]
 
@@ -142,7 +139,7 @@ def reconcile(engine: Engine, exp: Experiment, dataset_dir: Path) -> list[str]:
     retrain = sorted({*found.retrain_damaged, *found.stuck})
     with transaction(engine) as conn:  # the database first: a crash before the files are set aside
         _adopt(conn, exp, [found.staged[n] for n in found.adopt])  # leaves live units and damaged files
-        _retrain(conn, exp, retrain)
+        retrain_from_seed(conn, exp, retrain)
         mark_finished_if_complete(conn, exp.id, utcnow())
     for net_id in sorted(found.damaged):
         set_aside_staged(dataset_dir, net_id)
@@ -159,26 +156,3 @@ def _adopt(conn: Connection, exp: Experiment, records: list[dict[str, Any]]) -> 
         if not changed:
             conn.execute(networks.insert().values(experiment_id=exp.id, net_id=r["net_id"], task=r["task"],
                                                   idx=r["index"], net_seed=r["net_seed"], **values))
-
-
-def _retrain(conn: Connection, exp: Experiment, net_ids: list[str]) -> None:
-    """Each network back to epoch 0 with a fresh unit of its own (its seed gives it the same start),
-    its stored history dropped, and the experiment running again."""
-    if not net_ids:
-        return
-    rows = conn.execute(select(networks).where(
-        networks.c.experiment_id == exp.id, networks.c.net_id.in_(net_ids))).all()
-    seq = conn.execute(select(work_units.c.seq).where(work_units.c.experiment_id == exp.id)
-                       .order_by(work_units.c.seq.desc()).limit(1)).scalar() or 0
-    for k, row in enumerate(sorted(rows, key=lambda r: r.net_id)):
-        conn.execute(networks.update().where(
-            networks.c.experiment_id == exp.id, networks.c.net_id == row.net_id).values(
-            state=NetworkState.TRAINING, epochs=0, converged=False, wall_time_s=0.0, work_units="[]"))
-        conn.execute(history.delete().where(
-            history.c.experiment_id == exp.id, history.c.net_id == row.net_id))
-        member = Member(row.net_id, row.task, row.idx, row.net_seed)
-        spec = make_spec(exp, f"{exp.name}-r{seq + k + 1:06d}-p000", [member], None)
-        insert_work_unit(conn, exp, spec, None)
-    conn.execute(experiments.update().where(  # a cancelled experiment stays cancelled
-        experiments.c.id == exp.id, experiments.c.state == ExperimentState.FINISHED).values(
-        finished_at=None, state=ExperimentState.RUNNING))

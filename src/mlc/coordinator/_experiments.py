@@ -19,7 +19,15 @@ from sqlalchemy import Connection, Engine, case, exists, func, select
 
 from mlc import tasks
 from mlc.coordinator._db import reading, transaction, utcnow
-from mlc.coordinator._schema import ExperimentState, NetworkState, WUState, experiments, networks, work_units
+from mlc.coordinator._schema import (
+    ExperimentState,
+    NetworkState,
+    WUState,
+    experiments,
+    history,
+    networks,
+    work_units,
+)
 from mlc.errors import ConfigError, StateError, UnknownNameError
 from mlc.tasks import SharedData
 from mlc.work import Member, WorkUnitSpec
@@ -33,11 +41,13 @@ __all__ = [
     "create_experiment",
     "ended_experiments",
     "get_experiment",
+    "get_experiment_by_id",
     "grow_experiment",
     "insert_work_unit",
     "list_experiments",
     "make_spec",
     "mark_finished_if_complete",
+    "retrain_from_seed",
 ]
 
 
@@ -157,6 +167,12 @@ def get_experiment(engine: Engine, name: str) -> Experiment:
         row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
     if row is None:
         raise UnknownNameError(f"no experiment {name!r} in this database")
+    return _row_to_experiment(row)
+
+
+def get_experiment_by_id(conn: Connection, experiment_id: int) -> Experiment:
+    """The experiment of a row's `experiment_id`, read in the caller's transaction."""
+    row = conn.execute(select(experiments).where(experiments.c.id == experiment_id)).one()
     return _row_to_experiment(row)
 
 
@@ -283,6 +299,51 @@ def _insert_networks_and_units(
             spec = make_spec(exp, wu_id, members[start : start + c.networks_per_wu], None, variant)
             insert_work_unit(conn, exp, spec, None)
             group += 1
+
+
+def retrain_from_seed(
+    conn: Connection, exp: Experiment, net_ids: list[str], *, together: bool = False
+) -> list[str]:
+    """Each network back to epoch 0 (its seed gives it the same start), its stored history dropped,
+    in a fresh unit of its own, or (`together`) in as few units as its experiment's networks_per_wu
+    and settings allow, and the experiment running again (a cancelled one stays cancelled: nothing is
+    retrained there); returns the new units' ids."""
+    if not net_ids:
+        return []
+    rows = conn.execute(select(networks).where(
+        networks.c.experiment_id == exp.id, networks.c.net_id.in_(net_ids))).all()
+    seq = conn.execute(select(work_units.c.seq).where(work_units.c.experiment_id == exp.id)
+                       .order_by(work_units.c.seq.desc()).limit(1)).scalar() or 0
+    cancelled = conn.execute(select(experiments.c.state).where(
+        experiments.c.id == exp.id)).scalar() == ExperimentState.CANCELLED
+    for row in rows:
+        conn.execute(networks.update().where(
+            networks.c.experiment_id == exp.id, networks.c.net_id == row.net_id).values(
+            state=NetworkState.FAILED if cancelled else NetworkState.TRAINING, epochs=0, converged=False,
+            wall_time_s=0.0, work_units="[]"))
+        conn.execute(history.delete().where(
+            history.c.experiment_id == exp.id, history.c.net_id == row.net_id))
+    if cancelled:
+        return []
+    groups: dict[int, list[Member]] = {}
+    for row in sorted(rows, key=lambda r: r.net_id):
+        variant = exp.config.variants.index(exp.config.variant_of(row.idx))
+        groups.setdefault(variant if together else len(groups), []).append(
+            Member(row.net_id, row.task, row.idx, row.net_seed))
+    size = exp.config.networks_per_wu if together else 1
+    created = []
+    for members in groups.values():
+        variant = exp.config.variant_of(members[0].index)
+        for start in range(0, len(members), size):
+            seq += 1
+            wu_id = f"{exp.name}-r{seq:06d}-p000"
+            spec = make_spec(exp, wu_id, members[start:start + size], None, variant)
+            insert_work_unit(conn, exp, spec, None)
+            created.append(wu_id)
+    conn.execute(experiments.update().where(
+        experiments.c.id == exp.id, experiments.c.state == ExperimentState.FINISHED).values(
+        finished_at=None, state=ExperimentState.RUNNING))
+    return created
 
 
 def move_dataset(engine: Engine, experiment_id: int, dataset_dir: Path) -> None:

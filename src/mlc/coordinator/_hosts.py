@@ -35,6 +35,7 @@ class Host:
     test_queue: bool
     units_leased: int = 0
     trust: str = "new"
+    kernel_class: str | None = None  # of its last judged result (None: none judged yet)
 
     @property
     def owner(self) -> str:
@@ -99,6 +100,7 @@ def authenticate_host(engine: Engine, token: str, description: dict[str, Any] | 
         description if description is not None else json.loads(row.description_json),
         bool(row.test_queue),
         trust=row.trust,
+        kernel_class=row.kernel_class,
     )
 
 
@@ -116,6 +118,7 @@ def list_hosts(engine: Engine) -> list[Host]:
             bool(r.test_queue),
             counts.get(host_owner(r.id), 0),
             r.trust,
+            r.kernel_class,
         )
         for r in rows
     ]

@@ -65,11 +65,14 @@ def lease_work(
     experiment_id: int | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     queues: tuple[str, ...] | None = None,
+    kernel_class: str | None = None,
 ) -> list[WorkUnit]:
     """Lease ready units (oldest first) until they hold about `max_members` networks.
 
     Only units of running experiments are leased (not paused, cancelled or finished ones); `queues`
-    limits them to experiments in those queues (a CPU host does not get a GPU queue's work).
+    limits them to experiments in those queues (a CPU host does not get a GPU queue's work). A unit
+    waiting for a replica goes only to an owner of its `replica_class` (`kernel_class`: the owner's,
+    None where unknown) that never held it (homogeneous redundancy: two hosts, one kernel class).
 
     Expired leases are settled first, as the transitioner would (back to READY, or FAILED with their
     networks once `max_attempts` leases were handed out), so no unit is leased beyond its attempts.
@@ -84,6 +87,14 @@ def lease_work(
     if queues is not None:
         running = running.where(experiments.c.queue.in_(queues))
     query = query.where(work_units.c.experiment_id.in_(running))
+    held_before = select(leases.c.wu_id).where(leases.c.wu_id == work_units.c.id, leases.c.owner == owner)
+    query = query.where(
+        or_(
+            work_units.c.replica_class.is_(None),
+            mine,
+            and_(work_units.c.replica_class == (kernel_class or ""), ~held_before.exists()),
+        )
+    )
     if experiment_id is not None:
         query = query.where(work_units.c.experiment_id == experiment_id)
     # PostgreSQL: rows another scheduler is leasing right now are skipped (FOR NO KEY UPDATE, so a
@@ -231,7 +242,7 @@ def report_result(
             raise StateError(f"no work unit {wu_id!r}: results are only taken for issued work")
         if _seen(conn, wu_id, digest):
             return ReportOutcome.DUPLICATE
-        if row.state in (WUState.DONE, WUState.FAILED, WUState.VALID):
+        if row.state in (WUState.DONE, WUState.FAILED, WUState.VALID, WUState.WITHDRAWN):
             return ReportOutcome.TOO_LATE
         try:
             with conn.begin_nested():  # a savepoint: the same bytes may be landing beside us
@@ -281,14 +292,15 @@ def transition_unit(
         select(work_units).where(work_units.c.id == wu_id).with_for_update(key_share=True)
     ).one()
     views = [
-        ResultView(Verdict(r.verdict), r.reason)
+        ResultView(Verdict(r.verdict), r.reason, r.training_sha256, r.reporter)
         for r in conn.execute(
-            select(results.c.verdict, results.c.reason).where(results.c.wu_id == wu_id).order_by(results.c.id)
+            select(results.c.verdict, results.c.reason, results.c.training_sha256, results.c.reporter)
+            .where(results.c.wu_id == wu_id)
+            .order_by(results.c.id)
         )
     ]
-    change = transition(
-        UnitView(WUState(unit.state), unit.attempts, unit.lease_expires_at), views, now, max_attempts
-    )
+    view = UnitView(WUState(unit.state), unit.attempts, unit.lease_expires_at, unit.quorum)
+    change = transition(view, views, now, max_attempts)
     if change is None:
         return WUState(unit.state)
     values: dict[str, object] = {"state": change.state, "updated_at": now}

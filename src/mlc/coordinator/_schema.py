@@ -47,6 +47,7 @@ __all__ = [
     "meta",
     "networks",
     "results",
+    "withdrawals",
     "work_units",
 ]
 
@@ -60,6 +61,7 @@ class WUState(enum.StrEnum):
     VALID = "valid"  # a result passed validation and awaits assimilation
     DONE = "done"  # assimilated: history stored, finished networks staged, continuation created
     FAILED = "failed"  # gave up after max_attempts
+    WITHDRAWN = "withdrawn"  # built on a result of a host found untrusted: its networks train again
 
 
 class Verdict(enum.StrEnum):
@@ -160,6 +162,9 @@ work_units = Table(
     Column("error", Text),
     Column("created_at", DateTime(), nullable=False),
     Column("updated_at", DateTime(), nullable=False),
+    # agreeing valid results (of distinct hosts) it needs: 2 when it was sent to a replica host
+    Column("quorum", Integer, nullable=False, server_default="1"),
+    Column("replica_class", String(200)),  # a replica must come from a host of this kernel class
 )
 
 results = Table(
@@ -176,6 +181,8 @@ results = Table(
     Column("credit", Float),  # granted to its host when judged valid; 0 once revoked (voided later)
     Column("credited_at", DateTime()),  # when granted: None for results never credited
     Column("replayed", Integer),  # segments of its unit the validator replayed (None: not judged)
+    Column("kernel_class", String(200)),  # of a judged result: where it says it was computed
+    Column("training_sha256", String(64)),  # `WorkUnitResult.training_sha256`: equal for agreeing replicas
     UniqueConstraint("wu_id", "sha256"),
     Index("ix_results_verdict_credited_at", "verdict", "credited_at"),  # credit's pass finds its rows
 )
@@ -216,6 +223,8 @@ hosts = Table(
     Column("test_queue", Boolean, nullable=False, server_default=false()),
     Column("trust", String(16), nullable=False, server_default="new"),  # HostTrust
     Column("account_id", Integer, ForeignKey("accounts.id"), index=True),  # its volunteer, if linked
+    Column("kernel_class", String(200)),  # of its last judged result: who may replicate its units
+    Column("agree_streak", Integer, nullable=False, server_default="0"),  # replicas agreed in a row
     *credit_columns(),
 )
 
@@ -238,4 +247,20 @@ leases = Table(
     Column("wu_id", String(200), ForeignKey("work_units.id"), primary_key=True),
     Column("owner", String(200), primary_key=True),
     Column("leased_at", DateTime(), nullable=False),
+)
+
+# Networks to take out of a dataset: their record was built on a result of a host found untrusted.
+# Written with the database's side of the withdrawal (networks reset, units withdrawn) and applied to
+# the dataset by the assimilator, which compares `work_units` with the staged record first, so a
+# request never withdraws the record retrained after it.
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False, index=True),
+    Column("net_id", String(200), nullable=False),
+    Column("work_units", Text, nullable=False),  # JSON list: the units of the record to withdraw
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("applied_at", DateTime()),
 )

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from mlc.coordinator._daemons import DAEMONS, record_heartbeat
 from mlc.coordinator._experiments import ended_experiments
+from mlc.coordinator._replication import DEFAULT_REPLICATION, ReplicationPolicy
 from mlc.coordinator._scheduler import (
     DEFAULT_MAX_ATTEMPTS,
     ReportOutcome,
@@ -47,13 +48,21 @@ _log = logging.getLogger(__name__)
 class CoordinatorService:
     """The pipeline over one database: leases and reports, and the daemons' passes.
 
-    `max_attempts` is how many leases a unit gets before it fails. Writers are cached per experiment,
-    so one service may run several experiments at once (the server does).
+    `max_attempts` is how many leases a unit gets before it fails; `replication` how volunteer
+    hosts' units are sent to replica hosts (results of our own executors never are). Writers are
+    cached per experiment, so one service may run several experiments at once (the server does).
     """
 
-    def __init__(self, engine: Engine, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        replication: ReplicationPolicy = DEFAULT_REPLICATION,
+    ) -> None:
         self.engine = engine
         self.max_attempts = max_attempts
+        self.replication = replication
         self._server: ServerData | None = None
         self._writers: dict[str, DatasetWriter] = {}
         self._lock = threading.Lock()  # writers and server data are built once, whichever thread asks
@@ -68,11 +77,14 @@ class CoordinatorService:
         *,
         experiment_id: int | None = None,
         queues: tuple[str, ...] | None = None,
+        kernel_class: str | None = None,
     ) -> list[WorkUnit]:
         """Ready units of running experiments (in `queues`, where given) holding up to about
-        `max_members` networks, leased to `owner` for `lease_seconds`."""
+        `max_members` networks, leased to `owner` (of `kernel_class`, where known: units waiting for
+        a replica of that class are among them) for `lease_seconds`."""
         return lease_work(
-            self.engine, owner, max_members, lease_seconds, experiment_id, self.max_attempts, queues
+            self.engine, owner, max_members, lease_seconds, experiment_id, self.max_attempts, queues,
+            kernel_class,
         )
 
     def extend(self, owner: str, wu_ids: list[str], lease_seconds: float) -> list[str]:
@@ -100,7 +112,7 @@ class CoordinatorService:
         from mlc.coordinator._credit import settle_credit
         from mlc.coordinator._validator import validate_pending
 
-        valid, invalid = validate_pending(self.engine, self.server_data, self.max_attempts)
+        valid, invalid = validate_pending(self.engine, self.server_data, self.max_attempts, self.replication)
         settle_credit(self.engine)
         return valid + invalid
 

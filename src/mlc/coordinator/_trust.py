@@ -5,7 +5,8 @@ training on other targets, an invented history, skipped epochs), or an upload of
 result. Unlike a BOINC task, a trained network has no benign invalid result: honest hosts of other
 hardware stay inside the tolerances, which were measured for that. An untrusted host gets no more
 work, and every result of its that nothing has built on yet (pending, or valid but not assimilated) is
-voided, so its units are trained again elsewhere.
+voided, so its units are trained again elsewhere; so is every assimilated one that no full replay or
+replica confirmed, with what was built on it (`_withdrawal`: retroactive re-issue).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._hosts import host_owner
 from mlc.coordinator._scheduler import DEFAULT_MAX_ATTEMPTS, transition_unit
 from mlc.coordinator._schema import HostTrust, Verdict, WUState, hosts, results, work_units
+from mlc.coordinator._withdrawal import withdraw_unconfirmed
 
 __all__ = ["TRUSTED_AFTER", "distrust_reporter", "is_trusted", "note_valid_result"]
 
@@ -58,15 +60,16 @@ def note_valid_result(conn: Connection, reporter: str | None) -> None:
 def distrust_reporter(
     engine: Engine, reporter: str | None, why: str, max_attempts: int = DEFAULT_MAX_ATTEMPTS
 ) -> int:
-    """Mark `reporter`'s host untrusted and void its results that nothing is built on yet; returns how
-    many units go back to the queue (or fail, out of attempts)."""
+    """Mark `reporter`'s host untrusted, void its results that nothing is built on yet, and withdraw
+    its assimilated ones that nothing confirmed; returns how many units go back to the queue (or
+    fail, out of attempts) or were withdrawn."""
     host_id = _host_id(reporter)
     if host_id is None:
         return 0
     now = utcnow()
     open_units = select(work_units.c.id).where(
-        work_units.c.state.in_((WUState.LEASED, WUState.REPORTED, WUState.VALID))
-    )
+        work_units.c.state.in_((WUState.READY, WUState.LEASED, WUState.REPORTED, WUState.VALID))
+    )  # READY: a unit waiting for a replica of this host's result
     voidable = and_(
         results.c.reporter == host_owner(host_id),
         results.c.verdict.in_((Verdict.PENDING, Verdict.VALID)),
@@ -84,7 +87,12 @@ def distrust_reporter(
         )
         leased = and_(work_units.c.lease_owner == host_owner(host_id), work_units.c.state == WUState.LEASED)
         conn.execute(work_units.update().where(leased).values(lease_expires_at=now))  # its leases end now
-        for wu_id in units:
-            conn.execute(work_units.update().where(work_units.c.id == wu_id).values(state=WUState.REPORTED))
+        for wu_id in units:  # judged afresh: whoever trains it next decides on a replica again
+            conn.execute(
+                work_units.update()
+                .where(work_units.c.id == wu_id)
+                .values(state=WUState.REPORTED, quorum=1, replica_class=None)
+            )
             transition_unit(conn, wu_id, now, max_attempts)
-    return len(units)
+        withdrawn = withdraw_unconfirmed(conn, host_owner(host_id), why, now)
+    return len(units) + len(withdrawn)

@@ -46,7 +46,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.service = service or CoordinatorService(engine)
+    app.state.service = service or CoordinatorService(engine, replication=settings.replication)
     app.state.admin_token = load_or_make_admin_token(settings.admin_token_file)
     for router in (_hosts_api.router, _public_api.router, _admin_api.router):
         app.include_router(router, prefix=API_PREFIX)

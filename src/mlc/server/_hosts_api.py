@@ -99,7 +99,11 @@ def lease(body: LeaseRequest, request: Request) -> LeaseResponse:
     host = _host(request, body.description.model_dump() if body.description else None)
     queues = _queues(host)
     units = request.app.state.service.lease(
-        host.owner, min(body.max_networks, settings.max_lease_networks), settings.lease_seconds, queues=queues
+        host.owner,
+        min(body.max_networks, settings.max_lease_networks),
+        settings.lease_seconds,
+        queues=queues,
+        kernel_class=host.kernel_class,
     )
     leased = [
         LeasedUnit(

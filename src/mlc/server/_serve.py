@@ -27,7 +27,7 @@ def serve(settings: ServerSettings) -> None:
     """Run `settings.role` until SIGINT or SIGTERM."""
     settings.workdir.mkdir(parents=True, exist_ok=True)
     engine = connect(settings.database_url)
-    service = CoordinatorService(engine)
+    service = CoordinatorService(engine, replication=settings.replication)
     stop = threading.Event()
     daemons = {"all": DAEMONS, "api": ()}.get(settings.role, (settings.role,))
     threads = [

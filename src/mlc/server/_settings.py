@@ -4,10 +4,13 @@ else takes its configuration as arguments (and tests build settings directly).""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from mlc.coordinator import ReplicationPolicy
 
 __all__ = ["ROLES", "ServerSettings"]
 
@@ -34,12 +37,23 @@ class ServerSettings(BaseSettings):
     # segments a submitted experiment's units are cut into (a preset's replay_segments wins): the
     # validator replays one of them per result, 1/replay_segments of the unit's training
     replay_segments: int = Field(4, ge=1)
+    # adaptive replication (coordinator._replication): a host's units all go to a replica host of its
+    # kernel class until `replication_run` of them agreed in a row, then a halving share, down to
+    # `replication_floor` (0 with a run of 0: no replication; 1: every unit)
+    replication_run: int = Field(5, ge=0)
+    replication_floor: float = Field(0.05, ge=0, le=1)
 
     @property
     def database_url(self) -> str:
         from mlc.coordinator import sqlite_url
 
         return self.db_url or sqlite_url(self.workdir / "mlc.db")
+
+    @property
+    def replication(self) -> ReplicationPolicy:
+        from mlc.coordinator import ReplicationPolicy
+
+        return ReplicationPolicy(self.replication_run, self.replication_floor)
 
     @property
     def datasets_dir(self) -> Path:

@@ -50,6 +50,7 @@ __all__ = [
     "STAGING_DIR",
     "VERIFY_HINT",
     "WEIGHTS_DIR",
+    "WITHDRAWN_DIR",
     "check_name",
     "dataset_containing",
     "layout_json",
@@ -74,6 +75,7 @@ HISTORY_FILE = "history.parquet"
 README_FILE = "README.md"
 WEIGHTS_DIR = "weights"
 STAGING_DIR = "staging"
+WITHDRAWN_DIR = "withdrawn"  # under STAGING_DIR: records taken out of the dataset (`DatasetWriter.withdraw`)
 _SELF_HASH = "manifest_sha256"
 
 NETWORKS_SCHEMA = pa.schema([

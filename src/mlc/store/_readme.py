@@ -335,12 +335,29 @@ def _checking(networks: pa.Table) -> list[str]:
     return [
         "Checking: every returned network was re-evaluated on the coordinator's own data. "
         "`trained_by` names, per work unit, who trained it (`local`, `ray`, or `host:ID`, the "
-        "volunteer host as the server registered it); `replayed_segments` how many of the unit's "
+        "volunteer host as the server registered it; `host:A+host:B` where a replica host trained "
+        "it too and agreed bit for bit); `replayed_segments` how many of the unit's "
         "segments the validator trained again from the uploaded boundary states and found matching "
-        "(`r/n`); `confirmed` is true where every unit was trained by the project's own executor or "
-        f"replayed whole. Here: {confirmed} of {n} networks confirmed; trained by "
-        f"{_names(hosts)}.",
+        "(`r/n`); `confirmed` is true where every unit was trained by the project's own executor, "
+        f"replayed whole or agreed by a replica. Here: {confirmed} of {n} networks confirmed; trained "
+        f"by {_names(hosts)}.",
     ]
+
+
+def _withdrawn(manifest: dict[str, Any]) -> list[str]:
+    """The networks taken out after they were stored (`DatasetWriter.withdraw`), and why."""
+    gone = manifest.get("withdrawn", [])
+    if not gone:
+        return []
+    lines = ["", "## Withdrawn networks", "",
+             f"{len(gone)} stored network record{'s were' if len(gone) != 1 else ' was'} withdrawn: a "
+             "result it was built on came from a host later found untrusted, and nothing had confirmed "
+             "that result. The network was trained again from its seed (the row above is the retrain); "
+             "the withdrawn record is kept outside the release under the file named here.", "",
+             "| network | withdrawn | units | why | file |", "|---|---|---|---|---|"]
+    lines += [f"| {e['net_id']} | {e['withdrawn_at']} | {', '.join(e['work_units'])} | {e['reason']} | "
+              f"`{e['file']}` |" for e in gone]
+    return lines
 
 
 def render_readme(manifest: dict[str, Any], config: dict[str, Any], layout: Layout,
@@ -349,11 +366,12 @@ def render_readme(manifest: dict[str, Any], config: dict[str, Any], layout: Layo
     cfg = model_config(manifest["model"])
     if not isinstance(cfg, GRUNetConfig):  # a classifier family: image data, not MLDS commands
         lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
-                 *_loading(manifest), *image_sections(manifest, config, layout, networks)]
+                 *_loading(manifest), *image_sections(manifest, config, layout, networks),
+                 *_withdrawn(manifest)]
         return "\n".join(lines) + "\n"
     output_bits = cfg.output_size
     lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
              *_loading(manifest), *_encoding(), *_machines(manifest["tasks"], config), *_ds3(config),
              *_data(manifest), *_network(manifest, layout, networks),
-             *_training(config, networks, output_bits)]
+             *_training(config, networks, output_bits), *_withdrawn(manifest)]
     return "\n".join(lines) + "\n"

@@ -41,6 +41,7 @@ from mlc.store._format import (
     MANIFEST_FILE,
     STAGING_DIR,
     WEIGHTS_DIR,
+    WITHDRAWN_DIR,
     check_name,
     layout_json,
     load_data,
@@ -236,15 +237,54 @@ class DatasetWriter:
             raise DatasetError(
                 f"network {staged.net_id!r} rejected: {staged.task} index {staged.index} is "
                 f"already stored as {self._slots[key]!r}; a network must not be stored twice")
-        if self.finalized:  # its release files no longer hold every network: say so on disk first
-            self._manifest = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
-            self._manifest["finalized"] = None
-            write_manifest(self.path, self._manifest)
+        self._unfinalize()
         if not create_exclusive(path, data):
             return self._check_same(path, staged, data)  # another process stored it first
         self._keys[staged.net_id] = key
         self._slots[key] = staged.net_id
         return True
+
+    def withdraw(self, net_id: str, work_units: list[str], reason: str) -> bool:
+        """Take a staged network out of the dataset, because the result it was built on was found
+        untrustworthy after it was stored; True if withdrawn now, False if there was nothing to
+        withdraw (never staged, already withdrawn, or staged again since from other units).
+
+        Only the record trained by `work_units` is withdrawn, so a stale request never takes out the
+        network retrained in its place. Its file is kept, out of the dataset's way, under
+        `staging/withdrawn/`, and the manifest's `withdrawn` list says which network went, when and
+        why (a release carries the list; `mlc dataset verify` checks nothing else changed). The
+        slot is free again: the network's retrain is added as any network is.
+        """
+        path = self._staged_path(net_id)
+        if net_id not in self._keys or not path.exists():
+            return False
+        if list(read_staged(path).meta["work_units"]) != list(work_units):
+            return False
+        self._unfinalize()
+        aside = self.path / STAGING_DIR / WITHDRAWN_DIR
+        aside.mkdir(exist_ok=True)
+        said = [e for e in self._manifest.get("withdrawn", [])
+                if e["net_id"] == net_id and e["work_units"] == list(work_units)]
+        if said:  # recorded by an attempt that died before it moved the file
+            target = self.path / said[0]["file"]
+        else:
+            n = 1 + sum(1 for e in self._manifest.get("withdrawn", []) if e["net_id"] == net_id)
+            target = aside / f"{net_id}.{n}.safetensors"
+            entry = {"net_id": net_id, "work_units": list(work_units), "reason": reason,
+                     "withdrawn_at": now_utc(), "file": target.relative_to(self.path).as_posix()}
+            self._manifest["withdrawn"] = [*self._manifest.get("withdrawn", []), entry]
+            write_manifest(self.path, self._manifest)  # the record first: a crash leaves it said
+        os.replace(path, target)
+        task_index = self._keys.pop(net_id)
+        del self._slots[task_index]
+        return True
+
+    def _unfinalize(self) -> None:
+        """Mark the release files stale (they no longer hold exactly the staged networks), on disk."""
+        if self.finalized:
+            self._manifest = {k: v for k, v in self._manifest.items() if k not in _FINAL_KEYS}
+            self._manifest["finalized"] = None
+            write_manifest(self.path, self._manifest)
 
     @property
     def finalized(self) -> bool:

@@ -92,6 +92,11 @@ class ExperimentConfig:
             return (Variant(self.train, self.model_settings),)
         return self.sweep.variants(self.train.to_dict(), self.model_settings)
 
+    def variant_of(self, index: int) -> Variant:
+        """The settings network `index` of a task trains under (a sweep numbers them by variant)."""
+        variants = self.variants
+        return variants[min(index // self.networks_per_task, len(variants) - 1)]
+
     @property
     def n_networks_per_task(self) -> int:
         return self.networks_per_task * len(self.variants)

@@ -5,6 +5,7 @@ Serialised as one safetensors file (tensors) whose metadata holds a JSON documen
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields
 
 import torch
@@ -63,6 +64,22 @@ class WorkUnitResult:
             "provenance": vars(self.provenance),
         }
         return pack(tensors, document, "mlc.result")
+
+    def training_sha256(self) -> str:
+        """SHA-256 of what the training produced (every state tensor, boundary and history array),
+        not of where it ran: two hosts of one kernel class that trained a unit as its spec says get
+        the same digest, so replicas are compared by it."""
+        h = hashlib.sha256()
+        tensors = {f"state.{k}": v for k, v in self.state.tensors().items()}
+        for i, boundary in enumerate(self.boundaries):
+            tensors.update({f"boundary.{i}.{k}": v for k, v in boundary.tensors().items()})
+        for name in _HISTORY_TENSORS:
+            tensors[f"history.{name}"] = torch.from_numpy(getattr(self.history, name))
+        for name in sorted(tensors):
+            value = tensors[name].detach().cpu().contiguous()
+            h.update(f"{name}:{value.dtype}:{tuple(value.shape)}\n".encode())
+            h.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        return h.hexdigest()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> WorkUnitResult:
