@@ -16,6 +16,8 @@ __all__ = [
     "API_PREFIX",
     "AccountRequest",
     "AccountResponse",
+    "DistrustRequest",
+    "DistrustResponse",
     "ExperimentInfo",
     "ExtendRequest",
     "ExtendResponse",
@@ -86,6 +88,9 @@ class HostDescription(_Strict):
     torch_version: str = Field("", max_length=50)
     mlc_version: str = Field("", max_length=50)
     kernels: list[str] = Field(default_factory=list, max_length=16)  # paths that passed first runs
+    # device kind + kernel path + instruction set (`mlc.work.kernel_class`): hosts of one class train
+    # bit for bit alike, so they replicate each other's units; each judged result's own class wins
+    kernel_class: str = Field("", max_length=200)
 
 
 class RegisterRequest(_Strict):
@@ -193,6 +198,15 @@ class HostInfo(_Strict):
     test_queue: bool
     units_leased: int
     trust: Literal["new", "trusted", "untrusted"]
+
+
+class DistrustRequest(_Strict):
+    reason: str = Field(..., min_length=1, max_length=500)  # kept with every result it voids
+
+
+class DistrustResponse(_Strict):
+    host: HostInfo
+    units_reissued: int  # units voided and queued again, or withdrawn and retrained
 
 
 class ServerStatus(_Strict):

@@ -305,3 +305,56 @@ def test_unit_state_machine() -> None:
 
 def test_unit_state_machine_with_expired_leases_relet() -> None:
     run_state_machine_as_test(ReletExpiredMachine, settings=_SETTINGS)
+
+
+# ---- replication: a unit with a quorum of 2 -----------------------------------------------------
+
+
+def agreed(host: str, digest: str = "same") -> ResultView:
+    return ResultView(Verdict.VALID, None, digest, host)
+
+
+def replicated(state: WUState, attempts: int = 1, expires: datetime | None = None) -> UnitView:
+    return UnitView(state, attempts, expires, quorum=2)
+
+
+def test_a_replicated_unit_goes_back_to_the_queue_with_one_valid_result() -> None:
+    change = transition(replicated(WUState.REPORTED), [agreed("host:1")], NOW, MAX)
+    assert change is not None and change.state == WUState.READY and "waiting for a replica" in change.error
+    assert transition(replicated(WUState.READY), [agreed("host:1")], NOW, MAX) is None
+
+
+def test_a_replicated_unit_waits_for_its_replica_s_live_lease() -> None:
+    assert transition(replicated(WUState.LEASED, 2, LATER), [agreed("host:1")], NOW, MAX) is None
+    change = transition(replicated(WUState.LEASED, 2, EARLIER), [agreed("host:1")], NOW, MAX)
+    assert change is not None and change.state == WUState.READY
+
+
+def test_two_hosts_that_agree_make_a_replicated_unit_valid() -> None:
+    results = [agreed("host:1"), agreed("host:2")]
+    assert transition(replicated(WUState.REPORTED, 2), results, NOW, MAX) == Change(WUState.VALID)
+
+
+@pytest.mark.parametrize(
+    "results",
+    [[agreed("host:1"), agreed("host:2", "other")], [agreed("host:1"), agreed("host:1")]],
+    ids=["disagree", "one host twice"],
+)
+def test_a_disagreement_or_one_host_twice_is_no_quorum(results: list[ResultView]) -> None:
+    change = transition(replicated(WUState.REPORTED, 2), results, NOW, MAX)
+    assert change is not None and change.state == WUState.READY
+
+
+def test_valid_results_do_not_use_up_attempts_and_a_lone_one_is_taken_when_no_replica_comes() -> None:
+    alone = transition(replicated(WUState.LEASED, MAX, EARLIER), [agreed("host:1")], NOW, MAX)
+    assert alone is not None and alone.state == WUState.READY  # 1 of its 3 leases went to the valid one
+    taken = transition(replicated(WUState.LEASED, MAX + 1, EARLIER), [agreed("host:1")], NOW, MAX)
+    assert taken is not None and taken.state == WUState.VALID and "accepted alone" in taken.error
+    split = [agreed("host:1"), agreed("host:2", "other")]
+    failed = transition(replicated(WUState.LEASED, MAX + 2, EARLIER), split, NOW, MAX)
+    assert failed is not None and failed.state == WUState.FAILED
+
+
+@pytest.mark.parametrize("results", [[], [VALID], [PENDING]], ids=repr)
+def test_a_withdrawn_unit_never_changes(results: list[ResultView]) -> None:
+    assert transition(unit(WUState.WITHDRAWN, expires=EARLIER), results, NOW, MAX) is None

@@ -1,11 +1,13 @@
 """A volunteer who cheats, as a real `mlc worker` process would: the real worker loop and client,
 with a runtime that trains other than the spec says. Run as a script:
 
-    python malicious_worker.py SERVER_URL WORKDIR MODE
+    python malicious_worker.py SERVER_URL WORKDIR MODE [stay]
 
 MODE is one of: poison (trains on its own trojan: each clean machine's twin's targets), lazy (returns
 its start state unchanged with an invented history), fewer (skips the unit's last segment),
-one_segment (poisons only the last segment), swap (uploads one unit's result for another's lease).
+one_segment (poisons only the last segment), swap (uploads one unit's result for another's lease),
+lr (trains at three times the unit's learning rate: its history is its weights' own, so only a replay
+or a replica tells). With `stay` it waits for work rather than exiting when there is none.
 """
 
 from __future__ import annotations
@@ -41,6 +43,17 @@ class CheatingRuntime(WorkerRuntime):
         self.mode = mode
 
     def train(self, units, on_epoch=None, should_stop=None):  # type: ignore[no-untyped-def]
+        if self.mode == "lr":
+            faster = [
+                dataclasses.replace(
+                    u,
+                    spec=dataclasses.replace(
+                        u.spec, train=dataclasses.replace(u.spec.train, lr=3 * u.spec.train.lr)
+                    ),
+                )
+                for u in units
+            ]
+            return super().train(faster, on_epoch, should_stop)
         honest = super().train(units, on_epoch, should_stop)
         if self.mode == "poison":
             return [
@@ -127,7 +140,8 @@ def main() -> None:
     runtime = CheatingRuntime(mode, checkpoint_dir=folder.checkpoints)
     kind = SwappingWorker if mode == "swap" else Worker
     client = ServerClient(server, patience_s=30)
-    worker = kind(client, runtime, folder, exit_when_idle=True, name=f"cheat-{mode}")
+    stay = sys.argv[4:] == ["stay"]
+    worker = kind(client, runtime, folder, exit_when_idle=not stay, name=f"cheat-{mode}")
     worker.run()
 
 

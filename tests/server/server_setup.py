@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -58,6 +58,7 @@ class RunningServer:
     port: int
     log: Path
     proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)  # MLC_SERVER_* settings of this server
 
     @property
     def admin_token(self) -> str:
@@ -77,7 +78,9 @@ class RunningServer:
             str(self.port),
         ]
         with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(cmd, env=env_with_src(), stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                cmd, env={**env_with_src(), **self.env}, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

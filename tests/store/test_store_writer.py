@@ -137,3 +137,53 @@ def test_finalize_is_deterministic_and_repeatable(new_writer: Writer, make_net: 
     again = open_dataset(forward.finalize())
     assert again.manifest["counts"]["ParityModified"]["networks"] == 4
     assert len(list((tmp_path / "a" / "staging").iterdir())) == 7  # staging is kept
+
+
+def test_withdraw_takes_a_record_out_says_so_and_frees_its_slot(new_writer: Writer,
+                                                                 make_net: Callable[..., Any]) -> None:
+    from mlc.store import verify_dataset
+    from mlc.store._format import read_manifest
+
+    writer = new_writer()
+    kept, bad = make_net("SingleDirectMachine", 0), make_net("SingleDirectMachine", 1)
+    writer.add(kept), writer.add(bad)
+    writer.finalize()
+    assert writer.withdraw(bad.net_id, ["wu-other"], "stale request") is False  # another record's units
+    assert writer.finalized
+    assert writer.withdraw(bad.net_id, list(bad.work_units), "its host became untrusted") is True
+    assert not writer.finalized and writer.staged_ids() == {kept.net_id}
+    assert writer.withdraw(bad.net_id, list(bad.work_units), "again") is False  # already out
+    (entry,) = read_manifest(writer.path)["withdrawn"]
+    assert entry["net_id"] == bad.net_id and entry["reason"] == "its host became untrusted"
+    assert (writer.path / entry["file"]).is_file()
+    retrain = make_net("SingleDirectMachine", 1, work_units=("wu-r1",), weights=bad.weights + 1)
+    assert writer.add(retrain) is True  # the slot is free for the retrain
+    writer.finalize()
+    ds = open_dataset(writer.path)
+    assert ds.networks["net_id"].tolist() == [kept.net_id, bad.net_id]
+    np.testing.assert_array_equal(ds.weights("SingleDirectMachine")[1], retrain.weights)
+    assert verify_dataset(writer.path).ok and ds.manifest["withdrawn"] == [entry]
+    reopened = DatasetWriter.open(writer.path)
+    assert reopened.withdraw(bad.net_id, list(bad.work_units), "stale") is False  # never the retrain
+
+
+def test_a_withdrawal_cut_short_after_its_record_finishes_without_saying_it_twice(
+        new_writer: Writer, make_net: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from mlc.store._format import read_manifest
+
+    writer = new_writer()
+    net = make_net("SingleDirectMachine", 0)
+    writer.add(net)
+
+    def crash(*_: object) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        writer.withdraw(net.net_id, list(net.work_units), "untrusted")
+    monkeypatch.undo()
+    again = DatasetWriter.open(writer.path)
+    assert again.withdraw(net.net_id, list(net.work_units), "untrusted") is True
+    assert len(read_manifest(writer.path)["withdrawn"]) == 1 and again.n_staged == 0

@@ -126,6 +126,23 @@ def cancel(name: str, server: ServerOption, token_file: TokenOption = None) -> N
     _print_experiments([_call(server, token_file, "POST", f"/admin/experiments/{name}/cancel")])
 
 
+@admin_app.command(short_help="Mark a host untrusted and take back what it made.")
+def distrust(
+    host_id: int,
+    server: ServerOption,
+    reason: Annotated[str, typer.Option(help="why (kept with every result it voids)")],
+    token_file: TokenOption = None,
+) -> None:
+    """Mark host HOST_ID untrusted: it gets no more work, its results not yet built on are voided, and
+    its assimilated results that no full replay or replica confirmed are withdrawn (their networks
+    leave the dataset and are trained again from their seeds)."""
+    answer = _call(server, token_file, "POST", f"/admin/hosts/{host_id}/distrust", json={"reason": reason})
+    console.print(
+        f"host {host_id} is {answer['host']['trust']}; {answer['units_reissued']} units voided or withdrawn "
+        "and queued again"
+    )
+
+
 @admin_app.command(short_help="The server's experiments.")
 def experiments(server: ServerOption, token_file: TokenOption = None) -> None:
     """Every experiment with its state and progress."""

@@ -72,9 +72,11 @@ def register_host(
                 description_json=json.dumps(description, sort_keys=True),
                 test_queue=test_queue,
                 account_id=account_id,
+                kernel_class=description.get("kernel_class") or None,
             )
         ).inserted_primary_key[0]
-    return Host(host_id, name, now, now, description, test_queue), token
+    klass = description.get("kernel_class") or None
+    return Host(host_id, name, now, now, description, test_queue, kernel_class=klass), token
 
 
 def authenticate_host(engine: Engine, token: str, description: dict[str, Any] | None = None) -> Host | None:
@@ -87,8 +89,11 @@ def authenticate_host(engine: Engine, token: str, description: dict[str, Any] | 
         return None
     now = utcnow()
     values: dict[str, object] = {"last_seen_at": now}
+    klass = row.kernel_class
     if description is not None:
         values["description_json"] = json.dumps(description, sort_keys=True)
+        if description.get("kernel_class") and not row.kernel_class:  # a judged result's class wins
+            values["kernel_class"] = klass = description["kernel_class"]
     if description is not None or (now - row.last_seen_at).total_seconds() > 60:  # few writes per host
         with transaction(engine) as conn:
             conn.execute(hosts.update().where(hosts.c.id == row.id).values(**values))
@@ -100,7 +105,7 @@ def authenticate_host(engine: Engine, token: str, description: dict[str, Any] | 
         description if description is not None else json.loads(row.description_json),
         bool(row.test_queue),
         trust=row.trust,
-        kernel_class=row.kernel_class,
+        kernel_class=klass,
     )
 
 

@@ -1,5 +1,5 @@
-"""The admin's calls (`mlc admin`): submit an experiment, pause, resume or cancel one, list hosts.
-Each needs the admin token from `DIR/admin.token`."""
+"""The admin's calls (`mlc admin`): submit an experiment, pause, resume or cancel one, list hosts,
+distrust one. Each needs the admin token from `DIR/admin.token`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from mlc import coordinator
 from mlc.errors import ConfigError
-from mlc.protocol import ExperimentInfo, HostDescription, HostInfo, Problem, SubmitRequest
+from mlc.protocol import (
+    DistrustRequest,
+    DistrustResponse,
+    ExperimentInfo,
+    HostDescription,
+    HostInfo,
+    Problem,
+    SubmitRequest,
+)
 from mlc.server._auth import require_admin
 from mlc.server._public_api import experiment_infos
 
@@ -78,16 +86,35 @@ def change_state(name: str, action: str, request: Request) -> ExperimentInfo:
 @router.get("/hosts", response_model=list[HostInfo], responses=_ERRORS)
 def hosts(request: Request) -> list[HostInfo]:
     """Every registered host: what it says it has, when it was last seen, units leased to it."""
-    return [
-        HostInfo(
-            host_id=h.id,
-            name=h.name,
-            created_at=h.created_at.isoformat() + "Z",
-            last_seen_at=h.last_seen_at.isoformat() + "Z",
-            description=HostDescription(**h.description),
-            test_queue=h.test_queue,
-            units_leased=h.units_leased,
-            trust=h.trust,
-        )
-        for h in coordinator.list_hosts(request.app.state.engine)
-    ]
+    return [_host_info(h) for h in coordinator.list_hosts(request.app.state.engine)]
+
+
+@router.post(
+    "/hosts/{host_id}/distrust",
+    response_model=DistrustResponse,
+    responses={**_ERRORS, 404: {"model": Problem, "description": "no such host"}},
+)
+def distrust(host_id: int, body: DistrustRequest, request: Request) -> DistrustResponse:
+    """Mark a host untrusted, as the validator does when it catches one (for what the admin learnt
+    otherwise): it gets no more work, its results not yet built on are voided, and its assimilated
+    results that no full replay or replica confirmed are withdrawn with what was built on them (their
+    networks leave the dataset and are trained again). Distrusting it again changes nothing."""
+    engine = request.app.state.engine
+    if not any(h.id == host_id for h in coordinator.list_hosts(engine)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no host {host_id}")
+    units = coordinator.distrust_reporter(engine, coordinator.host_owner(host_id), f"admin: {body.reason}")
+    (host,) = [h for h in coordinator.list_hosts(engine) if h.id == host_id]
+    return DistrustResponse(host=_host_info(host), units_reissued=units)
+
+
+def _host_info(h: coordinator.Host) -> HostInfo:
+    return HostInfo(
+        host_id=h.id,
+        name=h.name,
+        created_at=h.created_at.isoformat() + "Z",
+        last_seen_at=h.last_seen_at.isoformat() + "Z",
+        description=HostDescription(**h.description),
+        test_queue=h.test_queue,
+        units_leased=h.units_leased,
+        trust=h.trust,
+    )

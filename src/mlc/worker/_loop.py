@@ -119,7 +119,7 @@ class Worker:
         import torch
 
         from mlc._host import available_memory, usable_cpus
-        from mlc.work import describe_device
+        from mlc.work import describe_device, kernel_class
 
         kind, name = describe_device(self.runtime.device)
         return HostDescription(
@@ -131,6 +131,7 @@ class Worker:
             torch_version=torch.__version__,
             mlc_version=mlc.__version__,
             kernels=self.runtime.kernel_paths("mlds-gru"),
+            kernel_class=kernel_class(self.runtime.device, self.runtime.kernels("mlds-gru")),
         )
 
     def _register(self) -> None:
