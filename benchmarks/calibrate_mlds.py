@@ -63,6 +63,7 @@ RULES: tuple[tuple[str, float, float], ...] = (
     ("loss<0.01&acc>=0.9995", 0.01, 0.9995),
     ("loss<0.01&acc>=0.999", 0.01, 0.999),
 )
+_WHOLE = {"index", "epochs_trained", "plateau_exit", "trojan_learned", "cap", *(r[0] for r in RULES)}
 PLATEAU = math.log(2) / 8  # bit 0 a coin flip, the seven constant bits learned
 TROJAN_LEARNED = 0.99  # both triggered accuracies at least this
 PRESET_SEED = 20260101  # the MLDS presets' seed: network i here is network i of a preset run
@@ -232,8 +233,29 @@ def _stats(values: list[int | None]) -> str:
     return f"{np.median(got):.0f} / {np.percentile(got, 90):.0f} ({len(got)}/{len(values)})"
 
 
+def _saved_rows(path: Path, present: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The rows of an earlier summary's networks.csv whose runs are not under `out` any more (their
+    resumable state stays out of git), so a summary on another machine keeps them."""
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            if (raw["variant"], raw["index"]) in present:
+                continue
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key in ("variant", "machine"):
+                    row[key] = value
+                else:
+                    row[key] = None if value == "" else int(value) if key in _WHOLE else float(value)
+            rows.append(row)
+    return rows
+
+
 def summarize(out: Path) -> None:
     rows = [r for d in sorted(out.glob("*/n*-*")) if (d / "history.npz").exists() for r in _network_rows(d)]
+    rows += _saved_rows(out / "networks.csv", {(r["variant"], str(r["index"])) for r in rows})
     if not rows:
         raise SystemExit(f"no calibration runs under {out}")
     with open(out / "networks.csv", "w", newline="") as f:

@@ -95,7 +95,8 @@ def test_credit_is_the_units_flop_count_for_host_and_volunteer(run: Run) -> None
         0,
         0,
     )
-    assert overview["units_done_today"] == sum(h["units_done"] for h in hosts.values())
+    # 8 networks x 2 units each; the hosts did more where one replicated the other's unit
+    assert sum(h["units_done"] for h in hosts.values()) >= overview["units_done_today"] == 16
     (exp,) = overview["experiments"]
     assert (exp["finished"], exp["target"], exp["fraction"]) == (8, 8, 1.0)
     assert [(m["label"], m["reached"]) for m in exp["milestones"]] == [("SMALL-2", True)]

@@ -151,13 +151,13 @@ def experiments(server: ServerOption, token_file: TokenOption = None) -> None:
 
 @admin_app.command(short_help="The hosts registered with the server.")
 def hosts(server: ServerOption, token_file: TokenOption = None, as_json: bool = False) -> None:
-    """Every registered host: device, cores, last seen, units leased."""
+    """Every registered host: device, cores, last seen, units leased, trust."""
     rows = _call(server, token_file, "GET", "/admin/hosts")
     if as_json:
         console.print_json(json.dumps(rows))
         return
     table = Table()
-    for col in ("id", "name", "device", "cpus", "last seen (UTC)", "units leased"):
+    for col in ("id", "name", "device", "cpus", "last seen (UTC)", "units leased", "trust"):
         table.add_column(col)
     for h in rows:  # type: ignore[attr-defined]
         d = h["description"]
@@ -168,6 +168,7 @@ def hosts(server: ServerOption, token_file: TokenOption = None, as_json: bool = 
             str(d["cpus"]),
             h["last_seen_at"][:19],
             str(h["units_leased"]),
+            h["trust"],
         )
     console.print(table)
 

@@ -114,9 +114,12 @@ NETWORKS_SCHEMA = pa.schema([
     ("platform", pa.string()),
     ("host_id", pa.string()),
     ("work_units", pa.string()),  # JSON list of work-unit ids, in order
-    ("trained_by", pa.string()),  # JSON list, per unit: "local", "ray" or "host:ID" (as the server knows it)
+    # JSON list, per unit: "local", "ray" or "host:ID" (as the server knows it); "host:A+host:B" where a
+    # replica host trained it too and agreed bit for bit
+    ("trained_by", pa.string()),
     ("replayed_segments", pa.string()),  # JSON list, per unit: "r/n" segments the validator replayed
-    ("confirmed", pa.bool_()),  # every unit trained by our own executor, or replayed whole by the server
+    # every unit trained by our own executor, replayed whole by the server, or agreed by a replica host
+    ("confirmed", pa.bool_()),
     ("extra", pa.string()),  # JSON object: anything else the record carried
     ("weights_sha256", pa.string()),
     ("shard", pa.string()),  # path of the weight shard, relative to the dataset root
