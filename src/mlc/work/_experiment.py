@@ -97,6 +97,21 @@ class ExperimentConfig:
         variants = self.variants
         return variants[min(index // self.networks_per_task, len(variants) - 1)]
 
+    def layout_of(self, variant: Variant) -> models.Layout:
+        """The weight layout of `variant`'s networks (its width and depth; the model's own without)."""
+        settings = {k: v for k, v in variant.model_settings.items() if k in LAYOUT_SETTINGS}
+        return models.layout(self.model, settings)
+
+    @property
+    def layouts(self) -> tuple[models.Layout, ...]:
+        """The distinct weight layouts of the variants, in the order they first appear: one unless
+        the sweep varies width or depth."""
+        found: dict[str, models.Layout] = {}
+        for variant in self.variants:
+            layout = self.layout_of(variant)
+            found.setdefault(layout.layout_id, layout)
+        return tuple(found.values())
+
     @property
     def n_networks_per_task(self) -> int:
         return self.networks_per_task * len(self.variants)
@@ -188,12 +203,6 @@ def _settings(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Swee
     """The fixed train settings, the fixed model settings, and the sweep over the listed ones."""
     train, train_lists = split_lists(_table(raw, "train", None), "train")
     model, model_lists = split_lists(_table(raw, "model_settings", None), "model_settings")
-    layout = sorted(set(model) & set(LAYOUT_SETTINGS))
-    if layout:
-        raise ConfigError(
-            f"model_settings {layout} change the weight layout, which a dataset records per model: "
-            "this version trains the model's own width and depth"
-        )
     if not train_lists and not model_lists and "sweep" not in raw:
         return train, model, None
     seed = raw.get("seed", 0)
