@@ -146,3 +146,15 @@ def test_each_network_of_a_width_by_depth_sweep_trains_in_its_own_layout(tmp_pat
         expected = _reference(int(row["net_seed"]), variant.model_settings, variant.train, ds.data(),
                               row["task"], 2)
         torch.testing.assert_close(weights, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_fixed_width_and_depth_train_in_that_layout_in_a_one_layout_dataset(tmp_path):
+    config = preset_from_text(LAYOUT_SWEEP.replace(LAYOUTS, "width = 8\ndepth = 1").format(sweep=""))
+    summary = LocalExecutor(tmp_path / "run", torch.device("cpu")).run(config)
+    ds = mlc.dataset.open(summary.dataset_dir)
+    assert ds.manifest["format"] == "mlc-dataset/1" and mlc.dataset.verify(ds).ok
+    assert ds.layout == models.layout("digits-mlp", {"width": 8, "depth": 1}) != models.layout("digits-mlp")
+    row = ds.networks.iloc[0]
+    settings = {"width": 8, "depth": 1}
+    expected = _reference(int(row["net_seed"]), settings, config.train, ds.data(), row["task"], 2)
+    torch.testing.assert_close(torch.from_numpy(ds.weights()[0]), expected, rtol=1e-4, atol=1e-5)
