@@ -12,7 +12,9 @@ resolved config never reruns the check.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import numbers
 import tomllib
@@ -100,7 +102,7 @@ class ExperimentConfig:
     def layout_of(self, variant: Variant) -> models.Layout:
         """The weight layout of `variant`'s networks (its width and depth; the model's own without)."""
         settings = {k: v for k, v in variant.model_settings.items() if k in LAYOUT_SETTINGS}
-        return models.layout(self.model, settings)
+        return _layout(self.model, json.dumps(settings, sort_keys=True))
 
     @property
     def layouts(self) -> tuple[models.Layout, ...]:
@@ -197,6 +199,13 @@ class ExperimentConfig:
         for task in self.tasks:
             tasks.get(task, **self.task_params.get(task, {}))
         check_spec_version(self.spec_version)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(model: str, settings: str) -> models.Layout:
+    """`models.layout` of a model and its layout settings (JSON), built once: every work unit's spec
+    names its layout, and building the module each time would cost a millisecond a unit."""
+    return models.layout(model, json.loads(settings))
 
 
 def _settings(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Sweep | None]:
