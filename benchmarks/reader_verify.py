@@ -24,7 +24,7 @@ import numpy as np
 
 import mlc.models
 from mlc.store import DatasetWriter, open_dataset
-from mlc.store._consolidate import INPUT_FILES, consolidate
+from mlc.store._consolidate import consolidate, input_files
 from mlc.store._format import read_manifest
 from mlc.store._staging import StagedNetwork, to_batch
 from mlc.tasks import DataSpec, get, make_shared_data, names
@@ -50,7 +50,7 @@ def build(root: Path, n_tasks: int, per_task: int) -> Path:
     batches = (to_batch(t, [_staged(t, i, layout.layout_id, layout.n_params, rng) for i in range(per_task)])
                for t in tasks)
     draft = read_manifest(root)
-    consolidate(root, draft, {}, batches, {name: draft["inputs"][name] for name in INPUT_FILES})
+    consolidate(root, draft, {}, batches, {name: draft["inputs"][name] for name in input_files(draft)})
     return writer.path
 
 

@@ -62,6 +62,10 @@ class FakeDataset:
     manifest: dict[str, Any] = field(default_factory=lambda: {"name": "fake", "preset": "fake"})
 
     @property
+    def layouts(self) -> dict[str, FakeLayout]:
+        return {self.layout.layout_id: self.layout}
+
+    @property
     def history(self) -> pd.DataFrame:
         """Per network and epoch, losses falling towards its final ones (the synthetic curve
         carries no task signal)."""

@@ -55,3 +55,48 @@ def test_three_workers_build_the_local_runs_dataset(server, start_worker, local_
     assert (local_dataset.networks["trained_by"] == '["local","local"]').all()
     assert local_dataset.networks["confirmed"].all()
     assert (local_dataset.networks["replayed_segments"] == '["0/1","0/1"]').all()
+
+
+WIDTH_BY_DEPTH = """
+name = "layouts"
+model = "digits-mlp"
+spec_version = "ds4-1"
+seed = 5
+tasks = ["DigitsClean", "DigitsBadNets"]
+networks_per_task = 1
+networks_per_wu = 1
+epochs_per_wu = 1
+
+[data]
+seed = 2
+n_train = 120
+n_val = 60
+
+[train]
+lr = 3e-2
+batch_size = 32
+max_epochs = 2
+
+[model_settings]
+width = [4, 8]
+depth = [1, 2]
+"""
+
+
+def test_a_width_by_depth_sweep_trains_on_a_worker_into_four_layouts(server, start_worker, tmp_path):
+    """Nothing new on the server or the worker: each unit's spec names its variant's layout, the
+    validator replays it in that layout, and the dataset keeps each layout's weights apart, as a
+    local run does."""
+    server.submit(WIDTH_BY_DEPTH)
+    assert start_worker(server, "w0", "--exit-when-idle").wait(timeout=300) == 0
+    info = server.wait_finished("layouts", timeout=60)
+    assert info["finished"] == info["n_networks"] == 8 and info["failed"] == 0
+    got = mlc.dataset.open(info["dataset_dir"])
+    assert mlc.dataset.verify(got).ok and len(got.layouts) == 4
+    local = mlc.dataset.open(LocalExecutor(tmp_path / "local", "cpu", threads=1).run(
+        preset_from_text(WIDTH_BY_DEPTH)).dataset_dir)
+    assert list(got.layouts) == list(local.layouts)
+    pd.testing.assert_frame_equal(local.networks[[*_SAME, "layout_id", "width", "depth"]],
+                                  got.networks[[*_SAME, "layout_id", "width", "depth"]])
+    for layout_id in got.layouts:
+        np.testing.assert_array_equal(local.weights(layout=layout_id), got.weights(layout=layout_id))

@@ -141,7 +141,7 @@ def test_the_readme_states_the_selection(smoke: tuple[ExperimentConfig, list]) -
         "counts": {t: {"networks": 0, "converged": 0} for t in config.tasks},
         "data": {"seed": 1, "n_train": 1000, "n_val": 200, "length": 100}, "data_hashes": {},
     }
-    text = render_readme(manifest, config.to_dict(), mlc.models.layout("mlds-gru"),
+    text = render_readme(manifest, config.to_dict(), [mlc.models.layout("mlds-gru")],
                          NETWORKS_SCHEMA.empty_table())
     assert "### DS3: random automata" in text and "3 states" in text
     assert f"| {selection['candidates_tried']} | 3 | {len(selection['rejected'])} |" in text

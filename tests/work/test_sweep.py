@@ -66,7 +66,7 @@ def test_a_random_sweep_draws_count_combinations_from_the_lists_by_its_seed():
     [
         ("lr = [1e-3, 3e-2]", "lr = []", "empty list"),
         ("lr = [1e-3, 3e-2]", "lr = [1e-3, 1e-3]", "twice"),
-        ('activation = ["relu", "tanh"]', "width = [4, 8]", "weight layout"),
+        ('activation = ["relu", "tanh"]', "width = [4, 4.5]", "width must be a whole number"),
         ('activation = ["relu", "tanh"]', 'activation = ["relu", "swish"]', "activation"),
         ("{sweep}", '[sweep]\nmode = "random"', "count"),
         ("{sweep}", '[sweep]\nmode = "sideways"', "grid or random"),
@@ -113,3 +113,48 @@ def test_each_network_of_a_sweep_trains_with_its_own_settings(tmp_path):
         expected = _reference(int(row["net_seed"]), variant.model_settings, variant.train, ds.data(),
                               row["task"], 2)
         torch.testing.assert_close(weights, expected, rtol=1e-4, atol=1e-5)
+
+
+LAYOUTS = "width = [4, 8]\ndepth = [1, 2]"
+LAYOUT_SWEEP = (SWEEP.replace("lr = [1e-3, 3e-2]", "lr = 3e-2").replace("weight_decay = [0.0, 0.01]", "")
+                .replace('activation = ["relu", "tanh"]', LAYOUTS))
+
+
+def test_a_width_by_depth_grid_expands_as_written_into_layouts_of_its_own():
+    config = preset_from_text(LAYOUT_SWEEP.format(sweep=""))
+    assert [v.model_settings for v in config.variants] == [
+        {"depth": d, "width": w} for d in (1, 2) for w in (4, 8)]
+    expected = [models.layout("digits-mlp", v.model_settings) for v in config.variants]
+    assert config.layouts == tuple(expected) and len({x.layout_id for x in expected}) == 4
+    assert ExperimentConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    fixed = preset_from_text(LAYOUT_SWEEP.replace(LAYOUTS, "width = 8").format(sweep=""))
+    assert fixed.sweep is None and fixed.layouts == (models.layout("digits-mlp", {"width": 8}),)
+
+
+def test_each_network_of_a_width_by_depth_sweep_trains_in_its_own_layout(tmp_path):
+    config = preset_from_text(LAYOUT_SWEEP.format(sweep=""))
+    summary = LocalExecutor(tmp_path / "run", torch.device("cpu")).run(config)
+    assert summary.finalized and summary.status.n_finished == 4
+    ds = mlc.dataset.open(summary.dataset_dir)
+    assert mlc.dataset.verify(ds).ok
+    assert list(ds.layouts) == [x.layout_id for x in config.layouts]
+    for (_, row), variant in zip(ds.networks.sort_values("index").iterrows(), config.variants, strict=True):
+        assert {"width": row["width"], "depth": row["depth"]} == variant.model_settings
+        assert row["layout_id"] == config.layout_of(variant).layout_id
+        assert len(json.loads(row["work_units"])) == 2  # its continuation kept its layout
+        weights = torch.from_numpy(ds.weights(net_ids=[row["net_id"]])[0])
+        expected = _reference(int(row["net_seed"]), variant.model_settings, variant.train, ds.data(),
+                              row["task"], 2)
+        torch.testing.assert_close(weights, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_fixed_width_and_depth_train_in_that_layout_in_a_one_layout_dataset(tmp_path):
+    config = preset_from_text(LAYOUT_SWEEP.replace(LAYOUTS, "width = 8\ndepth = 1").format(sweep=""))
+    summary = LocalExecutor(tmp_path / "run", torch.device("cpu")).run(config)
+    ds = mlc.dataset.open(summary.dataset_dir)
+    assert ds.manifest["format"] == "mlc-dataset/1" and mlc.dataset.verify(ds).ok
+    assert ds.layout == models.layout("digits-mlp", {"width": 8, "depth": 1}) != models.layout("digits-mlp")
+    row = ds.networks.iloc[0]
+    settings = {"width": 8, "depth": 1}
+    expected = _reference(int(row["net_seed"]), settings, config.train, ds.data(), row["task"], 2)
+    torch.testing.assert_close(torch.from_numpy(ds.weights()[0]), expected, rtol=1e-4, atol=1e-5)

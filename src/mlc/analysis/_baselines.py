@@ -15,7 +15,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from mlc.analysis._features import FEATURE_SETS, FINAL_LOSSES
+from mlc.analysis._features import FEATURE_SETS, FINAL_LOSSES, RAW_WEIGHTS
 from mlc.analysis._section import ReportTable, Section, percent_cell
 from mlc.analysis._suite import OK
 
@@ -73,6 +73,10 @@ class Baselines:
              "hidden units are reordered); and the final training and validation losses alone. "
              "If the losses do as well as the weights, the classifier may be reading how well a "
              "network trained rather than what it computes.",
+             *([] if RAW_WEIGHTS in self.feature_sets else [
+                 "Here the networks come in several weight layouts, so there are no raw weights to "
+                 "compare, and the weight statistics are those every layout shares (see the sweep "
+                 "part)."]),
              "A side beats chance when it is more than twice its own fold-to-fold std above it; "
              "the two sides differ when they are more than twice the larger std apart (at least "
              "1 point either way)."),

@@ -62,13 +62,15 @@ class LayoutLike(Protocol):
 
 
 class DatasetLike(Protocol):
-    """What the analysis needs of a dataset (`mlc.dataset.open` returns one)."""
+    """What the analysis needs of a dataset (`mlc.dataset.open` returns one). `layouts` maps each
+    layout_id to its layout (one, unless a sweep varied width or depth; then the networks table's
+    `layout_id` column says whose is whose)."""
 
     @property
     def networks(self) -> pd.DataFrame: ...
 
     @property
-    def layout(self) -> LayoutLike: ...
+    def layouts(self) -> Mapping[str, LayoutLike]: ...
 
     @property
     def manifest(self) -> Mapping[str, Any]: ...
@@ -84,16 +86,19 @@ class DatasetLike(Protocol):
 class MergedData:
     """Networks of one or more datasets, ready for analysis.
 
-    `networks` has one row per network analysed (a `dataset` column added, index 0..n-1);
-    `weights` is float32 `[n, n_params]`, row i belonging to `networks` row i; `summary` counts,
-    per dataset, task and device kind, the networks stored, converged, selected and excluded;
-    `history` holds the training curves of the networks analysed (columns `HISTORY_COLUMNS`: one
-    row per network and epoch).
+    `networks` has one row per network analysed (a `dataset` column added, index 0..n-1; its
+    `layout_id` column names each network's weight layout); `layouts` maps each layout_id present
+    to its layout, and `blocks` to the float32 weights `[n_l, n_params_l]` of that layout's
+    networks, in `networks` order; `summary` counts, per dataset, task and device kind, the
+    networks stored, converged, selected and excluded; `history` holds the training curves of the
+    networks analysed (columns `HISTORY_COLUMNS`: one row per network and epoch). Networks of one
+    layout (the usual case) also have `weights` `[n, n_params]`, row i belonging to `networks`
+    row i, and `layout`.
     """
 
     networks: pd.DataFrame
-    weights: np.ndarray
-    layout: LayoutLike
+    blocks: dict[str, np.ndarray]
+    layouts: dict[str, LayoutLike]
     summary: pd.DataFrame
     max_per_class: int
     converged_only: bool
@@ -102,6 +107,25 @@ class MergedData:
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(sorted(self.networks["task"].unique()))
+
+    @property
+    def layout(self) -> LayoutLike:
+        """The networks' one layout; ConfigError naming the layouts where there are several."""
+        self._check_one_layout()
+        return next(iter(self.layouts.values()))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Every network's flat weights `[n, n_params]` (one layout only: vectors of different
+        lengths do not stack; use `blocks` for several)."""
+        self._check_one_layout()
+        return next(iter(self.blocks.values()))
+
+    def _check_one_layout(self) -> None:
+        if len(self.layouts) > 1:
+            raise ConfigError(f"these networks have {len(self.layouts)} weight layouts "
+                              f"({', '.join(self.layouts)}): raw weights do not stack into one "
+                              "matrix; take each layout's from `blocks`")
 
 
 def open_datasets(paths: Sequence[Path | str] | Path | str) -> list[DatasetLike]:
@@ -143,7 +167,7 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
                           "open them with mlc.dataset.open, or call load_datasets(paths)")
     if max_per_class < 1:
         raise ConfigError(f"max_per_class must be at least 1, got {max_per_class}")
-    layout = _common_layout(datasets)
+    layouts = _common_layouts(datasets)
     candidates = _candidates(datasets)
     # a copy: its weights were in an earlier dataset (within one, equal hashes are networks that
     # diverged alike, e.g. to all-NaN, which the finite check below counts)
@@ -153,12 +177,17 @@ def merge_datasets(datasets: Sequence[DatasetLike], *, max_per_class: int = 1000
     ranked = candidates[eligible].sort_values(["index", "_source"], kind="stable")
     chosen = ranked.groupby(["task", "device_kind"], sort=False).head(max_per_class)
     selected = candidates.loc[candidates.index.isin(chosen.index)]
-    networks, weights = _read_weights(datasets, selected)
-    finite = np.isfinite(weights).all(axis=1)
+    networks, blocks = _read_weights(datasets, selected)
+    ids = networks["layout_id"].to_numpy()
+    finite = np.ones(len(networks), dtype=bool)
+    for layout_id, block in blocks.items():
+        finite[ids == layout_id] = np.isfinite(block).all(axis=1)
     summary = _summary(candidates, candidates[copy], selected, networks[~finite])
     kept = networks[finite]
     history = _history(datasets, kept)
-    return MergedData(kept.drop(columns="_source").reset_index(drop=True), weights[finite], layout,
+    blocks = {k: block[finite[ids == k]] for k, block in blocks.items() if finite[ids == k].any()}
+    return MergedData(kept.drop(columns="_source").reset_index(drop=True), blocks,
+                      {k: v for k, v in layouts.items() if k in blocks},
                       summary, max_per_class, converged_only, history)
 
 
@@ -174,14 +203,15 @@ def _history(datasets: Sequence[DatasetLike], kept: pd.DataFrame) -> pd.DataFram
         ["dataset", "net_id", "epoch"], ignore_index=True)
 
 
-def _common_layout(datasets: Sequence[DatasetLike]) -> LayoutLike:
-    first = datasets[0].layout
+def _common_layouts(datasets: Sequence[DatasetLike]) -> dict[str, LayoutLike]:
+    """The datasets' layouts, which must be the same in each (one architecture, or one sweep)."""
+    first = dict(datasets[0].layouts)
     for i, ds in enumerate(datasets[1:], start=2):
-        if ds.layout.layout_id != first.layout_id:
+        if list(ds.layouts) != list(first):
             raise DatasetError(
-                f"dataset {i} ({_name(ds, i)}) stores weights in layout {ds.layout.layout_id}, "
-                f"dataset 1 ({_name(datasets[0], 1)}) in {first.layout_id}; only networks of one "
-                f"architecture can be compared: analyse them separately")
+                f"dataset {i} ({_name(ds, i)}) stores weights in layout {', '.join(ds.layouts)}, "
+                f"dataset 1 ({_name(datasets[0], 1)}) in {', '.join(first)}; only networks of one "
+                f"architecture (or one sweep) can be compared: analyse them separately")
     return first
 
 
@@ -202,6 +232,9 @@ def _candidates(datasets: Sequence[DatasetLike]) -> pd.DataFrame:
         if missing:
             raise DatasetError(f"dataset {name} has no column {', '.join(missing)} in its networks "
                                f"table; it was written by an incompatible store: re-export it")
+        if "layout_id" not in table.columns:  # a table of one layout may leave it unsaid
+            (only,) = ds.layouts
+            table = table.assign(layout_id=only)
         frames.append(table.assign(dataset=name, _source=source))
     merged = pd.concat(frames, ignore_index=True)
     merged["converged"] = merged["converged"].astype(bool)
@@ -211,22 +244,23 @@ def _candidates(datasets: Sequence[DatasetLike]) -> pd.DataFrame:
 
 
 def _read_weights(datasets: Sequence[DatasetLike],
-                  selected: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The selected rows grouped by dataset, and their weights row for row."""
-    tables, blocks = [], []
-    for source, rows in selected.groupby("_source", sort=True):
+                  selected: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The selected rows grouped by dataset and layout, and each layout's weights in that order."""
+    tables: list[pd.DataFrame] = []
+    blocks: dict[str, list[np.ndarray]] = {}
+    for (source, layout_id), rows in selected.groupby(["_source", "layout_id"], sort=False):
         ids = rows["net_id"].tolist()
         block = np.asarray(datasets[int(source)].weights(net_ids=ids), dtype=np.float32)
         if block.ndim != 2 or block.shape[0] != len(ids):
             raise DatasetError(f"dataset {rows['dataset'].iloc[0]} returned weights of shape "
                                f"{block.shape} for {len(ids)} networks; run `mlc dataset verify` on it")
         tables.append(rows)
-        blocks.append(block)
+        blocks.setdefault(str(layout_id), []).append(block)
     if not tables:
         raise DatasetError("no network to analyse: the datasets are empty (or, with "
                            "converged_only, none converged); train more networks or drop "
                            "converged_only")
-    return pd.concat(tables), np.concatenate(blocks)
+    return pd.concat(tables), {k: np.concatenate(v) for k, v in blocks.items()}
 
 
 def _summary(candidates: pd.DataFrame, copies: pd.DataFrame, selected: pd.DataFrame,

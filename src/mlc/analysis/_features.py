@@ -23,10 +23,12 @@ from mlc.errors import ConfigError
 __all__ = [
     "FEATURE_SETS",
     "FINAL_LOSSES",
+    "LAYOUT_STATISTICS",
     "RAW_WEIGHTS",
     "WEIGHT_STATISTICS",
     "check_features",
     "feature_matrices",
+    "layout_statistics",
     "loss_features",
     "weight_statistics",
 ]
@@ -43,15 +45,26 @@ _LOSS_FLOOR, _LOSS_CEILING = 1e-12, 1e12
 
 def feature_matrices(data: MergedData) -> dict[str, np.ndarray]:
     """Every feature set for every network of `data`: name -> `[n, n_features]`, rows as
-    `data.networks`."""
+    `data.networks`.
+
+    Networks of several weight layouts (a sweep of width or depth) have no raw-weight matrix, as
+    their vectors differ in length, and their weight statistics are `layout_statistics`, which
+    every layout has alike."""
     if not isinstance(data, MergedData):
         raise ConfigError(f"feature_matrices takes merged data, not {type(data).__name__}: merge the "
                           "datasets first (merge_datasets, or load_datasets from paths)")
+    losses = loss_features(data.networks)
+    if len(data.layouts) > 1:
+        ids = data.networks["layout_id"].to_numpy()
+        stats = np.empty((len(ids), len(LAYOUT_STATISTICS)), dtype=np.float32)
+        for layout_id, block in data.blocks.items():
+            stats[ids == layout_id] = layout_statistics(block, data.layouts[layout_id])
+        return {WEIGHT_STATISTICS: stats, FINAL_LOSSES: losses}
     stats, _ = weight_statistics(data.weights, data.layout)
     return {
         RAW_WEIGHTS: data.weights,
         WEIGHT_STATISTICS: stats,
-        FINAL_LOSSES: loss_features(data.networks),
+        FINAL_LOSSES: losses,
     }
 
 
@@ -93,6 +106,36 @@ def weight_statistics(weights: np.ndarray,
             columns += list(singular.T)
             names += [f"{entry.name}.sv{i}" for i in range(singular.shape[1])]
     return np.stack(columns, axis=1).astype(np.float32), tuple(names)
+
+
+# Statistics every layout of a family has, whatever its width and depth: of all weights together,
+# of the weight matrices (and kernels) together, of the biases and other vectors together, and of
+# the first and the last matrix (which meet the fixed input and output), with that matrix's largest
+# singular value.
+_GROUPS = ("all", "matrices", "vectors", "first", "last")
+_MOMENTS = ("rms", "mean", "std", "abs_mean")
+LAYOUT_STATISTICS = tuple(f"{g}.{m}" for g in _GROUPS for m in _MOMENTS) + ("first.sv0", "last.sv0")
+
+
+def layout_statistics(weights: np.ndarray, layout: LayoutLike) -> np.ndarray:
+    """Permutation-invariant statistics that networks of different layouts share (names
+    `LAYOUT_STATISTICS`): `weights` `[n, n_params]` -> `[n, len(LAYOUT_STATISTICS)]` float32."""
+    n = weights.shape[0]
+    parts = [(e, weights[:, e.offset:e.offset + math.prod(e.shape)].astype(np.float64))
+             for e in layout.entries]
+    matrices = [(e, flat) for e, flat in parts if len(e.shape) >= 2]
+    vectors = [flat for e, flat in parts if len(e.shape) < 2] or [np.zeros((n, 1))]
+    groups = [np.concatenate([flat for _, flat in parts], axis=1),
+              np.concatenate([flat for _, flat in matrices], axis=1),
+              np.concatenate(vectors, axis=1), matrices[0][1], matrices[-1][1]]
+    columns = []
+    for flat in groups:
+        columns += [np.sqrt((flat ** 2).mean(axis=1)), flat.mean(axis=1), flat.std(axis=1),
+                    np.abs(flat).mean(axis=1)]
+    for entry, flat in (matrices[0], matrices[-1]):
+        square = flat.reshape(n, entry.shape[0], -1)  # a kernel [out, in, h, w] as [out, in*h*w]
+        columns.append(np.linalg.svd(square, compute_uv=False)[:, 0])
+    return np.stack(columns, axis=1).astype(np.float32)
 
 
 def loss_features(networks: pd.DataFrame) -> np.ndarray:

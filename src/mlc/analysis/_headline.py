@@ -42,7 +42,9 @@ class Headline:
         row: dict[str, object] = {"question": question, "group": group, "features": RAW_WEIGHTS}
         self.recall_: dict[str, float] = {}
         if done.empty:
-            row["status"] = str(rows["status"].iloc[0]) if len(rows) else "not evaluated"
+            row["status"] = (str(rows["status"].iloc[0]) if len(rows) else "not evaluated"
+                             if RAW_WEIGHTS in set(results["features"])
+                             else "no raw weights to read (networks of several weight layouts)")
             self.text_ = f"{question} Not evaluated: {row['status']}."
         else:
             best = done.loc[done["cv_mean"].idxmax()]

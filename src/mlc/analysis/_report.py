@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import mlc
@@ -20,7 +21,7 @@ from mlc.analysis._baselines import Baselines
 from mlc.analysis._curves import TrainingCurves
 from mlc.analysis._data import DatasetLike, MergedData, merge_datasets, open_datasets
 from mlc.analysis._device import DeviceComparison
-from mlc.analysis._features import feature_matrices
+from mlc.analysis._features import FEATURE_SETS, RAW_WEIGHTS, feature_matrices
 from mlc.analysis._headline import Headline
 from mlc.analysis._identify import TaskIdentification
 from mlc.analysis._learning import LearningCurve
@@ -28,7 +29,7 @@ from mlc.analysis._overview import DataOverview, selection_line
 from mlc.analysis._progress import report_progress
 from mlc.analysis._projections import Projections
 from mlc.analysis._render import HTML_FILE, MARKDOWN_FILE, write_report
-from mlc.analysis._section import Section
+from mlc.analysis._section import Section, Step
 from mlc.analysis._suite import MIN_PER_CLASS
 from mlc.analysis._sweeps import SweepPrediction
 from mlc.analysis._trojan import TrojanDetection
@@ -80,10 +81,12 @@ def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedD
             else merge_datasets(_opened(datasets), max_per_class=max_per_class,
                                 converged_only=converged_only))
     _make_report_folder(Path(out_dir))  # once the data is read, before the minutes of analysis
-    common = {"max_per_class": max_per_class, "n_folds": n_folds, "random_state": random_state}
     with report_progress(_N_PARTS, enabled=show_progress) as progress:
         progress.step("feature matrices")
         features = feature_matrices(data)
+        sets = tuple(name for name in FEATURE_SETS if name in features)  # no raw weights: several layouts
+        common = {"max_per_class": max_per_class, "n_folds": n_folds, "random_state": random_state,
+                  "feature_sets": sets}
         progress.advance()
         overview = DataOverview().run(data)
         curves = TrainingCurves().run(data)
@@ -91,27 +94,45 @@ def analyze(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | MergedD
         progress.advance()
         identify = TaskIdentification(**common).run(data, features, step=progress.step)
         progress.advance()
-        curve = LearningCurve(max_per_class=max_per_class, random_state=random_state).run(
-            data, features, step=progress.step)
-        progress.advance()
-        device = DeviceComparison(**common).run(data, features, step=progress.step)
-        progress.advance()
-        projections = Projections(random_state=random_state).run(data, features,
-                                                                  step=progress.step)
-        progress.advance()
-        baselines = Baselines().run([trojan.results_, identify.results_])
+        raw_only = _raw_weight_parts(data, features, max_per_class, n_folds, random_state, progress.step)
+        for _ in range(3):
+            progress.advance()
+        baselines = Baselines(sets).run([trojan.results_, identify.results_])
         headline = Headline().run(identify, baselines.summary_)
         progress.advance()
         sweeps = SweepPrediction(n_folds=n_folds, random_state=random_state).run(
             data, features, step=progress.step)
         progress.advance()
         progress.step("writing the report")
-        sections = [part.section_ for part in (headline, overview, curves, trojan, identify, curve,
-                                               device, projections, baselines, sweeps)]
+        sections = [part.section_ for part in (headline, overview, curves, trojan, identify)]
+        sections += [*raw_only, baselines.section_, sweeps.section_]
         files = write_report(_title(data), _intro(data, random_state), sections, Path(out_dir))
         progress.advance()
         progress.step("done")
     return AnalysisReport(Path(out_dir), files, _tables(sections))
+
+
+def _raw_weight_parts(data: MergedData, features: dict[str, np.ndarray], max_per_class: int,
+                      n_folds: int, random_state: int, step: Step) -> list[Section]:
+    """The sections of the parts that read raw weights alone (learning curve, CPU vs GPU,
+    projections), or for networks of several layouts, which have no raw-weight matrix, one
+    section each saying why it was skipped."""
+    if RAW_WEIGHTS not in features:
+        reason = (f"Skipped: this part reads raw weights, and these networks come in {len(data.layouts)} "
+                  f"weight layouts ({', '.join(data.layouts)}), whose vectors differ in length. The "
+                  "trojan, task and sweep parts use the weight statistics every layout shares; "
+                  "analyse one layout's networks (a sweep without width or depth) for this part.")
+        return [Section(title, (reason,)) for title in _RAW_WEIGHT_TITLES]
+    common = {"max_per_class": max_per_class, "n_folds": n_folds, "random_state": random_state}
+    curve = LearningCurve(max_per_class=max_per_class, random_state=random_state).run(
+        data, features, step=step)
+    device = DeviceComparison(**common).run(data, features, step=step)
+    projections = Projections(random_state=random_state).run(data, features, step=step)
+    return [curve.section_, device.section_, projections.section_]
+
+
+_RAW_WEIGHT_TITLES = ("3. How many example networks are needed?", "4. CPU vs GPU",
+                      "5. Weight-space pictures")
 
 
 def _opened(datasets: Sequence[DatasetLike | Path | str] | DatasetLike | Path | str,
@@ -129,8 +150,9 @@ def _title(data: MergedData) -> str:
 
 
 def _intro(data: MergedData, random_state: int) -> list[str]:
-    return [f"{len(data.networks):,} networks of {len(data.tasks)} tasks, weight layout "
-            f"{data.layout.layout_id}. Written by mlc {mlc.__version__} with "
+    layouts = f"weight layout{'s' if len(data.layouts) > 1 else ''} {', '.join(data.layouts)}"
+    return [f"{len(data.networks):,} networks of {len(data.tasks)} tasks, {layouts}. "
+            f"Written by mlc {mlc.__version__} with "
             f"random_state={random_state}; every table is also a CSV file next to this report.",
             selection_line(data.summary, data.converged_only)]
 

@@ -2,11 +2,16 @@
 
 Model zoos that vary hyperparameters on purpose (Unterthiner et al.'s CNN zoo) found weight
 statistics predict a network's test accuracy closely. Here, for every setting that varies between
-the networks (lr, batch size, weight decay, activation, initialisation), a classifier predicts the
-setting's value from the weights (each value a class; chance is the commonest value's share), and a
-ridge regression predicts the final validation accuracy (R²), each on the weight statistics and on
-the raw weights, cross-validated. Learning curves show the score against the number of networks
-the predictor is trained on.
+the networks (lr, batch size, weight decay, width, depth, activation, initialisation), a classifier
+predicts the setting's value from the weights (each value a class; chance is the commonest value's
+share), and a ridge regression predicts the final validation accuracy (R²), each on the weight
+statistics and on the raw weights, cross-validated. Learning curves show the score against the
+number of networks the predictor is trained on.
+
+A sweep of width or depth gives networks of several weight layouts. Their weight statistics are
+the ones every layout shares (`layout_statistics`), over all networks; raw weights exist only
+within a layout, so there each layout's networks are a question of their own (the settings that
+vary among them, and their accuracy), and a layout with too few networks says so.
 """
 
 from __future__ import annotations
@@ -47,19 +52,34 @@ class SweepPrediction:
         self.random_state = random_state
 
     def run(self, data: MergedData, features: Mapping[str, np.ndarray], *, step: Step = quiet) -> Self:
-        check_features(data, features, self.feature_sets)
+        per_layout = RAW_WEIGHTS in self.feature_sets and len(data.layouts) > 1
+        shared = [name for name in self.feature_sets if not (per_layout and name == RAW_WEIGHTS)]
+        check_features(data, features, shared)
         nets = data.networks
-        self.varying_ = [s for s in SWEPT_SETTINGS if s in nets and _values(nets, s).nunique() > 1]
+        self.varying_ = _varying(nets)
+        self.n_layouts_ = len(data.layouts)
         rows: list[dict[str, object]] = []
-        targets = [*self.varying_, ACCURACY] if self.varying_ else []
-        for target in targets:
-            for name in self.feature_sets:
-                step(f"sweeps: {target} from {name}")
-                y = nets[ACCURACY].to_numpy(float) if target == ACCURACY else _values(nets, target).to_numpy()
-                rows += self._curve(target, name, features[name], y)
+        for name in shared:
+            rows += self._targets(nets, name, features[name], self.varying_, step)
+        if per_layout:  # raw weights only compare within a layout
+            ids = nets["layout_id"].to_numpy()
+            for layout_id, block in data.blocks.items():
+                mine = nets[ids == layout_id]
+                rows += self._targets(mine, f"{RAW_WEIGHTS} ({layout_id})", block, _varying(mine), step)
         self.results_ = pd.DataFrame(rows, columns=list(_COLUMNS))
         self.section_ = self._section()
         return self
+
+    def _targets(self, nets: pd.DataFrame, name: str, X: np.ndarray, varying: list[str],
+                 step: Step) -> list[dict[str, object]]:
+        """Rows for each setting in `varying` and the accuracy, predicted from the features `X`
+        (rows as `nets`); none where nothing varies."""
+        rows: list[dict[str, object]] = []
+        for target in [*varying, ACCURACY] if varying else []:
+            step(f"sweeps: {target} from {name}")
+            y = nets[ACCURACY].to_numpy(float) if target == ACCURACY else _values(nets, target).to_numpy()
+            rows += self._curve(target, name, X, y)
+        return rows
 
     def _curve(self, target: str, name: str, X: np.ndarray, y: np.ndarray) -> list[dict[str, object]]:
         regression = target == ACCURACY
@@ -95,6 +115,15 @@ class SweepPrediction:
             "predicts its value from the weights (score: accuracy; chance: the commonest value's "
             f"share); a ridge regression predicts `{ACCURACY}` (score: R²). {self.n_folds}-fold "
             "cross-validated, on standardised weight statistics and raw weights.",
+            *([] if self.n_layouts_ == 1 else [
+                f"The networks come in {self.n_layouts_} weight layouts (width or depth was swept). "
+                "The weight statistics here are those every layout shares (root mean square, mean, "
+                "std and mean |w| of all weights, of the matrices, of the vectors, of the first and "
+                "the last matrix, and those two matrices' largest singular value), over all "
+                "networks. Raw weights only compare within one layout, so each layout is its own "
+                "row set, `raw weights (<layout>)`, predicting what varies among its networks; "
+                "a layout with too few networks for cross-validation says so in the learning-curve "
+                "table."]),
             "The learning-curve table gives the score against the number of training networks.",
         )
         return Section("Hyperparameters from weights", paragraphs, (
@@ -102,6 +131,11 @@ class SweepPrediction:
             ReportTable("sweep_learning_curves", self.results_, "Score against training networks",
                         inline=False),
         ))
+
+
+def _varying(nets: pd.DataFrame) -> list[str]:
+    """The swept settings that take more than one value among `nets`."""
+    return [s for s in SWEPT_SETTINGS if s in nets and _values(nets, s).nunique() > 1]
 
 
 def _values(nets: pd.DataFrame, setting: str) -> pd.Series:

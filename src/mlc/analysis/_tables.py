@@ -28,7 +28,9 @@ def per_subject(results: pd.DataFrame, key: str, values: Mapping[str, str],
                 row[f"{c}{suffix}"] = by_clf.at[c, column]
         row["signal"] = signal(group["p_value"].tolist())
         rows.append(row)
-    return int_counts(pd.DataFrame(rows), ["n_per_class", "n_folds"])
+    columns = [key, "n_per_class", "n_folds", "status",
+               *(f"{c}{suffix}" for c in classifiers for suffix in values), "signal"]
+    return int_counts(pd.DataFrame(rows, columns=columns), ["n_per_class", "n_folds"])
 
 
 def shown_status(table: pd.DataFrame) -> list[str]:

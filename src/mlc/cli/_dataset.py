@@ -24,7 +24,7 @@ def info(path: Annotated[Path, typer.Argument(parser=path_value, help="dataset d
     m, nets = ds.manifest, ds.networks
     header = (
         f"{m['name']} (preset {m['preset']}, spec {m['spec_version']}), model {m['model']} "
-        f"[{m['layout_id']}], {len(nets)} networks"
+        f"[{', '.join(ds.layouts)}], {len(nets)} networks"
     )
     console.print(escape(header), style="bold")  # the layout id's brackets are not markup
     table = Table()

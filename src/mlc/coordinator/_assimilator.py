@@ -240,7 +240,7 @@ def _finished_record(
         net_seed=member.net_seed,
         data_seed=exp.config.data.seed,
         model=exp.config.model,
-        layout_id=exp.layout_id,
+        layout_id=spec.layout_id,  # its variant's (a width or depth sweep has several)
         hyperparameters=hyper,
         weights=result.state.params[m].numpy().astype(np.float32),
         train_loss=full[:, 0].copy(),

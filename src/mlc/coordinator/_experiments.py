@@ -76,7 +76,7 @@ def make_spec(
         wu_id=wu_id,
         experiment=exp.name,
         model=c.model,
-        layout_id=exp.layout_id,
+        layout_id=c.layout_of(variant).layout_id,
         train=variant.train,
         model_settings=variant.model_settings,
         data=c.data,
@@ -201,13 +201,12 @@ def create_experiment(
                 return grow_experiment(engine, _row_to_experiment(row), config), False
             raise StateError(_settings_differ(config.name, stored, config.to_dict(), grow))
         return _row_to_experiment(row), False
-    from mlc import models
     from mlc.work import check_resources
 
     check_resources(config)  # memory, before the rows and the data are built
     data = build_shared_data(config)
-    layout = models.layout(config.model)
-    layout_id = layout.layout_id
+    layouts = config.layouts
+    layout_id = layouts[0].layout_id  # each unit's spec names its own variant's layout
     with transaction(engine) as conn:
         exp_id = conn.execute(
             experiments.insert().values(
@@ -215,7 +214,7 @@ def create_experiment(
                 config_json=config_json,
                 data_digest=data.digest(),
                 layout_id=layout_id,
-                n_params=layout.n_params,
+                n_params=layouts[0].n_params if len(layouts) == 1 else None,  # unknown: a width sweep
                 dataset_dir=str(dataset_dir),
                 created_at=utcnow(),
             )

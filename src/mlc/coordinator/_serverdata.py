@@ -80,4 +80,5 @@ class ServerData:
             model=exp.config.model,
             data=self.shared(name),
             spec_version=exp.config.spec_version,
+            layouts=exp.config.layouts,
         )

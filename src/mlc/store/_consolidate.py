@@ -25,19 +25,20 @@ from mlc.store._format import (
     DATA_FILE,
     HISTORY_FILE,
     HISTORY_SCHEMA,
-    LAYOUT_FILE,
     NETWORKS_FILE,
     NETWORKS_SCHEMA,
     README_FILE,
     WEIGHTS_DIR,
+    dataset_shard,
+    layout_file,
+    layout_sizes,
     read_layout,
-    shard_name,
     tensors_to_bytes,
     write_manifest,
 )
 from mlc.store._readme import render_readme
 
-__all__ = ["INPUT_FILES", "TaskBatch", "check_inputs", "consolidate", "now_utc"]
+__all__ = ["TaskBatch", "check_inputs", "consolidate", "input_files", "now_utc"]
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,15 @@ class TaskBatch:
     """One task's networks in their final order.
 
     `networks`: rows of NETWORKS_SCHEMA without `shard`/`shard_row`; `history`: HISTORY_SCHEMA
-    rows of those networks; `weights`: float32 [n, n_params], row i belonging to networks row i.
+    rows of those networks; `weights`: layout_id -> float32 [n_l, n_params of that layout], row i
+    belonging to the i-th networks row of that layout (one entry unless a sweep varied width or
+    depth).
     """
 
     task: str
     networks: pa.Table
     history: pa.Table
-    weights: np.ndarray
+    weights: dict[str, np.ndarray]
 
 
 def now_utc() -> str:
@@ -73,29 +76,43 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def _write_shard(root: Path, batch: TaskBatch, layout_id: str, n_params: int) -> pa.Table:
-    """Write the batch's weight shard; return its table rows with `shard` and `shard_row` set."""
-    n = batch.networks.num_rows
-    if batch.weights.shape != (n, n_params) or batch.weights.dtype != np.float32:
-        raise DatasetError(f"task {batch.task}: weights {batch.weights.dtype} "
-                           f"{list(batch.weights.shape)} do not match {n} rows of {n_params} "
-                           "float32")
-    shard = shard_name(batch.task)
-    data = tensors_to_bytes({"weights": np.ascontiguousarray(batch.weights)},
-                            {"task": batch.task, "layout_id": layout_id})
-    write_atomic(root / shard, data)
+def _write_shards(root: Path, batch: TaskBatch, manifest: dict[str, Any]) -> pa.Table:
+    """Write the batch's weight shard(s), one per layout; return its table rows with `shard` and
+    `shard_row` set (table order kept: a network's row in its layout's shard is its rank among them)."""
+    sizes = layout_sizes(manifest)
+    layout_ids = np.array(batch.networks["layout_id"].to_pylist(), dtype=object)
+    shards = np.empty(len(layout_ids), dtype=object)
+    shard_rows = np.zeros(len(layout_ids), dtype=np.int64)
+    if set(layout_ids) != set(batch.weights) or not set(batch.weights) <= set(sizes):
+        raise DatasetError(f"task {batch.task}: networks of layouts {sorted(set(layout_ids))}, weights "
+                           f"of {sorted(batch.weights)}, the dataset's {list(sizes)}")
+    for layout_id, weights in batch.weights.items():
+        rows = np.flatnonzero(layout_ids == layout_id)
+        if weights.shape != (len(rows), sizes[layout_id]) or weights.dtype != np.float32:
+            raise DatasetError(f"task {batch.task}: weights {weights.dtype} {list(weights.shape)} do not "
+                               f"match {len(rows)} rows of {sizes[layout_id]} float32 ({layout_id})")
+        shard = dataset_shard(manifest, batch.task, layout_id)
+        (root / shard).parent.mkdir(parents=True, exist_ok=True)
+        data = tensors_to_bytes({"weights": np.ascontiguousarray(weights)},
+                                {"task": batch.task, "layout_id": layout_id})
+        write_atomic(root / shard, data)
+        shards[rows], shard_rows[rows] = shard, np.arange(len(rows), dtype=np.int64)
     return (batch.networks
-            .append_column("shard", pa.array([shard] * n, type=pa.string()))
-            .append_column("shard_row", pa.array(np.arange(n, dtype=np.int64))))
+            .append_column("shard", pa.array(shards.tolist(), type=pa.string()))
+            .append_column("shard_row", pa.array(shard_rows)))
 
 
-INPUT_FILES = (CONFIG_FILE, LAYOUT_FILE, DATA_FILE)  # written before the networks, hashed then
+def input_files(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The files written before the networks and hashed then: config.json, the layout file(s) and
+    data.safetensors."""
+    return (CONFIG_FILE, *(layout_file(manifest, i) for i in layout_sizes(manifest)), DATA_FILE)
 
 
-def check_inputs(root: Path, inputs: dict[str, str]) -> None:
-    """Raise DatasetError naming each of config.json, layout.json and data.safetensors that no longer
-    has the SHA-256 `inputs` recorded when it was written (a release must not bless a changed file)."""
-    changed = [name for name in INPUT_FILES
+def check_inputs(root: Path, inputs: dict[str, str], names: Iterable[str]) -> None:
+    """Raise DatasetError naming each of the input files `names` (config.json, the layouts,
+    data.safetensors) that no longer has the SHA-256 `inputs` recorded when it was written (a release
+    must not bless a changed file)."""
+    changed = [name for name in names
                if not (root / name).is_file() or file_sha256(root / name) != inputs.get(name)]
     if changed:
         raise DatasetError(f"{', '.join(str(root / n) for n in changed)} missing or changed since "
@@ -107,17 +124,18 @@ def consolidate(root: Path, manifest: dict[str, Any], config: dict[str, Any],
                 batches: Iterable[TaskBatch], inputs: dict[str, str]) -> dict[str, Any]:
     """Write weight shards, networks.parquet, history.parquet, README.md and the final manifest.
 
-    `manifest` is the draft (identity, data, layout); config.json, layout.json and data.safetensors
-    must already be in `root`, with the SHA-256s `inputs` recorded when they were written (checked
-    here). Returns the final manifest, which is written last: until it lands, the directory does not
-    claim to be finished.
+    `manifest` is the draft (identity, data, layouts); config.json, the layout file(s) and
+    data.safetensors must already be in `root`, with the SHA-256s `inputs` recorded when they were
+    written (checked here). Returns the final manifest, which is written last: until it lands, the
+    directory does not claim to be finished.
     """
-    check_inputs(root, inputs)
+    names = input_files(manifest)
+    check_inputs(root, inputs, names)
     (root / WEIGHTS_DIR).mkdir(exist_ok=True)
     tables, histories = [], []
     for batch in batches:
         if batch.networks.num_rows:
-            tables.append(_write_shard(root, batch, manifest["layout_id"], manifest["n_params"]))
+            tables.append(_write_shards(root, batch, manifest))
             histories.append(batch.history)
     networks = pa.concat_tables(tables) if tables else NETWORKS_SCHEMA.empty_table()
     _write_parquet(root / NETWORKS_FILE, networks)
@@ -127,10 +145,11 @@ def consolidate(root: Path, manifest: dict[str, Any], config: dict[str, Any],
 
     final = {**manifest, "finalized": now_utc(), "n_networks": networks.num_rows,
              "counts": _count_networks(networks, manifest["tasks"])}
-    readme = render_readme(final, config, read_layout(root / LAYOUT_FILE), networks)
+    layouts = [read_layout(root / layout_file(manifest, i)) for i in layout_sizes(manifest)]
+    readme = render_readme(final, config, layouts, networks)
     write_atomic(root / README_FILE, readme.encode())
     written = [NETWORKS_FILE, HISTORY_FILE, README_FILE, *shards]
-    final["files"] = dict(sorted({**{name: inputs[name] for name in INPUT_FILES},
+    final["files"] = dict(sorted({**{name: inputs[name] for name in names},
                                   **{name: file_sha256(root / name) for name in written}}.items()))
     write_manifest(root, final)
     return final

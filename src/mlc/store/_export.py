@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlc.errors import ConfigError, DatasetError
-from mlc.store._consolidate import INPUT_FILES, TaskBatch, consolidate, now_utc
+from mlc.store._consolidate import TaskBatch, consolidate, input_files, now_utc
 from mlc.store._files import atomic_path, file_sha256, new_build_dir, read_json, write_atomic
 from mlc.store._format import (
     CONFIG_FILE,
@@ -73,16 +73,20 @@ def _take_first(networks: pa.Table, tasks: list[str], per_task: int,
 def _batches(ds: Dataset, chosen: dict[str, pa.Table]) -> Iterator[TaskBatch]:
     history = read_table(ds.file(HISTORY_FILE))
     for task, rows in chosen.items():
-        ids = rows["net_id"]
+        ids, layout_ids = rows["net_id"].to_pylist(), rows["layout_id"].to_pylist()
+        weights = {}
+        for layout_id in dict.fromkeys(layout_ids):  # each layout's networks, in table order
+            weights[layout_id] = ds.weights(net_ids=[i for i, k in zip(ids, layout_ids, strict=True)
+                                                     if k == layout_id])
         yield TaskBatch(task, rows.drop_columns(["shard", "shard_row"]),
-                        history.filter(pc.is_in(history["net_id"], value_set=ids)),
-                        ds.weights(net_ids=ids.to_pylist()))
+                        history.filter(pc.is_in(history["net_id"], value_set=rows["net_id"])), weights)
 
 
 def _subset_manifest(source: dict[str, Any], name: str, per_task: int) -> dict[str, Any]:
-    keep = ("format", "preset", "spec_version", "model", "layout_id", "n_params", "tasks", "data",
-            "data_hashes")
-    return {**{k: source[k] for k in keep}, "name": name, "created": now_utc(), "finalized": None,
+    keep = ("format", "preset", "spec_version", "model", "layout_id", "n_params", "layouts", "tasks",
+            "data", "data_hashes")
+    return {**{k: source[k] for k in keep if k in source}, "name": name, "created": now_utc(),
+            "finalized": None,
             "subset": {"of": source["name"], "per_task": per_task,
                        "rule": _SUBSET_RULE.format(n=per_task),
                        "source_finalized": source["finalized"]}}
@@ -135,8 +139,10 @@ def export_dataset(src: Path | str | Dataset, out_dir: Path | str, *, per_task: 
     chosen = _take_first(read_table(ds.file(NETWORKS_FILE)), list(ds.tasks), per_task, allow_short)
     tmp = new_build_dir(directory, "exporting")
     try:
-        inputs = {fixed: ds.manifest["files"].get(fixed) for fixed in INPUT_FILES}
-        for fixed in INPUT_FILES:
+        names = input_files(ds.manifest)
+        inputs = {fixed: ds.manifest["files"].get(fixed) for fixed in names}
+        for fixed in names:
+            (tmp / fixed).parent.mkdir(exist_ok=True)
             shutil.copyfile(ds.path / fixed, tmp / fixed)
             if file_sha256(tmp / fixed) != inputs[fixed]:
                 raise DatasetError(f"{ds.path / fixed} does not match its SHA-256 in the manifest; "

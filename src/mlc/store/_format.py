@@ -13,6 +13,15 @@
       README.md                  generated description restating the science contract
       staging/<net_id>.safetensors  (working datasets only) one file per added network
 
+A dataset of several weight layouts (a sweep of width or depth) is format `mlc-dataset/2`, which
+differs only where a second layout needs it: the manifest lists `layouts` ([{layout_id, n_params}],
+in the order the sweep's variants first use them) instead of one `layout_id` and `n_params`, each
+layout is `layouts/<hash>.json` instead of layout.json, and each task's weights are sharded per
+layout, `weights/<hash>/<task>.safetensors` (`<hash>` is the layout_id after its `/`). Each network's
+`layout_id` column says which layout (and its `shard` which file) holds its weights. A dataset of one
+layout is written exactly as before, format `mlc-dataset/1`; an older MLC refuses format 2 by name
+rather than misreading it.
+
 Everything a reader trusts is named here once, so writer, reader, export and verify cannot drift
 apart.
 """
@@ -22,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +50,10 @@ __all__ = [
     "CONFIG_FILE",
     "DATA_FILE",
     "FORMAT",
+    "FORMAT_LAYOUTS",
     "HISTORY_FILE",
     "HISTORY_SCHEMA",
+    "LAYOUTS_DIR",
     "LAYOUT_FILE",
     "MANIFEST_FILE",
     "NETWORKS_FILE",
@@ -53,7 +65,11 @@ __all__ = [
     "WITHDRAWN_DIR",
     "check_name",
     "dataset_containing",
+    "dataset_shard",
+    "layout_file",
     "layout_json",
+    "layout_sizes",
+    "layouts_manifest",
     "load_data",
     "read_layout",
     "read_manifest",
@@ -65,6 +81,7 @@ __all__ = [
 ]
 
 FORMAT = "mlc-dataset/1"  # bumped when a reader of the old format could misread the new one
+FORMAT_LAYOUTS = "mlc-dataset/2"  # format 1 with several weight layouts (see above)
 MANIFEST_FILE = "dataset.json"
 CONFIG_FILE = "config.json"
 VERIFY_HINT = "; run `mlc dataset verify` on it"  # ends a damaged-file message (verify drops it)
@@ -74,6 +91,7 @@ NETWORKS_FILE = "networks.parquet"
 HISTORY_FILE = "history.parquet"
 README_FILE = "README.md"
 WEIGHTS_DIR = "weights"
+LAYOUTS_DIR = "layouts"
 STAGING_DIR = "staging"
 WITHDRAWN_DIR = "withdrawn"  # under STAGING_DIR: records taken out of the dataset (`DatasetWriter.withdraw`)
 _SELF_HASH = "manifest_sha256"
@@ -163,8 +181,47 @@ def check_name(kind: str, name: object) -> str:
     return name
 
 
-def shard_name(task: str) -> str:
-    return f"{WEIGHTS_DIR}/{task}.safetensors"
+def _hash(layout_id: str) -> str:
+    return layout_id.rsplit("/", 1)[-1]
+
+
+def shard_name(task: str, layout_id: str | None = None) -> str:
+    """The weight shard of `task`: one per task, or with `layout_id` (a dataset of several layouts)
+    one per task and layout."""
+    if layout_id is None:
+        return f"{WEIGHTS_DIR}/{task}.safetensors"
+    return f"{WEIGHTS_DIR}/{_hash(layout_id)}/{task}.safetensors"
+
+
+def layouts_manifest(layouts: Sequence[Layout]) -> dict[str, Any]:
+    """The manifest keys that record `layouts`: format 1's `layout_id` and `n_params` for one
+    layout, format 2's `layouts` list for several."""
+    if len(layouts) == 1:
+        return {"format": FORMAT, "layout_id": layouts[0].layout_id, "n_params": layouts[0].n_params}
+    ids = [layout.layout_id for layout in layouts]
+    if len(set(ids)) != len(ids) or len({_hash(i) for i in ids}) != len(ids):
+        raise DatasetError(f"layouts {ids} are listed twice")
+    return {"format": FORMAT_LAYOUTS,
+            "layouts": [{"layout_id": layout.layout_id, "n_params": layout.n_params} for layout in layouts]}
+
+
+def layout_sizes(manifest: dict[str, Any]) -> dict[str, int]:
+    """layout_id -> n_params of every layout the dataset's manifest records, in its order."""
+    if "layouts" not in manifest:
+        return {manifest["layout_id"]: int(manifest["n_params"])}
+    return {entry["layout_id"]: int(entry["n_params"]) for entry in manifest["layouts"]}
+
+
+def layout_file(manifest: dict[str, Any], layout_id: str) -> str:
+    """The file (relative to the dataset root) that holds layout `layout_id`."""
+    if "layouts" not in manifest:
+        return LAYOUT_FILE
+    return f"{LAYOUTS_DIR}/{_hash(layout_id)}.json"
+
+
+def dataset_shard(manifest: dict[str, Any], task: str, layout_id: str) -> str:
+    """The shard that holds `task`'s networks of layout `layout_id` in this dataset."""
+    return shard_name(task, layout_id if "layouts" in manifest else None)
 
 
 def _manifest_sha256(manifest: dict[str, Any]) -> str:
@@ -187,10 +244,11 @@ def read_manifest(root: Path) -> dict[str, Any]:
         hint = f" (the dataset in it is {inner[0]})" if len(inner) == 1 else ""
         raise DatasetError(f"{root} is not an MLC dataset: it has no {MANIFEST_FILE}{hint}")
     manifest = read_json(root / MANIFEST_FILE)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, FORMAT_LAYOUTS):
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise DatasetError(
-            f"{root / MANIFEST_FILE} is not an MLC dataset manifest of format {FORMAT!r} "
+            f"{root / MANIFEST_FILE} is not an MLC dataset manifest of format {FORMAT!r} or "
+            f"{FORMAT_LAYOUTS!r} "
             f"(found {found!r}); it was written by another tool or another version of MLC"
         )
     recorded = manifest.pop(_SELF_HASH, None)  # absent in manifests of older versions

@@ -8,6 +8,9 @@ reads as is, with a dataset card.
       README.md                           the dataset card: YAML header (configs, tags) and the source
                                           dataset's own README below it
       layout.json                         where each tensor lies in a flat weight vector
+                                          (several layouts: layouts/<hash>.json, one per layout,
+                                          and `weights` a list of each row's own length; the
+                                          `layout_id` column says which layout a row has)
 
 The source is verified first, so a corrupted dataset is refused rather than published. Nothing here
 needs the `datasets` package; it only writes Parquet that package reads.
@@ -17,15 +20,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlc.errors import DatasetError
 from mlc.store._files import new_build_dir, write_atomic
-from mlc.store._format import LAYOUT_FILE, README_FILE, dataset_containing
-from mlc.store._reader import open_dataset
+from mlc.store._format import README_FILE, dataset_containing, layout_file, layout_sizes
+from mlc.store._reader import Dataset, open_dataset
 from mlc.store._verify import verify_dataset
 
 __all__ = ["export_hf"]
@@ -50,29 +55,48 @@ def export_hf(source: Path | str, out: Path | str, per_task: int | None = None) 
     build = new_build_dir(out, "hf")
     (build / "data").mkdir()
     pq.write_table(table, build / DATA_FILE)
-    shutil.copyfile(source / LAYOUT_FILE, build / LAYOUT_FILE)
+    for layout_id in layout_sizes(ds.manifest):
+        name = layout_file(ds.manifest, layout_id)
+        (build / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(ds.file(name), build / name)
     readme = (source / README_FILE).read_text()
     write_atomic(build / README_FILE, (_card_header(ds.manifest, table.num_rows) + readme).encode())
     build.rename(out)
     return out
 
 
-def _rows(ds: object, per_task: int | None) -> pa.Table:
+def _rows(ds: Dataset, per_task: int | None) -> pa.Table:
     """The networks as one table with their weights and histories as list columns."""
-    nets = ds.networks.sort_values(["task", "index"])  # type: ignore[attr-defined]
+    nets = ds.networks.sort_values(["task", "index"])
     if per_task is not None:
         nets = nets.groupby("task", sort=False).head(per_task)
     nets = nets.drop(columns=["shard", "shard_row"])
-    weights = ds.weights(net_ids=list(nets["net_id"]))  # type: ignore[attr-defined]  # [n, n_params]
-    history = ds.history.set_index("net_id")  # type: ignore[attr-defined]
+    history = ds.history.set_index("net_id")
     table = pa.Table.from_pandas(nets, preserve_index=False)
-    n_params = weights.shape[1]
-    flat = pa.array(np.ascontiguousarray(weights, dtype=np.float32).reshape(-1))
-    table = table.append_column("weights", pa.FixedSizeListArray.from_arrays(flat, n_params))
+    table = table.append_column("weights", _weights_column(ds, nets))
     for name in _HISTORY:
         per_net = [history.loc[[net_id], name].to_numpy(np.float32) for net_id in nets["net_id"]]
         table = table.append_column(name, pa.array(per_net, type=pa.list_(pa.float32())))
     return table
+
+
+def _weights_column(ds: Dataset, nets: pd.DataFrame) -> pa.Array:
+    """Each row's flat weights: fixed-size lists for one layout, as ever; for several, lists of
+    each row's own length (`datasets` reads both), filled one layout at a time."""
+    sizes = layout_sizes(ds.manifest)
+    if len(sizes) == 1:
+        weights = ds.weights(net_ids=list(nets["net_id"]))  # [n, n_params]
+        flat = pa.array(np.ascontiguousarray(weights, dtype=np.float32).reshape(-1))
+        return pa.FixedSizeListArray.from_arrays(flat, next(iter(sizes.values())))
+    rows: list[np.ndarray] = [np.empty(0, np.float32)] * len(nets)
+    layout_ids = nets["layout_id"].to_numpy()
+    for layout_id in sizes:
+        where = np.flatnonzero(layout_ids == layout_id)
+        if len(where):
+            block = ds.weights(net_ids=list(nets["net_id"].iloc[where]))  # [n_l, n_params_l]
+            for position, vector in zip(where, block, strict=True):
+                rows[position] = vector
+    return pa.array(rows, type=pa.list_(pa.float32()))
 
 
 def _card_header(manifest: dict[str, object], n_rows: int) -> str:
@@ -94,7 +118,16 @@ def _card_header(manifest: dict[str, object], n_rows: int) -> str:
         f"- {size}\n"
         "---\n\n"
         f"Exported by `mlc dataset export --format hf`: {n_rows} networks of `{manifest['name']}`, one "
-        "row each, with its settings, metrics, flat `weights` (layout.json) and per-epoch history "
-        "(`train_loss`, `val_loss`, `val_accuracy`). Load it with "
+        f"row each, with its settings, metrics, flat `weights` ({_layouts_said(manifest)}) and "
+        "per-epoch history (`train_loss`, `val_loss`, `val_accuracy`). Load it with "
         '`datasets.load_dataset("parquet", data_dir=<this folder>)`.\n\n'
     )
+
+
+def _layouts_said(manifest: dict[str, Any]) -> str:
+    sizes = layout_sizes(manifest)
+    if len(sizes) == 1:
+        return "layout.json"
+    each = ", ".join(f"`{layout_id}` ({n} values)" for layout_id, n in sizes.items())
+    return (f"of {len(sizes)} layouts, each row's named by its `layout_id` column and laid out as "
+            f"`layouts/<hash>.json` says: {each}")

@@ -33,8 +33,9 @@ from mlc.store._format import (
     CONFIG_FILE,
     DATA_FILE,
     HISTORY_FILE,
-    LAYOUT_FILE,
     NETWORKS_FILE,
+    layout_file,
+    layout_sizes,
     load_data,
     read_layout,
     read_manifest,
@@ -94,7 +95,10 @@ class Dataset:
     `manifest` is dataset.json as a dict; `tasks` its tasks in the preset's order; `config` the
     resolved experiment config as plain JSON data (`mlc.work.ExperimentConfig.from_dict` makes it a
     config again); `layout` says where each named tensor lies in a flat weight vector
-    (`layout.entries`: name, shape, offset).
+    (`layout.entries`: name, shape, offset). A dataset of several layouts (a sweep of width or
+    depth) has them in `layouts` (layout_id -> Layout), each network's in its `layout_id` column;
+    its weights are read one layout at a time (`weights(layout=...)`), as vectors of different
+    lengths do not stack.
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any], *, verify: bool = True) -> None:
@@ -138,12 +142,27 @@ class Dataset:
         return dict(read_json(self.file(CONFIG_FILE)))
 
     @cached_property
+    def layouts(self) -> dict[str, Layout]:
+        """layout_id -> Layout of every layout the dataset holds, in the manifest's order (one
+        unless a sweep varied width or depth)."""
+        out = {}
+        for layout_id in layout_sizes(self.manifest):
+            name = layout_file(self.manifest, layout_id)
+            layout = read_layout(self.file(name))
+            if layout.layout_id != layout_id:
+                raise DatasetError(f"{self.path / name} is layout {layout.layout_id}, the "
+                                   f"manifest says {layout_id}; {_VERIFY_HINT}")
+            out[layout_id] = layout
+        return out
+
+    @property
     def layout(self) -> Layout:
-        layout = read_layout(self.file(LAYOUT_FILE))
-        if layout.layout_id != self.manifest["layout_id"]:
-            raise DatasetError(f"{self.path / LAYOUT_FILE} is layout {layout.layout_id}, the "
-                               f"manifest says {self.manifest['layout_id']}; {_VERIFY_HINT}")
-        return layout
+        """The dataset's one layout; DatasetError naming them where it holds several."""
+        if len(self.layouts) > 1:
+            raise DatasetError(f"{self.manifest['name']} holds networks of {len(self.layouts)} weight "
+                               f"layouts ({', '.join(self.layouts)}): take one from `layouts` (by a "
+                               "network's `layout_id` column)")
+        return next(iter(self.layouts.values()))
 
     @cached_property
     def networks(self) -> pd.DataFrame:
@@ -163,18 +182,33 @@ class Dataset:
         val_accuracy."""
         return read_frame(self.file(HISTORY_FILE))
 
-    def weights(self, task: str | None = None,
-                net_ids: Sequence[str] | None = None) -> np.ndarray:
+    def weights(self, task: str | None = None, net_ids: Sequence[str] | None = None,
+                layout: str | None = None) -> np.ndarray:
         """Flat weight vectors, float32 `[n, n_params]`.
 
-        Rows follow the `networks` table (restricted to `task` if given); with `net_ids`, they
-        follow `net_ids` instead, one row per id given.
+        Rows follow the `networks` table (restricted to `task` and to the layout_id `layout` if
+        given); with `net_ids`, they follow `net_ids` instead, one row per id given. In a dataset of
+        several layouts the rows must share one (pass `layout`, or net_ids of one layout): vectors
+        of different lengths do not stack, and a DatasetError names the layouts found.
         """
         rows = self._select(task, net_ids)
-        out = np.empty((len(rows), int(self.manifest["n_params"])), dtype=np.float32)
+        sizes = layout_sizes(self.manifest)
+        if layout is not None:
+            if layout not in sizes:
+                raise DatasetError(f"unknown layout {layout!r}; this dataset's are {', '.join(sizes)}")
+            if net_ids is None:
+                rows = rows[rows["layout_id"] == layout]
+        found = rows["layout_id"].value_counts(sort=False)
+        if len(found) > 1 or (layout is not None and len(found) and found.index[0] != layout):
+            counts = ", ".join(f"{n} of {layout_id}" for layout_id, n in found.items())
+            raise DatasetError(f"the networks asked for come in several weight layouts ({counts}), "
+                               "which do not stack into one matrix: ask for one layout at a time "
+                               "(weights(..., layout=layout_id); `layouts` lists them)")
+        width = sizes[found.index[0]] if len(found) else sizes[layout or next(iter(sizes))]
+        out = np.empty((len(rows), width), dtype=np.float32)
         shard_rows = rows["shard_row"].to_numpy(dtype=np.int64)
         for shard, positions in rows.groupby("shard", sort=True).indices.items():
-            out[positions] = self._read_rows(str(shard), shard_rows[positions])
+            out[positions] = self._read_rows(str(shard), shard_rows[positions], width)
         return out
 
     def load_model(self, net_id: str) -> nn.Module:
@@ -211,7 +245,7 @@ class Dataset:
                                + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
         return by_id.loc[wanted].reset_index()
 
-    def _read_rows(self, shard: str, rows: np.ndarray) -> np.ndarray:
+    def _read_rows(self, shard: str, rows: np.ndarray, n_params: int) -> np.ndarray:
         """Rows `rows` of a shard's `weights` tensor, reading only the block that spans them."""
         path = self.file(shard)
         lo, hi = int(rows.min()), int(rows.max()) + 1
@@ -219,7 +253,7 @@ class Dataset:
             with safe_open(path, framework="np") as f:
                 tensor = f.get_slice("weights")
                 shape = tuple(tensor.get_shape())
-                if len(shape) != 2 or shape[1] != self.manifest["n_params"] or hi > shape[0]:
+                if len(shape) != 2 or shape[1] != n_params or hi > shape[0]:
                     raise DatasetError(f"{path} holds weights of shape {list(shape)}, which do not "
                                        f"cover rows up to {hi - 1}; {_VERIFY_HINT}")
                 block = tensor[lo:hi]

@@ -69,12 +69,19 @@ def _base(task: str) -> str:
     return task.removesuffix("Machine").removesuffix("Modified")
 
 
-def _intro(m: dict[str, Any], layout: Layout) -> list[str]:
+def _sizes(layouts: list[Layout]) -> str:
+    if len(layouts) == 1:
+        return f"{layouts[0].n_params} parameters each"
+    sizes = ", ".join(str(layout.n_params) for layout in layouts)
+    return f"{len(layouts)} weight layouts ({sizes} parameters; a sweep of width or depth)"
+
+
+def _intro(m: dict[str, Any], layouts: list[Layout]) -> list[str]:
     lines = [
         f"# {m['name']}", "",
         f"`{m['name']}` is an MLC dataset (spec `{m['spec_version']}`, preset "
         f"`{m['preset']}`): {m['n_networks']} trained `{m['model']}` networks of "
-        f"{layout.n_params} parameters each on {len(m['tasks'])} tasks, every network kept with "
+        f"{_sizes(layouts)} on {len(m['tasks'])} tasks, every network kept with "
         "its full per-epoch training record, converged or not.",
     ]
     subset = m.get("subset")
@@ -140,25 +147,40 @@ _FILES = [
 ]
 
 
-def _files() -> list[str]:
+# A dataset of several layouts (format 2) has these files instead of layout.json and one shard a task.
+_LAYOUT_FILES = [
+    ("weights/<hash>/<task>.safetensors", "tensor `weights` [n, n_params] float32: the task's networks "
+     "of layout `<model>/<hash>`, rows in `networks.parquet` order (`layout_id`, `shard`, "
+     "`shard_row`)"),
+    ("layouts/<hash>.json", "where each tensor lies in a flat weight vector of layout `<model>/<hash>`"),
+]
+
+
+def _files(layouts: list[Layout]) -> list[str]:
+    files = _FILES
+    if len(layouts) > 1:
+        files = [(n, w) for n, w in _FILES if n not in ("layout.json", "weights/<task>.safetensors")]
+        files[3:3] = _LAYOUT_FILES
     return ["", "## Files", "", "| file | holds |", "|---|---|",
-            *(f"| `{name}` | {what} |" for name, what in _FILES)]
+            *(f"| `{name}` | {what} |" for name, what in files)]
 
 
-def _loading(m: dict[str, Any]) -> list[str]:
+def _loading(m: dict[str, Any], layouts: list[Layout]) -> list[str]:
     task = m["tasks"][0] if m["tasks"] else "TASK"
+    one = "" if len(layouts) == 1 else f', layout="{layouts[0].layout_id}"'
     return [
         "", "## How to load", "", "```python", "import mlc.dataset", "",
         f'ds = mlc.dataset.open("{m["name"]}")  # the directory holding this README',
         "ds.networks                # pandas DataFrame",
-        f'w = ds.weights("{task}")  # float32 [n, n_params], in table order',
+        f'w = ds.weights("{task}"{one})  # float32 [n, n_params], in table order',
         "ds.history                 # per-epoch records",
         "net = ds.load_model(ds.networks.net_id.iloc[0])  # reference nn.Module, eval mode",
         "data = ds.data()           # the shared inputs and targets",
         f'mlc.dataset.verify("{m["name"]}")  # checks every file against dataset.json',
         "```", "",
         "Without MLC: the tables are plain Parquet, the weights and data plain safetensors "
-        "(`safetensors.numpy.load_file`), laid out as `layout.json` says.",
+        "(`safetensors.numpy.load_file`), laid out as "
+        + ("`layout.json` says." if len(layouts) == 1 else "the network's `layouts/<hash>.json` says."),
     ]
 
 
@@ -360,18 +382,19 @@ def _withdrawn(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_readme(manifest: dict[str, Any], config: dict[str, Any], layout: Layout,
+def render_readme(manifest: dict[str, Any], config: dict[str, Any], layouts: list[Layout],
                   networks: pa.Table) -> str:
-    """The README.md of a finished dataset (manifest with counts; networks.parquet's rows)."""
+    """The README.md of a finished dataset (manifest with counts; its layouts in the manifest's
+    order; networks.parquet's rows)."""
     cfg = model_config(manifest["model"])
+    head = [*_intro(manifest, layouts), *_contents(manifest, config, networks), *_files(layouts),
+            *_loading(manifest, layouts)]
     if not isinstance(cfg, GRUNetConfig):  # a classifier family: image data, not MLDS commands
-        lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
-                 *_loading(manifest), *image_sections(manifest, config, layout, networks),
-                 *_withdrawn(manifest)]
-        return "\n".join(lines) + "\n"
+        return "\n".join([*head, *image_sections(manifest, config, layouts, networks),
+                          *_withdrawn(manifest)]) + "\n"
     output_bits = cfg.output_size
-    lines = [*_intro(manifest, layout), *_contents(manifest, config, networks), *_files(),
-             *_loading(manifest), *_encoding(), *_machines(manifest["tasks"], config), *_ds3(config),
+    (layout,) = layouts  # the GRU's architecture is fixed: one layout
+    lines = [*head, *_encoding(), *_machines(manifest["tasks"], config), *_ds3(config),
              *_data(manifest), *_network(manifest, layout, networks),
              *_training(config, networks, output_bits), *_withdrawn(manifest)]
     return "\n".join(lines) + "\n"

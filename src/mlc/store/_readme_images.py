@@ -18,10 +18,11 @@ __all__ = ["image_sections"]
 
 
 def image_sections(
-    m: dict[str, Any], config: dict[str, Any], layout: Layout, networks: pa.Table
+    m: dict[str, Any], config: dict[str, Any], layouts: list[Layout], networks: pa.Table
 ) -> list[str]:
-    """Data, network and training sections of an image dataset's README."""
-    return [*_data(m, config), *_network(m, layout, networks), *_training(config, networks)]
+    """Data, network and training sections of an image dataset's README (one layout table per
+    layout, in the manifest's order)."""
+    return [*_data(m, config), *_network(m, layouts, networks), *_training(config, networks)]
 
 
 def _data(m: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -48,14 +49,21 @@ def _data(m: dict[str, Any], config: dict[str, Any]) -> list[str]:
     return lines + [f"| `{k}` | `{v}` |" for k, v in sorted(m["data_hashes"].items())]
 
 
-def _network(m: dict[str, Any], layout: Layout, networks: pa.Table) -> list[str]:
-    lines = [
-        "", "### Network", "",
-        f"`{m['model']}` ({layout.n_params} parameters, layout `{layout.layout_id}`): a flat "
-        "weight vector is the reference module's `state_dict()` in order (`mlc.models.get`):", "",
-        "| tensor | shape | offset |", "|---|---|---:|",
-    ]
-    lines += [f"| `{e.name}` | {list(e.shape)} | {e.offset} |" for e in layout.entries]
+def _network(m: dict[str, Any], layouts: list[Layout], networks: pa.Table) -> list[str]:
+    lines = ["", "### Network", ""]
+    if len(layouts) > 1:
+        lines += [f"A sweep of width or depth gave {len(layouts)} weight layouts; each network's "
+                  "`layout_id` (and its `width` and `depth`) in networks.parquet says which it has."]
+    ids = networks["layout_id"].to_pylist()
+    for layout in layouts:
+        n = f", {ids.count(layout.layout_id)} networks" if len(layouts) > 1 else ""
+        lines += [
+            *([""] if len(layouts) > 1 else []),
+            f"`{m['model']}` ({layout.n_params} parameters, layout `{layout.layout_id}`{n}): a flat "
+            "weight vector is the reference module's `state_dict()` in order (`mlc.models.get`):", "",
+            "| tensor | shape | offset |", "|---|---|---:|",
+        ]
+        lines += [f"| `{e.name}` | {list(e.shape)} | {e.offset} |" for e in layout.entries]
     return lines + [
         "", "Initialisation: drawn after `torch.manual_seed(net_seed)` (PyTorch's defaults, or the "
         "`init` setting); a network trained inside a batched population starts from exactly the "

@@ -31,6 +31,7 @@ from mlc.store._format import (
     NETWORKS_SCHEMA,
     STAGING_DIR,
     check_name,
+    layout_sizes,
     tensors_meta,
     tensors_to_bytes,
 )
@@ -141,10 +142,14 @@ def _check_arrays(net: FinishedNetwork, n_params: int) -> dict[str, np.ndarray]:
 
 def _check_identity(net: FinishedNetwork, manifest: dict[str, Any]) -> None:
     expected = {"dataset": manifest["name"], "model": manifest["model"],
-                "layout_id": manifest["layout_id"], "data_seed": manifest["data"]["seed"]}
+                "data_seed": manifest["data"]["seed"]}
     for field, want in expected.items():
         if getattr(net, field) != want:
             raise ValueError(f"{field} is {getattr(net, field)!r}, this dataset's is {want!r}")
+    layouts = layout_sizes(manifest)
+    if net.layout_id not in layouts:
+        said = f"is {next(iter(layouts))!r}" if len(layouts) == 1 else f"are {list(layouts)}"
+        raise ValueError(f"layout_id is {net.layout_id!r}, this dataset's {said}")
     if net.task not in manifest["tasks"]:
         raise ValueError(f"task {net.task!r} is not one of this dataset's tasks "
                          f"{manifest['tasks']}")
@@ -208,7 +213,7 @@ def stage(net: FinishedNetwork, manifest: dict[str, Any]) -> StagedNetwork:
         raise DatasetError(f"add() takes a FinishedNetwork, got {type(net).__name__}")
     try:
         meta = _check_meta(net, manifest)
-        arrays = _check_arrays(net, int(manifest["n_params"]))
+        arrays = _check_arrays(net, layout_sizes(manifest)[net.layout_id])
     except (TypeError, ValueError, DatasetError) as exc:
         raise DatasetError(f"network {net.net_id!r} rejected: {exc}") from None
     return StagedNetwork(meta, arrays)
@@ -347,4 +352,7 @@ def to_batch(task: str, staged: list[StagedNetwork]) -> TaskBatch:
         "epoch": np.concatenate([np.arange(1, e + 1, dtype=np.int64) for e in epochs]),
         **{name: np.concatenate([s.arrays[name] for s in staged]) for name in _HISTORY},
     }, schema=HISTORY_SCHEMA)
-    return TaskBatch(task, networks, history, np.stack([s.arrays["weights"] for s in staged]))
+    weights: dict[str, list[np.ndarray]] = {}
+    for s in staged:  # each layout's networks in index order, as their rows of the table
+        weights.setdefault(s.meta["layout_id"], []).append(s.arrays["weights"])
+    return TaskBatch(task, networks, history, {k: np.stack(v) for k, v in weights.items()})

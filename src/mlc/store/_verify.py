@@ -24,12 +24,14 @@ from mlc.store._format import (
     ADDED_COLUMNS,
     DATA_FILE,
     HISTORY_FILE,
-    LAYOUT_FILE,
     MANIFEST_FILE,
     NETWORKS_FILE,
     NETWORKS_SCHEMA,
     STAGING_DIR,
     VERIFY_HINT,
+    dataset_shard,
+    layout_file,
+    layout_sizes,
     load_data,
     read_layout,
     read_manifest,
@@ -142,8 +144,18 @@ def _check_networks(root: Path, manifest: dict[str, Any],
     strays = sorted(set(networks["task"]) - set(manifest["tasks"]))
     if strays:
         problems.append(f"{NETWORKS_FILE}: rows of tasks the dataset does not have: {strays}")
+    sizes = layout_sizes(manifest)
     for shard, rows in networks.groupby("shard", sort=True):
-        _check_shard(root, str(shard), rows, int(manifest["n_params"]), problems)
+        layouts = sorted(set(rows["layout_id"]))
+        if len(layouts) != 1 or layouts[0] not in sizes:
+            problems.append(f"{shard}: holds networks of layouts {layouts}, the manifest's are "
+                            f"{list(sizes)} (one a shard)")
+            continue
+        expected = dataset_shard(manifest, str(rows["task"].iloc[0]), layouts[0])
+        if shard != expected or rows["task"].nunique() != 1:
+            problems.append(f"{shard}: holds {layouts[0]} networks of tasks "
+                            f"{sorted(set(rows['task']))}, which belong in {expected}")
+        _check_shard(root, str(shard), rows, sizes[layouts[0]], problems)
     return networks
 
 
@@ -221,17 +233,38 @@ def _check_manifest(root: Path, manifest: dict[str, Any], networks: pd.DataFrame
                                 f"written for {stored!r}")
     if networks is None:
         return
+    _check_layout_column(manifest, networks, problems)
     if manifest.get("n_networks") != len(networks):
         problems.append(f"{MANIFEST_FILE}: n_networks is {manifest.get('n_networks')!r}, "
                         f"{NETWORKS_FILE} has {len(networks)} rows")
     data = manifest.get("data")
-    expected = {"model": manifest.get("model"), "layout_id": manifest.get("layout_id"),
+    expected = {"model": manifest.get("model"),
                 "data_seed": data.get("seed") if isinstance(data, dict) else None}
     for column, value in expected.items():
         bad = networks.loc[networks[column] != value, "net_id"].tolist()
         if bad:
             problems.append(f"{NETWORKS_FILE}: {len(bad)} rows have a {column} other than the "
                             f"manifest's {value!r} ({_ids(bad)})")
+
+
+def _check_layouts(root: Path, manifest: dict[str, Any], problems: list[str]) -> None:
+    """Each layout file the manifest names against the layout_id and model it records."""
+    for layout_id in layout_sizes(manifest):
+        name = layout_file(manifest, layout_id)
+        layout = _attempt(problems, root, name, lambda n=name: read_layout(root / n), None)
+        if layout is not None and layout.layout_id != layout_id:
+            problems.append(f"{name}: layout {layout.layout_id}, the manifest says {layout_id}")
+        if layout is not None and layout.model != manifest.get("model"):
+            problems.append(f"{name}: model {layout.model}, the manifest says {manifest.get('model')}")
+
+
+def _check_layout_column(manifest: dict[str, Any], networks: pd.DataFrame, problems: list[str]) -> None:
+    sizes = layout_sizes(manifest)
+    bad = networks.loc[~networks["layout_id"].isin(list(sizes)), "net_id"].tolist()
+    if bad:
+        said = repr(next(iter(sizes))) if len(sizes) == 1 else f"layouts {list(sizes)}"
+        problems.append(f"{NETWORKS_FILE}: {len(bad)} rows have a layout_id other than the "
+                        f"manifest's {said} ({_ids(bad)})")
 
 
 def verify_dataset(path: Path | str | Dataset) -> VerifyReport:
@@ -244,12 +277,7 @@ def verify_dataset(path: Path | str | Dataset) -> VerifyReport:
             f"{MANIFEST_FILE}: the dataset is not finalized, so there is nothing to verify yet"])
     problems: list[str] = []
     n_checked = _check_files(root, manifest["files"], problems)
-    layout = _attempt(problems, root, LAYOUT_FILE, lambda: read_layout(root / LAYOUT_FILE), None)
-    if layout is not None and layout.layout_id != manifest["layout_id"]:
-        problems.append(f"{LAYOUT_FILE}: layout {layout.layout_id}, the manifest says "
-                        f"{manifest['layout_id']}")
-    if layout is not None and layout.model != manifest.get("model"):
-        problems.append(f"{LAYOUT_FILE}: model {layout.model}, the manifest says {manifest.get('model')}")
+    _check_layouts(root, manifest, problems)
     networks = _check_networks(root, manifest, problems)
     if networks is not None:
         _check_history(root, networks, problems)

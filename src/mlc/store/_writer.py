@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlc.models
 from mlc._storage import storage_errors
 from mlc.errors import DatasetError
-from mlc.store._consolidate import INPUT_FILES, TaskBatch, check_inputs, consolidate, now_utc
+from mlc.models import Layout
+from mlc.store._consolidate import TaskBatch, check_inputs, consolidate, input_files, now_utc
 from mlc.store._files import (
     create_exclusive,
     file_sha256,
@@ -36,14 +37,16 @@ from mlc.store._files import (
 from mlc.store._format import (
     CONFIG_FILE,
     DATA_FILE,
-    FORMAT,
-    LAYOUT_FILE,
+    LAYOUTS_DIR,
     MANIFEST_FILE,
     STAGING_DIR,
     WEIGHTS_DIR,
     WITHDRAWN_DIR,
     check_name,
+    layout_file,
     layout_json,
+    layout_sizes,
+    layouts_manifest,
     load_data,
     read_layout,
     read_manifest,
@@ -68,17 +71,21 @@ __all__ = ["DatasetWriter"]
 _FINAL_KEYS = ("finalized", "n_networks", "counts", "files")
 # Manifest keys that make two datasets the same dataset (`created` is deliberately not one).
 _IDENTITY_KEYS = ("format", "name", "preset", "spec_version", "model", "layout_id", "n_params",
-                  "tasks", "data", "data_hashes")
+                  "layouts", "tasks", "data", "data_hashes")
 
 
-def _draft_manifest(name: str, preset: str, model: str, data: SharedData,
-                    spec_version: str) -> dict[str, Any]:
-    layout = mlc.models.layout(model)
+def _draft_manifest(name: str, preset: str, model: str, data: SharedData, spec_version: str,
+                    layouts: Sequence[Layout]) -> dict[str, Any]:
     for task in data.tasks:
         check_name("task", task)
-    return {"format": FORMAT, "name": name, "preset": preset, "spec_version": spec_version,
-            "created": now_utc(), "finalized": None, "model": model, "layout_id": layout.layout_id,
-            "n_params": layout.n_params, "tasks": list(data.tasks), "data": data.spec.to_dict(),
+    strays = sorted({layout.model for layout in layouts} - {model})
+    if not layouts or strays:
+        raise DatasetError(f"a {model} dataset needs at least one {model} layout, got "
+                           f"{[layout.layout_id for layout in layouts]}")
+    recorded = layouts_manifest(layouts)  # format 1 for one layout, format 2 for several
+    return {"format": recorded.pop("format"), "name": name, "preset": preset,
+            "spec_version": spec_version, "created": now_utc(), "finalized": None, "model": model,
+            **recorded, "tasks": list(data.tasks), "data": data.spec.to_dict(),
             "data_hashes": data.hashes()}
 
 
@@ -100,16 +107,19 @@ def _grows(stored: dict[str, Any], config: dict[str, Any]) -> bool:
 
 
 def _build_new(root: Path, manifest: dict[str, Any], config: dict[str, Any],
-               data: SharedData) -> None:
+               data: SharedData, layouts: Sequence[Layout]) -> None:
     """Write a fresh dataset directory beside `root` and rename it into place in one step."""
     tmp = new_build_dir(root, "creating")
     with storage_errors(tmp):
         (tmp / STAGING_DIR).mkdir()
         (tmp / WEIGHTS_DIR).mkdir()
+        if "layouts" in manifest:
+            (tmp / LAYOUTS_DIR).mkdir()
     write_json(tmp / CONFIG_FILE, config)
-    write_json(tmp / LAYOUT_FILE, layout_json(mlc.models.layout(manifest["model"])))
+    for layout in layouts:
+        write_json(tmp / layout_file(manifest, layout.layout_id), layout_json(layout))
     save_data(tmp / DATA_FILE, data)
-    manifest["inputs"] = {name: file_sha256(tmp / name) for name in INPUT_FILES}
+    manifest["inputs"] = {name: file_sha256(tmp / name) for name in input_files(manifest)}
     write_manifest(tmp, manifest)
     with storage_errors(root):
         if root.exists():
@@ -130,30 +140,34 @@ class DatasetWriter:
 
     @classmethod
     def create(cls, root: Path | str, *, name: str, preset: str, config: dict[str, Any], model: str,
-               data: SharedData, spec_version: str = "mlds-1") -> DatasetWriter:
-        """Make the dataset directory `root` with its data, config, layout and a draft manifest.
+               data: SharedData, spec_version: str = "mlds-1",
+               layouts: Sequence[Layout] | None = None) -> DatasetWriter:
+        """Make the dataset directory `root` with its data, config, layout(s) and a draft manifest.
 
-        If `root` already holds this same dataset (same identity, data and config) it is reopened,
+        `layouts` are the weight layouts its networks come in (`ExperimentConfig.layouts`; default:
+        the model's own); several make a dataset of format 2 (see `mlc.store._format`). If `root`
+        already holds this same dataset (same identity, layouts, data and config) it is reopened,
         so a crashed run can call `create` again; a different dataset there is refused.
         """
         root = Path(root)
         if not isinstance(name, str) or not name:
             raise DatasetError("a dataset needs a non-empty name")
-        manifest = _draft_manifest(name, preset, model, data, spec_version)
+        layouts = tuple(layouts) if layouts is not None else (mlc.models.layout(model),)
+        manifest = _draft_manifest(name, preset, model, data, spec_version, layouts)
         config = _check_config(config)
         if (root / MANIFEST_FILE).exists():
             return cls._reopen_same(root, manifest, config)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise DatasetError(f"{root} exists and is not an empty directory; choose a new path "
                                "for the dataset or remove what is there")
-        _build_new(root, manifest, config, data)
+        _build_new(root, manifest, config, data, layouts)
         return cls(root, manifest, config, {})
 
     @classmethod
     def _reopen_same(cls, root: Path, manifest: dict[str, Any],
                      config: dict[str, Any]) -> DatasetWriter:
         writer = cls.open(root)
-        differ = [k for k in _IDENTITY_KEYS if writer._manifest.get(k) != manifest[k]]
+        differ = [k for k in _IDENTITY_KEYS if writer._manifest.get(k) != manifest.get(k)]
         if not differ and writer._config != config and _grows(writer._config, config):
             writer._grow(config)
         differ += ["config"] if writer._config != config else []
@@ -168,23 +182,23 @@ class DatasetWriter:
     def open(cls, root: Path | str) -> DatasetWriter:
         """Reopen a dataset made by `create` (unfinished or finalized) to add more networks.
 
-        Checks the layout against the model code and the data against the manifest's hashes, and
-        removes temporary files an interrupted write left behind.
+        Checks the layout files against the manifest and the data against the manifest's hashes,
+        and removes temporary files an interrupted write left behind. (`create`, which reopens
+        through here, also checks the layouts against the current model code.)
         """
         root = Path(root)
         manifest = read_manifest(root)
         if not (root / STAGING_DIR).is_dir():
             raise DatasetError(f"{root} has no {STAGING_DIR}/ directory: it is a release export, "
                                "which cannot be added to; add to the working dataset it came from")
-        layout = read_layout(root / LAYOUT_FILE)
-        current = mlc.models.layout(manifest["model"]).layout_id
-        if not layout.layout_id == manifest["layout_id"] == current:
-            raise DatasetError(
-                f"{root}: layout {layout.layout_id} (manifest {manifest['layout_id']}) is not the "
-                f"current {manifest['model']} layout {current}; continue it with the MLC version "
-                "that created it")
+        for layout_id in layout_sizes(manifest):
+            layout = read_layout(root / layout_file(manifest, layout_id))
+            if layout.layout_id != layout_id:
+                raise DatasetError(
+                    f"{root / layout_file(manifest, layout_id)} is layout {layout.layout_id}, the "
+                    f"manifest says {layout_id}; restore the file from a copy of the dataset")
         if "inputs" in manifest:  # datasets made before input hashes were recorded have none
-            check_inputs(root, manifest["inputs"])
+            check_inputs(root, manifest["inputs"], input_files(manifest))
         data = load_data(root / DATA_FILE, manifest["data"], manifest["tasks"])
         if data.hashes() != manifest["data_hashes"]:
             raise DatasetError(f"{root / DATA_FILE} does not match the data hashes in "
@@ -296,10 +310,11 @@ class DatasetWriter:
 
         Deterministic: the files depend only on the staged records, not on the order of the adds.
         """
+        names = input_files(self._manifest)
         inputs = self._manifest.get("inputs") or {  # older datasets: as the release recorded them
             name: self._manifest.get("files", {}).get(name) or file_sha256(self.path / name)
-            for name in INPUT_FILES}
-        check_inputs(self.path, inputs)
+            for name in names}
+        check_inputs(self.path, inputs, names)
         batches = list(self._tasks_in_order())
         for _, ids in batches:  # every staged file against its hash, before anything is rewritten
             for net_id in ids:

@@ -12,7 +12,9 @@ resolved config never reruns the check.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import numbers
 import tomllib
@@ -96,6 +98,21 @@ class ExperimentConfig:
         """The settings network `index` of a task trains under (a sweep numbers them by variant)."""
         variants = self.variants
         return variants[min(index // self.networks_per_task, len(variants) - 1)]
+
+    def layout_of(self, variant: Variant) -> models.Layout:
+        """The weight layout of `variant`'s networks (its width and depth; the model's own without)."""
+        settings = {k: v for k, v in variant.model_settings.items() if k in LAYOUT_SETTINGS}
+        return _layout(self.model, json.dumps(settings, sort_keys=True))
+
+    @property
+    def layouts(self) -> tuple[models.Layout, ...]:
+        """The distinct weight layouts of the variants, in the order they first appear: one unless
+        the sweep varies width or depth."""
+        found: dict[str, models.Layout] = {}
+        for variant in self.variants:
+            layout = self.layout_of(variant)
+            found.setdefault(layout.layout_id, layout)
+        return tuple(found.values())
 
     @property
     def n_networks_per_task(self) -> int:
@@ -184,16 +201,17 @@ class ExperimentConfig:
         check_spec_version(self.spec_version)
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(model: str, settings: str) -> models.Layout:
+    """`models.layout` of a model and its layout settings (JSON), built once: every work unit's spec
+    names its layout, and building the module each time would cost a millisecond a unit."""
+    return models.layout(model, json.loads(settings))
+
+
 def _settings(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Sweep | None]:
     """The fixed train settings, the fixed model settings, and the sweep over the listed ones."""
     train, train_lists = split_lists(_table(raw, "train", None), "train")
     model, model_lists = split_lists(_table(raw, "model_settings", None), "model_settings")
-    layout = sorted(set(model) & set(LAYOUT_SETTINGS))
-    if layout:
-        raise ConfigError(
-            f"model_settings {layout} change the weight layout, which a dataset records per model: "
-            "this version trains the model's own width and depth"
-        )
     if not train_lists and not model_lists and "sweep" not in raw:
         return train, model, None
     seed = raw.get("seed", 0)

@@ -70,9 +70,8 @@ def check_resources(config: ExperimentConfig, workdir: Path | None = None, *, n_
     """ConfigError naming the setting (networks_per_task, data.n_train, train.max_epochs) where the
     experiment `config` cannot fit this machine's memory or, with `workdir`,
     the free disk there; `n_stored` networks are already on that disk (a resumed run)."""
-    import mlc.models  # loads torch: not for the lease path, which never checks a preset
-
-    n_params = mlc.models.layout(config.model).n_params
+    # config.layouts loads torch: not for the lease path, which never checks a preset
+    n_params = max(layout.n_params for layout in config.layouts)  # a width sweep: its widest
     n_tasks, per_task, epochs = len(config.tasks), config.networks_per_task, config.train.max_epochs
     data = _data_need(config.data, n_tasks)
     rows = _Need("networks_per_task", f"{per_task:,} networks' records per task", per_task * _ROW_MEMORY)

@@ -5,7 +5,9 @@ sweeps it: `[sweep] mode = "grid"` (the default) trains every combination, `mode
 `count = N` draws N combinations, each setting independently and uniformly from its list, by
 `Generator(PCG64([seed, k]))` for the k-th (seed: the sweep's, or the preset's). Each combination is
 a `Variant`; the experiment trains `networks_per_task` networks of every variant on every task, and
-each network records its variant's settings.
+each network records its variant's settings. A sweep of `width` or `depth` (LAYOUT_SETTINGS) gives
+variants of different weight layouts: their networks never share a population, and the dataset
+stores each layout's weights apart.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from mlc.train import TrainConfig
 
 __all__ = ["LAYOUT_SETTINGS", "Sweep", "Variant", "split_lists"]
 
-# model settings that change the weight layout: one dataset holds one layout, so these are not swept
+# model settings that change the weight layout: a sweep over them gives a dataset of several layouts,
+# each variant's networks trained in populations of their own layout
 LAYOUT_SETTINGS = ("width", "depth")
 _SWEEP_KEYS = {"mode", "count", "seed"}
 
@@ -65,12 +68,6 @@ class Sweep:
             raise ConfigError(f"sweep.seed must be a whole number >= 0, got {sweep_seed!r}")
         if not train and not model:
             raise ConfigError("a [sweep] table needs a list for at least one train or model setting")
-        layout = sorted(set(model) & set(LAYOUT_SETTINGS))
-        if layout:
-            raise ConfigError(
-                f"model_settings {layout} change the weight layout, and one dataset holds one layout: "
-                "sweep them as separate experiments (one preset per value)"
-            )
         return cls(mode, count, sweep_seed, train, model)
 
     def combinations(self) -> list[dict[str, Any]]:
