@@ -22,6 +22,7 @@ import mlc.dataset
 from mlc.coordinator import (
     ReplicationPolicy,
     WUState,
+    apply_transitions,
     assimilate_valid,
     distrust_reporter,
     lease_work,
@@ -207,3 +208,15 @@ def test_a_host_found_untrusted_later_has_its_unconfirmed_networks_withdrawn_and
 
 def _spec(c: Setup, wu_id: str) -> WorkUnitSpec:
     return WorkUnitSpec.from_json(_unit(c, wu_id).spec_json)
+
+
+def test_a_unit_no_host_can_replicate_any_more_is_taken_on_its_own_checks(one_unit: Setup) -> None:
+    c = one_unit
+    first, peer = _hosts(c, 2, _class_of(c))
+    (wu_id,) = _do(c, first, ALWAYS)
+    assert _unit(c, wu_id).quorum == 2
+    assert apply_transitions(c.engine) == 0  # its peer could still take it
+    distrust_reporter(c.engine, peer, "caught elsewhere")  # the only other host of the class
+    assert apply_transitions(c.engine) == 1
+    unit = _unit(c, wu_id)
+    assert (unit.state, unit.quorum, unit.replica_class) == (WUState.VALID, 1, None)

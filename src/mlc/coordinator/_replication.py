@@ -24,10 +24,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, select
 
-from mlc.coordinator._schema import HostTrust, Verdict, hosts, results, work_units
+from mlc.coordinator._schema import HostTrust, Verdict, WUState, hosts, leases, results, work_units
 
 __all__ = [
     "DEFAULT_REPLICATION",
+    "accept_unreplicable",
     "PEER_SEEN_WITHIN",
     "ReplicationPolicy",
     "maybe_replicate",
@@ -134,6 +135,41 @@ def settle_replicas(conn: Connection, wu_id: str) -> list[tuple[str, str]]:
             )
             outvoted.append((r.reporter, why))
     return outvoted
+
+
+def accept_unreplicable(conn: Connection, now: datetime) -> list[str]:
+    """Units waiting for a replica that no host can give any more (every other host of the class is
+    untrusted, gone for a day, or held the unit already): where their valid results agree, the
+    replication is dropped and the result taken on its own checks (quorum back to 1); a disagreement
+    keeps waiting for a third host of the class. Returns the ids let go."""
+    waiting = conn.execute(
+        select(work_units.c.id, work_units.c.replica_class).where(
+            work_units.c.state == WUState.READY, work_units.c.quorum > 1
+        )
+    ).all()
+    released = []
+    for unit in waiting:
+        held = set(conn.execute(select(leases.c.owner).where(leases.c.wu_id == unit.id)).scalars())
+        peers = conn.execute(
+            select(hosts.c.id).where(
+                hosts.c.kernel_class == unit.replica_class,
+                hosts.c.trust != HostTrust.UNTRUSTED,
+                hosts.c.last_seen_at >= now - PEER_SEEN_WITHIN,
+            )
+        ).scalars()
+        if any(f"{_OWNER_PREFIX}{peer}" not in held for peer in peers):
+            continue
+        digests = conn.execute(
+            select(results.c.training_sha256).where(
+                results.c.wu_id == unit.id, results.c.verdict == Verdict.VALID
+            )
+        ).scalars()
+        if len(set(digests)) == 1:
+            conn.execute(
+                work_units.update().where(work_units.c.id == unit.id).values(quorum=1, replica_class=None)
+            )
+            released.append(unit.id)
+    return released
 
 
 def _set_streaks(conn: Connection, reporters: set[str], *, reset: bool) -> None:

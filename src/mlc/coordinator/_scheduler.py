@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mlc.coordinator._db import reading, transaction, utcnow
 from mlc.coordinator._experiments import mark_finished_if_complete
+from mlc.coordinator._replication import accept_unreplicable
 from mlc.coordinator._schema import (
     ExperimentState,
     NetworkState,
@@ -324,8 +325,13 @@ def transition_unit(
 
 
 def apply_transitions(engine: Engine, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> int:
-    """The transitioner's pass: expire leases and retry or fail units whose results were all rejected."""
+    """The transitioner's pass: expire leases, retry or fail units whose results were all rejected,
+    and take the result of a unit waiting for a replica that no host can give any more."""
     now = utcnow()
+    with transaction(engine) as conn:
+        let_go = accept_unreplicable(conn, now)
+        for wu_id in let_go:
+            transition_unit(conn, wu_id, now, max_attempts)
     with reading(engine) as conn:
         ids: Iterable[str] = (
             conn.execute(
@@ -339,7 +345,7 @@ def apply_transitions(engine: Engine, max_attempts: int = DEFAULT_MAX_ATTEMPTS) 
             .scalars()
             .all()
         )
-    changed = 0
+    changed = len(let_go)
     for wu_id in ids:
         with transaction(engine) as conn:
             before = conn.execute(select(work_units.c.state).where(work_units.c.id == wu_id)).scalar()
