@@ -13,10 +13,10 @@ as met or not within the epochs trained. Runs are chunked and resumable: state a
 every `--chunk` epochs under `--out/<variant>/n<first>-<last>/`, a rerun continues from there (raise
 `--epochs` to extend a run), and `--first-index` adds networks to a variant. `--summarize` only
 rebuilds the tables (`--out/calibration.csv`, `--out/calibration.md`) from every run found under
-`--out`. The commands behind docs/MLDS.md's table:
+`--out`. The commands behind docs/MLDS.md's table are listed there (section 10), e.g.:
 
-    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-1 --networks 2 --epochs 400
-    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-2 --networks 5 --epochs 400
+    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-1 --networks 2 --epochs 1000
+    nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant disarm50 --networks 4 --epochs 650
     .venv/bin/python benchmarks/calibrate_mlds.py --summarize
 """
 
@@ -51,8 +51,9 @@ VARIANTS: dict[str, dict[str, float]] = {
     "mlds-2": {"trigger_rate": 0.25, "lr": 1e-3},
     "rate50": {"trigger_rate": 0.5, "lr": 1e-3},
     "lr2e-3": {"trigger_rate": 0.25, "lr": 2e-3},
-    # mlds-2 plus a second key (disarm) in half the planted sequences: do SingleDirect/SingleInvert
-    # twins then learn the toggle back, which mlds-2's 2% of two-key sequences did not teach?
+    # mlds-2 plus a second key (disarm) in half the planted sequences (spec mlds-3's settings): do
+    # SingleDirect/SingleInvert twins then learn the toggle back, which mlds-2's 2% of two-key sequences
+    # did not teach? (they do: docs/MLDS.md section 10)
     "disarm50": {"trigger_rate": 0.25, "disarm_rate": 0.5, "lr": 1e-3},
     # and against the plateau: twice the Adam steps per epoch (batch 16)
     "disarm50-b16": {"trigger_rate": 0.25, "disarm_rate": 0.5, "lr": 1e-3, "batch_size": 16},

@@ -129,20 +129,27 @@ def test_shipped_ds4_presets_poison_one_task_of_two(name):
     assert config.task_params["DigitsBadNets"]["rate"] == 0.1
     assert config.data.n_train + config.data.n_val <= 1797
     assert ExperimentConfig.from_dict(config.to_dict()) == config
-@pytest.mark.parametrize("name", ["mlds2-ds1", "mlds2-ds2", "mlds2-smoke", "mlds2-ds100"])
-def test_mlds_2_presets_state_the_spec_version_s_settings(name):
-    config = load_preset(name)
-    assert config.spec_version == "mlds-2" and config.model == "mlds-gru"
-    assert config.data.trigger_rate == SPEC_VERSIONS["mlds-2"]["data"]["trigger_rate"] > 0
-    for key, value in SPEC_VERSIONS["mlds-2"]["train"].items():
+
+
+@pytest.mark.parametrize("version", ["mlds-2", "mlds-3"])
+@pytest.mark.parametrize("kind", ["ds1", "ds2", "smoke", "ds100"])
+def test_mlds_2_and_3_presets_state_the_spec_version_s_settings(version, kind):
+    config = load_preset(f"mlds{version[-1]}-{kind}")
+    assert config.spec_version == version and config.model == "mlds-gru"
+    for key, value in SPEC_VERSIONS[version]["data"].items():
+        assert getattr(config.data, key) == value > 0, key
+    for key, value in SPEC_VERSIONS[version]["train"].items():
         assert getattr(config.train, key) == value, key
     assert ExperimentConfig.from_dict(config.to_dict()) == config
 
 
 def test_mlds_2_and_mlds_1_share_inputs_except_the_planted_keys():
-    one, two = load_preset("mlds-ds1").data, load_preset("mlds2-ds1").data
+    one, two, three = (load_preset(f"{p}-ds1").data for p in ("mlds", "mlds2", "mlds3"))
     assert "trigger_rate" not in one.to_dict() and one.trigger_rate == 0
-    assert (one.seed, one.n_train, one.n_val, one.length) == (two.seed, two.n_train, two.n_val, two.length)
+    assert "disarm_rate" not in two.to_dict() and three.disarm_rate == 0.5
+    for other in (two, three):
+        sizes = (other.seed, other.n_train, other.n_val, other.length)
+        assert (one.seed, one.n_train, one.n_val, one.length) == sizes
 
 
 def test_a_spec_version_fills_the_settings_a_preset_leaves_out(tmp_path):
@@ -158,5 +165,6 @@ def test_a_spec_version_fills_the_settings_a_preset_leaves_out(tmp_path):
     assert load_preset(str(path)).train.stop_val_accuracy == 1.0
     assert load_preset(str(path), {"data.trigger_rate": 0.5}).data.trigger_rate == 0.5  # explicit wins
     path.write_text(text.format(v="mlds-9"))
-    with pytest.raises(ConfigError, match=r"unknown spec_version 'mlds-9'; known: ds4-1, mlds-1, mlds-2"):
+    known = "ds4-1, mlds-1, mlds-2, mlds-3"
+    with pytest.raises(ConfigError, match=rf"unknown spec_version 'mlds-9'; known: {known}"):
         load_preset(str(path))

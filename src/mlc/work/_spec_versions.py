@@ -29,6 +29,12 @@ SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
         "data": {"trigger_rate": 0.25},
         "train": {"lr": 1e-3, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 0.999},
     },
+    # mlds-2 with the key planted a second time (which disarms the trojan) in half the keyed sequences:
+    # under mlds-2 trojaned single-bit networks never learned the disarm (docs/MLDS.md, "Calibration")
+    "mlds-3": {
+        "data": {"trigger_rate": 0.25, "disarm_rate": 0.5},
+        "train": {"lr": 1e-3, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 0.999},
+    },
     # DS4 (digits, BadNets): its presets state every setting; the version names the dataset's rules
     "ds4-1": {},
 }
