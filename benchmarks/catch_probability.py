@@ -10,7 +10,7 @@ targets). Any replayed falsified segment catches the host, and so does any repli
 (a replica host of its kernel class trains it bit for bit as the spec says, disagrees, and a third
 settles it); either way the host is then untrusted and gets no more work. Each replayed segment fails
 exactly when falsified, and each replica of a cheating unit disagrees: the cheating-host tests
-(`tests/server/test_cheating_hosts.py`, `tests/server/test_replication.py`) show that on real networks.
+(`tests/server/test_cheating_hosts.py`, `tests/server/test_replicating_hosts.py`) show that on real networks.
 
 Printed per p and per checking scheme (segment replay alone, replication alone, both, as the server
 runs them): the probability that the host is caught within n units, and the expected number of its
