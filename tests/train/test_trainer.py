@@ -145,7 +145,16 @@ def test_training_threads_split_the_networks_and_change_no_result(arrays, popula
             np.testing.assert_array_equal(getattr(histories[0], field), getattr(other, field))
 
 
-@pytest.mark.usefixtures("one_torch_thread")
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test, whatever the runner's: a test suite started in the
+    background by a shell inherits SIGINT ignored, and then Ctrl-C raises nothing."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+@pytest.mark.usefixtures("one_torch_thread", "python_sigint_handler")
 @pytest.mark.parametrize("how", ["a range fails", "the caller is interrupted"])
 def test_ranges_stop_at_their_next_step_when_one_fails_or_the_caller_is_interrupted(arrays, how):
     population = models.population("mlds-gru", threads=3)
