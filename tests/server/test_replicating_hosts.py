@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,22 +62,28 @@ def plain_server(db_url: str, tmp_path: Path) -> Iterator[RunningServer]:
     running.stop()
 
 
-def _cheat(server: RunningServer, tmp_path: Path, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, str(_CHEAT), server.url, str(tmp_path / "cheat"), "lr", *args]
-    with (tmp_path / "cheat.log").open("ab") as log:  # the child keeps its own copy
-        return subprocess.Popen(cmd, env=env_with_src(), stdout=log, stderr=subprocess.STDOUT)
+@pytest.fixture
+def start_cheat(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """`start_cheat(server, *args)`: the lr-mode malicious worker (log tmp/cheat.log); killed at the
+    end if still running, so a failing test leaves no process behind."""
+    procs: list[subprocess.Popen] = []
+
+    def start(server: RunningServer, *args: str) -> subprocess.Popen:
+        cmd = [sys.executable, str(_CHEAT), server.url, str(tmp_path / "cheat"), "lr", *args]
+        with (tmp_path / "cheat.log").open("ab") as log:  # the child keeps its own copy
+            procs.append(subprocess.Popen(cmd, env=env_with_src(), stdout=log, stderr=subprocess.STDOUT))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _hosts(server: RunningServer) -> list[dict]:
     with server.admin() as admin:
         return admin.get("/admin/hosts").json()
-
-
-def _wait_for_hosts(server: RunningServer, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while len(_hosts(server)) < n:
-        assert time.monotonic() < deadline, f"{len(_hosts(server))} of {n} hosts registered"
-        time.sleep(0.2)
 
 
 def _same_as_local(info: dict, local: mlc.dataset.Dataset) -> mlc.dataset.Dataset:
@@ -90,17 +96,26 @@ def _same_as_local(info: dict, local: mlc.dataset.Dataset) -> mlc.dataset.Datase
 
 
 def test_replicas_outvote_a_host_that_passes_re_evaluation(
-    replicating_server: RunningServer, start_worker, tmp_path: Path, local_dataset: mlc.dataset.Dataset
+    replicating_server: RunningServer,
+    start_worker,
+    start_cheat,
+    tmp_path: Path,
+    local_dataset: mlc.dataset.Dataset,
 ) -> None:
     server = replicating_server
     server.submit(PRESET)
     with server.admin() as admin:
-        admin.post("/admin/experiments/small/pause")  # every host registered before any unit goes out
-    cheat = _cheat(server, tmp_path, "stay")
-    honest = [start_worker(server, name) for name in ("honest-a", "honest-b")]
-    _wait_for_hosts(server, 3)
+        admin.post("/admin/experiments/small/pause")
+    for name in ("honest-a", "honest-b"):  # registered (and so known replica hosts), nothing to do yet
+        assert start_worker(server, name, "--exit-when-idle").wait(timeout=120) == 0
     with server.admin() as admin:
         admin.post("/admin/experiments/small/resume")
+    cheat = start_cheat(server, "stay")  # it leases first: every unit it trains needs a replica
+    deadline = time.monotonic() + 120
+    while not any(h["name"] == "cheat-lr" and h["units_leased"] for h in _hosts(server)):
+        assert time.monotonic() < deadline and cheat.poll() is None, (tmp_path / "cheat.log").read_text()
+        time.sleep(0.2)
+    honest = [start_worker(server, name) for name in ("honest-a", "honest-b")]
     assert cheat.wait(timeout=300) != 0
     assert "gets no more work" in (tmp_path / "cheat.log").read_text()
     info = server.wait_finished("small", timeout=300)
@@ -120,11 +135,11 @@ def test_replicas_outvote_a_host_that_passes_re_evaluation(
 
 
 def test_a_host_distrusted_after_its_networks_were_released_has_them_withdrawn_and_retrained(
-    plain_server: RunningServer, start_worker, tmp_path: Path, local_dataset: mlc.dataset.Dataset
+    plain_server: RunningServer, start_worker, start_cheat, local_dataset: mlc.dataset.Dataset
 ) -> None:
     server = plain_server
     server.submit(PRESET)
-    assert _cheat(server, tmp_path).wait(timeout=300) == 0  # it trains everything, and passes
+    assert start_cheat(server).wait(timeout=300) == 0  # it trains everything, and passes
     info = server.wait_finished("small", timeout=120)
     assert info["finished"] == info["n_networks"]
     (host,) = _hosts(server)
