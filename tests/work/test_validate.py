@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from work_setup import first_networks_spec
 
 from mlc import models
 from mlc.errors import ConfigError, ResultRejected
 from mlc.train import TrainingArrays
 from mlc.work import (
-    Member,
     WorkUnit,
     WorkUnitResult,
     WorkUnitSpec,
@@ -26,22 +26,7 @@ TINY = {"data.n_train": 40, "data.n_val": 12, "data.length": 12, "train.max_epoc
 @pytest.fixture(scope="module")
 def spec() -> WorkUnitSpec:
     config = load_preset("mlds-smoke", TINY)
-    from mlc.coordinator import build_shared_data
-
-    data = build_shared_data(config)
-    members = tuple(Member(config.net_id(t, 0), t, 0, config.net_seed(t, 0)) for t in config.tasks[:3])
-    return WorkUnitSpec(
-        wu_id="exp-g000000-p000",
-        experiment=config.name,
-        model=config.model,
-        layout_id=models.layout(config.model).layout_id,
-        train=config.train,
-        data=config.data,
-        data_digest=data.digest(),
-        tasks=config.tasks,
-        members=members,
-        epochs=2,
-    )
+    return first_networks_spec(config, config.tasks[:3], epochs=2)
 
 
 @pytest.fixture(scope="module")

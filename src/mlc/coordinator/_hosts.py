@@ -42,6 +42,14 @@ class Host:
         return host_owner(self.id)
 
 
+def host_id_of(owner: str | None) -> int | None:
+    """The host id in a lease owner or reporter name (`host_owner`'s inverse); None for a local run
+    or a Ray task, which no host trained."""
+    if not owner or not owner.startswith(_OWNER_PREFIX):
+        return None
+    return int(owner[len(_OWNER_PREFIX) :])
+
+
 def host_owner(host_id: int) -> str:
     """The lease owner name of a host: leases, uploads and provenance name it so."""
     return f"{_OWNER_PREFIX}{host_id}"

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, select
 
+from mlc.coordinator._hosts import host_id_of, host_owner
 from mlc.coordinator._schema import HostTrust, Verdict, WUState, hosts, leases, results, work_units
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 PEER_SEEN_WITHIN = timedelta(days=1)  # a host of the class seen this recently may take the replica
-_OWNER_PREFIX = "host:"
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,6 @@ class ReplicationPolicy:
 DEFAULT_REPLICATION = ReplicationPolicy()
 
 
-def _host_id(reporter: str | None) -> int | None:
-    if not reporter or not reporter.startswith(_OWNER_PREFIX):
-        return None
-    return int(reporter[len(_OWNER_PREFIX) :])
-
-
 def maybe_replicate(
     conn: Connection,
     wu_id: str,
@@ -81,7 +75,7 @@ def maybe_replicate(
     """A volunteer host's first valid result for `wu_id`: send the unit to a replica (quorum 2, of
     this kernel class) with the host's current rate, where another host of the class is around;
     returns whether it was. Local and Ray results (our own executors) are never replicated."""
-    host_id = _host_id(reporter)
+    host_id = host_id_of(reporter)
     unit = conn.execute(select(work_units.c.quorum).where(work_units.c.id == wu_id)).one()
     if host_id is None or unit.quorum > 1 or not kernel_class:
         return False
@@ -157,7 +151,7 @@ def accept_unreplicable(conn: Connection, now: datetime) -> list[str]:
                 hosts.c.last_seen_at >= now - PEER_SEEN_WITHIN,
             )
         ).scalars()
-        if any(f"{_OWNER_PREFIX}{peer}" not in held for peer in peers):
+        if any(host_owner(peer) not in held for peer in peers):
             continue
         digests = conn.execute(
             select(results.c.training_sha256).where(
@@ -173,7 +167,7 @@ def accept_unreplicable(conn: Connection, now: datetime) -> list[str]:
 
 
 def _set_streaks(conn: Connection, reporters: set[str], *, reset: bool) -> None:
-    ids = [h for h in map(_host_id, reporters) if h is not None]
+    ids = [h for h in map(host_id_of, reporters) if h is not None]
     if ids:
         value = 0 if reset else hosts.c.agree_streak + 1
         conn.execute(hosts.update().where(and_(hosts.c.id.in_(ids))).values(agree_streak=value))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, and_, func, select
 
 from mlc.coordinator._db import reading, transaction, utcnow
-from mlc.coordinator._hosts import host_owner
+from mlc.coordinator._hosts import host_id_of, host_owner
 from mlc.coordinator._scheduler import DEFAULT_MAX_ATTEMPTS, transition_unit
 from mlc.coordinator._schema import HostTrust, Verdict, WUState, hosts, results, work_units
 from mlc.coordinator._withdrawal import withdraw_unconfirmed
@@ -23,18 +23,9 @@ __all__ = ["TRUSTED_AFTER", "distrust_reporter", "is_trusted", "note_valid_resul
 
 TRUSTED_AFTER = 3  # valid results in a row that make a new host trusted
 
-_OWNER_PREFIX = "host:"
-
-
-def _host_id(reporter: str | None) -> int | None:
-    if not reporter or not reporter.startswith(_OWNER_PREFIX):
-        return None  # a local run or a Ray task: trusted by construction
-    return int(reporter[len(_OWNER_PREFIX) :])
-
-
 def is_trusted(engine: Engine, reporter: str | None) -> bool:
     """Whether `reporter` is trusted: a local run or Ray task always, a host once it earned it."""
-    host_id = _host_id(reporter)
+    host_id = host_id_of(reporter)
     if host_id is None:
         return True
     with reading(engine) as conn:
@@ -43,7 +34,7 @@ def is_trusted(engine: Engine, reporter: str | None) -> bool:
 
 def note_valid_result(conn: Connection, reporter: str | None) -> None:
     """A valid result of `reporter`: a new host with TRUSTED_AFTER valid results becomes trusted."""
-    host_id = _host_id(reporter)
+    host_id = host_id_of(reporter)
     if host_id is None:
         return
     valid = conn.execute(
@@ -63,7 +54,7 @@ def distrust_reporter(
     """Mark `reporter`'s host untrusted, void its results that nothing is built on yet, and withdraw
     its assimilated ones that nothing confirmed; returns how many units go back to the queue (or
     fail, out of attempts) or were withdrawn."""
-    host_id = _host_id(reporter)
+    host_id = host_id_of(reporter)
     if host_id is None:
         return 0
     now = utcnow()

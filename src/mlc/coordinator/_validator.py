@@ -13,6 +13,7 @@ from typing import NamedTuple
 from sqlalchemy import Connection, Engine, select
 
 from mlc.coordinator._db import reading, transaction, utcnow
+from mlc.coordinator._hosts import host_id_of
 from mlc.coordinator._replication import (
     DEFAULT_REPLICATION,
     ReplicationPolicy,
@@ -156,8 +157,8 @@ def validate_pending(
 
 def _note_class(conn: Connection, reporter: str | None, kernel_class: str | None) -> None:
     """A host's kernel class, as its latest valid result says: the replicas it may take."""
-    if reporter and reporter.startswith("host:") and kernel_class:
-        host_id = int(reporter.removeprefix("host:"))
+    host_id = host_id_of(reporter)
+    if host_id is not None and kernel_class:
         conn.execute(hosts.update().where(hosts.c.id == host_id).values(kernel_class=kernel_class))
 
 
