@@ -13,7 +13,9 @@ as met or not within the epochs trained. Runs are chunked and resumable: state a
 every `--chunk` epochs under `--out/<variant>/n<first>-<last>/`, a rerun continues from there (raise
 `--epochs` to extend a run), and `--first-index` adds networks to a variant. `--summarize` only
 rebuilds the tables (`--out/calibration.csv`, `--out/calibration.md`) from every run found under
-`--out`. The commands behind docs/MLDS.md's table are listed there (section 10), e.g.:
+`--out`; `--dataset DIR --name NAME` adds the DS1/DS2 networks of an `mlc run` dataset to them (its
+history, and the triggered accuracies the validator stored). The commands behind docs/MLDS.md's
+table are listed there (section 10), e.g.:
 
     nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant mlds-1 --networks 2 --epochs 1000
     nice -n 5 .venv/bin/python benchmarks/calibrate_mlds.py --variant disarm50 --networks 4 --epochs 650
@@ -28,13 +30,14 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlc import tasks, work
+from mlc import dataset, tasks, work
 from mlc.train import (
     PopulationState,
     PopulationTrainer,
@@ -89,6 +92,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mlds_calibration")
     p.add_argument("--summarize", action="store_true", help="only rebuild the tables from saved runs")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="add the DS1/DS2 networks of an `mlc run` dataset as run --name, then summarize")
     return p.parse_args()
 
 
@@ -226,6 +231,38 @@ def _network_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _dataset_rows(path: Path, name: str, plateau_margin: float) -> list[dict[str, Any]]:
+    """`_network_rows` for the DS1/DS2 networks of an `mlc run` dataset: its per-epoch history, and
+    the validator's triggered accuracies of the final weights. Those are measured once, at the end,
+    so `trojan_learned` is the last epoch where both reach the threshold (an upper bound)."""
+    ds = dataset.open(path)
+    history = {net_id: g.sort_values("epoch") for net_id, g in ds.history.groupby("net_id")}
+    machines = set(tasks.names("ds1") + tasks.names("ds2"))
+    rows = []
+    for net in ds.networks.itertuples():
+        if net.task not in machines:
+            continue
+        h = history[net.net_id]
+        vl, va = h["val_loss"].to_numpy(), h["val_accuracy"].to_numpy()
+        row: dict[str, Any] = {"variant": name, "machine": net.task, "index": int(net.index),
+                               "epochs_trained": len(vl), "final_val_loss": float(vl[-1]),
+                               "final_val_accuracy": float(va[-1]),
+                               "plateau_exit": _first(vl < PLATEAU - plateau_margin)}
+        for rule, loss, acc in RULES:
+            row[rule] = _first((vl < loss) & (va >= acc))
+        row["final_trojan_accuracy"] = float(net.trojan_accuracy)
+        row["final_clean_accuracy_triggered"] = float(net.clean_accuracy_triggered)
+        learned = min(net.trojan_accuracy, net.clean_accuracy_triggered) >= TROJAN_LEARNED
+        row["trojan_learned"] = len(vl) if learned else None
+        row["wall_s_share"] = float(net.wall_time_s)
+        row["cpu_s_share"] = float("nan")
+        row["cap"] = int(net.max_epochs)
+        rows.append(row)
+    if not rows:
+        raise SystemExit(f"{path} holds no DS1/DS2 networks")
+    return rows
+
+
 def _stats(values: list[int | None]) -> str:
     """'median / p90 (k/n)' over the networks that reached the event, k of n."""
     got = [v for v in values if v is not None]
@@ -242,7 +279,7 @@ def _saved_rows(path: Path, present: set[tuple[str, str]]) -> list[dict[str, Any
     rows = []
     with open(path, newline="") as f:
         for raw in csv.DictReader(f):
-            if (raw["variant"], raw["index"]) in present:
+            if (raw["variant"], raw["machine"], raw["index"]) in present:
                 continue
             row: dict[str, Any] = {}
             for key, value in raw.items():
@@ -254,9 +291,12 @@ def _saved_rows(path: Path, present: set[tuple[str, str]]) -> list[dict[str, Any
     return rows
 
 
-def summarize(out: Path) -> None:
+def summarize(out: Path, imported: Sequence[dict[str, Any]] = ()) -> None:
+    """The tables from every run under `out`, the `imported` rows (a dataset's), and the rows of an
+    earlier summary that neither replaces."""
     rows = [r for d in sorted(out.glob("*/n*-*")) if (d / "history.npz").exists() for r in _network_rows(d)]
-    rows += _saved_rows(out / "networks.csv", {(r["variant"], str(r["index"])) for r in rows})
+    rows += list(imported)
+    rows += _saved_rows(out / "networks.csv", {(r["variant"], r["machine"], str(r["index"])) for r in rows})
     if not rows:
         raise SystemExit(f"no calibration runs under {out}")
     with open(out / "networks.csv", "w", newline="") as f:
@@ -282,8 +322,9 @@ def summarize(out: Path) -> None:
     md = ["Epochs as median / 90th percentile over the networks that reached the event within the cap "
           "(k/n reached it). trojan_learned: first evaluation (every few epochs) with trojan accuracy "
           f"and clean accuracy on triggered data both >= {TROJAN_LEARNED} (for a DS1 machine, this "
-          "would mean it followed a trojan it never saw: expect 0/n). Triggered accuracies: at the "
-          "last epoch trained.", "",
+          "would mean it followed a trojan it never saw: expect 0/n); for a run imported from a "
+          "dataset (--dataset), where they are measured at the end only, the last epoch. Triggered "
+          "accuracies: at the last epoch trained.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in table]
     md += ["", "Cost (wall-clock seconds of the calibration process per network-epoch, on the machine "
@@ -302,6 +343,11 @@ def summarize(out: Path) -> None:
 
 def main() -> None:
     args = _args()
+    if args.dataset is not None:
+        if not args.name:
+            raise SystemExit("--dataset needs --name (the variant it is listed as)")
+        summarize(args.out, _dataset_rows(args.dataset, args.name, args.plateau_margin))
+        return
     if not args.summarize:
         train(args)
     summarize(args.out)
