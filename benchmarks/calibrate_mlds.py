@@ -254,8 +254,9 @@ def _dataset_rows(path: Path, name: str, plateau_margin: float) -> list[dict[str
         row["final_clean_accuracy_triggered"] = float(net.clean_accuracy_triggered)
         learned = min(net.trojan_accuracy, net.clean_accuracy_triggered) >= TROJAN_LEARNED
         row["trojan_learned"] = len(vl) if learned else None
-        row["wall_s_share"] = float(net.wall_time_s)
-        row["cpu_s_share"] = float("nan")
+        # a network's wall_time_s is its units' wall time shared among their members, and units
+        # train side by side in one population: no cost per network-epoch can be read from it
+        row["wall_s_share"] = row["cpu_s_share"] = float("nan")
         row["cap"] = int(net.max_epochs)
         rows.append(row)
     if not rows:
@@ -334,6 +335,10 @@ def summarize(out: Path, imported: Sequence[dict[str, Any]] = ()) -> None:
         net_epochs = sum(r["epochs_trained"] for r in group)
         seconds = sum(r["wall_s_share"] for r in group)
         cpu = sum(r["cpu_s_share"] for r in group)
+        if not np.isfinite(seconds):
+            md.append(f"- {variant}: {net_epochs} network-epochs (imported from a dataset: the time is "
+                      "its run's, written beside the command that made it)")
+            continue
         md.append(f"- {variant}: {net_epochs} network-epochs in {seconds:.0f} s, "
                   f"{seconds / max(net_epochs, 1):.3f} s per network-epoch"
                   + (f" ({cpu / net_epochs:.3f} s of CPU)" if net_epochs and np.isfinite(cpu) else ""))
