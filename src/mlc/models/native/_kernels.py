@@ -47,6 +47,7 @@ _threads: int | None = None  # None: every CPU this process may use (affinity, c
 _in_part = threading.local()  # `part` is set inside a piece of `run_parallel`: kernels there run alone
 
 _T = TypeVar("_T")
+_INTERRUPT_POLL_S = 0.1  # how soon run_parallel raises an interrupt delivered to another thread
 
 
 @functools.cache
@@ -150,7 +151,10 @@ def run_parallel(calls: Sequence[Callable[[], _T]]) -> list[_T]:
         return [call() for call in calls]
     pool = _pool(max(len(calls), native_threads()))  # one pool whatever the count (networks stop)
     futures = [pool.submit(_as_part, call) for call in calls]
-    wait(futures)
+    # in slices: Python runs a signal's handler on the main thread between bytecodes, so a Ctrl-C
+    # that the kernel hands to one of the pool's threads would otherwise wait for every piece to end
+    while wait(futures, timeout=_INTERRUPT_POLL_S).not_done:
+        pass
     return [f.result() for f in futures]
 
 
