@@ -35,7 +35,7 @@ SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
         "data": {"trigger_rate": 0.25, "disarm_rate": 0.5},
         "train": {"lr": 1e-3, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 0.999},
     },
-    # mlds-3 at lr 1e-2: networks that leave the ln2/8 plateau converge 2-3x sooner (median), and
+    # mlds-3 at lr 1e-2: networks that leave the ln2/8 plateau converge 1.5-3x sooner (median), and
     # EightBit starts to converge, which lr 1e-3 never did in 1,000 epochs (docs/MLDS.md, sections 10-11)
     "mlds-4": {
         "data": {"trigger_rate": 0.25, "disarm_rate": 0.5},
