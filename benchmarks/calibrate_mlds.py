@@ -205,6 +205,17 @@ def _first(mask: np.ndarray) -> int | None:
     return int(hits[0]) + 1 if hits.size else None
 
 
+def _history_events(vl: np.ndarray, va: np.ndarray, plateau_margin: float) -> dict[str, Any]:
+    """From one network's per-epoch val loss and accuracy (the epochs it trained): its length, final
+    values, and the first epoch of the plateau exit and of each stop rule (None: not reached)."""
+    events: dict[str, Any] = {"epochs_trained": len(vl), "final_val_loss": float(vl[-1]),
+                              "final_val_accuracy": float(va[-1]),
+                              "plateau_exit": _first(vl < PLATEAU - plateau_margin)}
+    for rule, loss, acc in RULES:
+        events[rule] = _first((vl < loss) & (va >= acc))
+    return events
+
+
 def _network_rows(run_dir: Path) -> list[dict[str, Any]]:
     """Per network: the epochs of each event (None: not within the epochs trained)."""
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -214,11 +225,7 @@ def _network_rows(run_dir: Path) -> list[dict[str, Any]]:
         vl, va = h["val_loss"][m], h["val_accuracy"][m]
         n = int(np.sum(~np.isnan(vl)))
         row: dict[str, Any] = {"variant": meta["settings"]["name"], "machine": task, "index": index,
-                               "epochs_trained": n, "final_val_loss": float(vl[n - 1]),
-                               "final_val_accuracy": float(va[n - 1]),
-                               "plateau_exit": _first(vl[:n] < PLATEAU - meta["plateau_margin"])}
-        for name, loss, acc in RULES:
-            row[name] = _first((vl[:n] < loss) & (va[:n] >= acc))
+                               **_history_events(vl[:n], va[:n], meta["plateau_margin"])}
         tro, cle = h["trojan"][m], h["clean"][m]
         row["final_trojan_accuracy"] = float(tro[-1]) if tro.size else float("nan")
         row["final_clean_accuracy_triggered"] = float(cle[-1]) if cle.size else float("nan")
@@ -245,11 +252,7 @@ def _dataset_rows(path: Path, name: str, plateau_margin: float) -> list[dict[str
         h = history[net.net_id]
         vl, va = h["val_loss"].to_numpy(), h["val_accuracy"].to_numpy()
         row: dict[str, Any] = {"variant": name, "machine": net.task, "index": int(net.index),
-                               "epochs_trained": len(vl), "final_val_loss": float(vl[-1]),
-                               "final_val_accuracy": float(va[-1]),
-                               "plateau_exit": _first(vl < PLATEAU - plateau_margin)}
-        for rule, loss, acc in RULES:
-            row[rule] = _first((vl < loss) & (va >= acc))
+                               **_history_events(vl, va, plateau_margin)}
         row["final_trojan_accuracy"] = float(net.trojan_accuracy)
         row["final_clean_accuracy_triggered"] = float(net.clean_accuracy_triggered)
         learned = min(net.trojan_accuracy, net.clean_accuracy_triggered) >= TROJAN_LEARNED
