@@ -1,7 +1,8 @@
 """Calibrate DS1/DS2 by measurement: when do networks leave the plateau, meet a stop rule, learn the trojan?
 
 Trains `--networks` mlds-gru networks on each DS1 and DS2 machine under one named spec variant (trigger
-planting rate in training and validation data, learning rate), all in one population on the project's
+planting rate in training and validation data, learning rate; `--batch-size` and `--curriculum`, a
+schedule of shorter training sequences, change it further), all in one population on the project's
 own trainer (`mlc.train.PopulationTrainer`, the C kernels with `--threads 1`), and records every
 network's per-epoch validation loss and bit accuracy, plus every `--eval-every` epochs its trojan
 accuracy and clean accuracy on held-out triggered data (`mlc.train.trigger_accuracies`, what the
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -58,8 +60,6 @@ VARIANTS: dict[str, dict[str, float]] = {
     # SingleDirect/SingleInvert twins then learn the toggle back, which mlds-2's 2% of two-key sequences
     # did not teach? (they do: docs/MLDS.md section 10)
     "disarm50": {"trigger_rate": 0.25, "disarm_rate": 0.5, "lr": 1e-3},
-    # and against the plateau: twice the Adam steps per epoch (batch 16)
-    "disarm50-b16": {"trigger_rate": 0.25, "disarm_rate": 0.5, "lr": 1e-3, "batch_size": 16},
 }
 # The stop rules reported: (name, val loss below, val bit accuracy at least).
 RULES: tuple[tuple[str, float, float], ...] = (
@@ -79,6 +79,10 @@ def _args() -> argparse.Namespace:
     p.add_argument("--name", default="", help="run name (default: the variant, or variant+overrides)")
     p.add_argument("--trigger-rate", type=float, default=None, help="override the variant's rate")
     p.add_argument("--lr", type=float, default=None, help="override the variant's learning rate")
+    p.add_argument("--batch-size", type=int, default=None, help="override the variant's batch size")
+    p.add_argument("--curriculum", type=_curriculum, default=None, metavar="LEN:UNTIL,...",
+                   help="train on the first LEN steps of each sequence until epoch UNTIL, stage by stage, "
+                        "then on whole sequences (validation: whole sequences always), e.g. 10:40,25:80")
     p.add_argument("--networks", type=int, default=2, help="networks per machine")
     p.add_argument("--first-index", type=int, default=0, help="index of the first network per machine")
     p.add_argument("--epochs", type=int, default=300, help="epoch cap of this calibration")
@@ -97,6 +101,33 @@ def _args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def _curriculum(text: str) -> list[list[int]]:
+    """`LEN:UNTIL,...` as [[LEN, UNTIL], ...], checked: lengths and epochs positive and UNTIL rising."""
+    try:
+        stages = [[int(n) for n in part.split(":")] for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not LEN:UNTIL,...: {text!r}") from None
+    if any(len(st) != 2 or min(st) < 1 for st in stages) or any(
+        a[1] >= b[1] for a, b in zip(stages, stages[1:], strict=False)
+    ):
+        raise argparse.ArgumentTypeError(f"stages need positive LEN:UNTIL with UNTIL rising: {text!r}")
+    return stages
+
+
+def _training_length(stages: Sequence[Sequence[int]], epoch: int, full: int) -> int:
+    """The prefix length a curriculum trains 0-based `epoch` on (`full` after its last stage)."""
+    return min(next((length for length, until in stages if epoch < until), full), full)
+
+
+def _prefix(arrays: TrainingArrays, length: int) -> TrainingArrays:
+    """`arrays` with the training sequences cut to their first `length` steps (a prefix of an MLDS
+    sequence is itself one: every machine starts from zero), validation whole."""
+    if length >= arrays.train_x.shape[1]:
+        return arrays
+    return dataclasses.replace(arrays, train_x=arrays.train_x[:, :length].contiguous(),
+                               train_y=arrays.train_y[:, :, :length].contiguous())
+
+
 def net_seed(task: str, index: int) -> int:
     """As `ExperimentConfig.net_seed` for the presets' seed."""
     digest = hashlib.sha256(f"{PRESET_SEED}:{task}:{index}".encode()).digest()
@@ -109,8 +140,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         s["trigger_rate"] = args.trigger_rate
     if args.lr is not None:
         s["lr"] = args.lr
+    if args.batch_size is not None:
+        s["batch_size"] = args.batch_size
+    if args.curriculum is not None:
+        s["curriculum"] = args.curriculum
+    extra = f"-b{s['batch_size']}" if "batch_size" in s else ""
+    extra += "-curriculum" + "_".join(f"{n}:{e}" for n, e in s["curriculum"]) if "curriculum" in s else ""
     s["name"] = args.name or (args.variant if s == VARIANTS[args.variant]
-                              else f"{args.variant}-rate{s['trigger_rate']:g}-lr{s['lr']:g}")
+                              else f"{args.variant}-rate{s['trigger_rate']:g}-lr{s['lr']:g}{extra}")
     return s
 
 
@@ -181,7 +218,8 @@ def train(args: argparse.Namespace) -> None:
         start, cpu_start = time.perf_counter(), time.process_time()
         step = min(args.chunk, args.epochs - done)
         for k in range(step):
-            h = trainer.train(state, seeds, names, arrays, 1)
+            length = _training_length(settings.get("curriculum", []), done + k, run.spec.length)
+            h = trainer.train(state, seeds, names, _prefix(arrays, length), 1)
             for key in ("val_loss", "val_accuracy", "train_loss"):
                 history[key] = np.concatenate([history[key], getattr(h, key)], axis=1)
             epoch = done + k + 1
