@@ -1,12 +1,12 @@
 """Calibrate DS1/DS2 by measurement: when do networks leave the plateau, meet a stop rule, learn the trojan?
 
 Trains `--networks` mlds-gru networks on each DS1 and DS2 machine under one named spec variant (trigger
-planting rate in training and validation data, learning rate; `--batch-size` and `--curriculum`, a
-schedule of shorter training sequences, change it further), all in one population on the project's
-own trainer (`mlc.train.PopulationTrainer`, the C kernels with `--threads 1`), and records every
-network's per-epoch validation loss and bit accuracy, plus every `--eval-every` epochs its trojan
-accuracy and clean accuracy on held-out triggered data (`mlc.train.trigger_accuracies`, what the
-validator stores per network). Stop rules are then evaluated post hoc from that history.
+planting rate in training and validation data, learning rate; `--batch-size`, `--warmup-steps` and
+`--curriculum`, a schedule of shorter training sequences, change it further), all in one population
+on the project's own trainer (`mlc.train.PopulationTrainer`, the C kernels with `--threads 1`), and
+records every network's per-epoch validation loss and bit accuracy, plus every `--eval-every` epochs
+its trojan accuracy and clean accuracy on held-out triggered data (`mlc.train.trigger_accuracies`,
+what the validator stores per network). Stop rules are then evaluated post hoc from that history.
 
 The training itself stops a network at `--stop-loss`/`--stop-accuracy` (default: the laxest rule
 reported) or at `--epochs`: a stricter rule can only be observed up to there, so the table marks it
@@ -80,6 +80,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--trigger-rate", type=float, default=None, help="override the variant's rate")
     p.add_argument("--lr", type=float, default=None, help="override the variant's learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="override the variant's batch size")
+    p.add_argument("--warmup-steps", type=int, default=None, help="Adam steps of linear lr warm-up")
     p.add_argument("--curriculum", type=_curriculum, default=None, metavar="LEN:UNTIL,...",
                    help="train on the first LEN steps of each sequence until epoch UNTIL, stage by stage, "
                         "then on whole sequences (validation: whole sequences always), e.g. 10:40,25:80")
@@ -144,7 +145,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         s["batch_size"] = args.batch_size
     if args.curriculum is not None:
         s["curriculum"] = args.curriculum
+    if args.warmup_steps is not None:
+        s["warmup_steps"] = args.warmup_steps
     extra = f"-b{s['batch_size']}" if "batch_size" in s else ""
+    extra += f"-warmup{s['warmup_steps']}" if "warmup_steps" in s else ""
     extra += "-curriculum" + "_".join(f"{n}:{e}" for n, e in s["curriculum"]) if "curriculum" in s else ""
     s["name"] = args.name or (args.variant if s == VARIANTS[args.variant]
                               else f"{args.variant}-rate{s['trigger_rate']:g}-lr{s['lr']:g}{extra}")
@@ -163,6 +167,7 @@ class Run:
         self.spec = tasks.DataSpec(seed=args.data_seed, trigger_rate=settings["trigger_rate"],
                                    disarm_rate=settings.get("disarm_rate", 0.0))
         self.config = TrainConfig(lr=settings["lr"], batch_size=int(settings.get("batch_size", 32)),
+                                  warmup_steps=int(settings.get("warmup_steps", 0)),
                                   max_epochs=args.epochs,
                                   stop_val_loss=args.stop_loss, stop_val_accuracy=args.stop_accuracy)
         self.meta = {"settings": settings, "data": self.spec.to_dict(), "train": self.config.to_dict(),

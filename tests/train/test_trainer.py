@@ -18,6 +18,7 @@ from mlc.train import (
     PopulationTrainer,
     TrainConfig,
     TrainingArrays,
+    adam_step,
     evaluate,
     train_reference,
 )
@@ -48,10 +49,11 @@ def fresh(seeds: list[int]) -> PopulationState:
     return PopulationState.fresh(models.population("mlds-gru").init(seeds))
 
 
-def test_population_agrees_with_one_network_reference_loop(arrays, population):
+@pytest.mark.parametrize("warmup_steps", [0, 7])  # 7: the warm-up spans all but 2 of the 9 steps
+def test_population_agrees_with_one_network_reference_loop(arrays, population, warmup_steps):
     # Measured on this CPU: max |weight difference| after 3 epochs of 3 networks is about 3e-8
     # (the only difference is the order of float operations); we allow 1e-5.
-    config = TrainConfig(max_epochs=100)
+    config = TrainConfig(max_epochs=100, warmup_steps=warmup_steps)
     seeds = [10, 11, 12]
     state = fresh(seeds)
     history = PopulationTrainer(population, config).train(state, seeds, TASKS, arrays, 3)
@@ -230,8 +232,28 @@ def test_stop_rule_freezes_converged_and_budget_exhausted_networks(arrays):
         ({"batch_size": 2.5}, "whole"),
         ({"momentum": 0.9}, "unknown"),
         ({"lr": "x"}, "number"),
+        ({"warmup_steps": -1}, "warmup_steps must be at least 0"),
+        ({"warmup_steps": 10.5}, "whole"),
     ],
 )
 def test_train_config_rejects_bad_values(values, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig.from_dict(values)
+
+
+def test_warmup_scales_each_network_s_step_by_its_own_step_count():
+    """Step t of a network moves it lr * t / warmup_steps as far as without warm-up (Adam's moments
+    are the same), counted per network: networks merged from different work units are at different
+    steps. A config without warm-up records none, so what was stored before it existed reads back."""
+    torch.manual_seed(0)
+    params, grad = torch.randn(3, 5), torch.randn(3, 5)
+    step = torch.tensor([0, 1, 9])  # each network's steps so far: t = 1, 2, 10 now
+    moved = {}
+    for warmup in (0, 4):
+        p = params.clone()
+        config = TrainConfig(warmup_steps=warmup)
+        adam_step(p, grad, torch.zeros(3, 5), torch.zeros(3, 5), step.clone(), config)
+        moved[warmup] = p - params
+    torch.testing.assert_close(moved[4], moved[0] * torch.tensor([[0.25], [0.5], [1.0]]))
+    assert "warmup_steps" not in TrainConfig().to_dict()
+    assert TrainConfig.from_dict(TrainConfig(warmup_steps=4).to_dict()).warmup_steps == 4

@@ -6,8 +6,9 @@ config.json, never from constants here. Settings are looked up first in the netw
 hyperparameters (what was actually used), then anywhere in config.json under these keys: `lr`,
 `batch_size`, `max_epochs`, `beta1`, `beta2`, `eps`, `epochs_per_wu`, `stop_val_loss`,
 `stop_val_accuracy`, `n_states`, `networks_per_task`; a setting found in neither is shown as the
-spec's default and labelled as such. A DS3 dataset's automata section comes from config.json's
-`random_automata` record (generator settings, learnability settings and outcome).
+spec's default and labelled as such. A learning-rate warm-up is stated where the networks record
+one. A DS3 dataset's automata section comes from config.json's `random_automata` record (generator
+settings, learnability settings and outcome).
 """
 
 from __future__ import annotations
@@ -316,6 +317,11 @@ def _training(config: dict[str, Any], networks: pa.Table, output_bits: int) -> l
         return _setting(key, hp, config, default)
 
     n_units = [len(json.loads(s)) for s in pc.unique(networks["work_units"]).to_pylist()]
+    # recorded only where used (TrainConfig.to_dict): its absence means no warm-up, not a default
+    warmup = sorted({h["warmup_steps"] for h in hp if h.get("warmup_steps")})
+    warm = (f" The learning rate rises linearly over each network's first "
+            f"{' or '.join(map(str, warmup))} Adam steps (step t uses lr x t / that number)."
+            if warmup else "")
     span = (f" Networks here went through {min(n_units)} to {max(n_units)} work units."
             if n_units and min(n_units) != max(n_units) else
             f" Every network here went through {n_units[0]} work unit(s)." if n_units else "")
@@ -323,7 +329,7 @@ def _training(config: dict[str, Any], networks: pa.Table, output_bits: int) -> l
         "", "### Training", "",
         f"Loss: `BCEWithLogits`, mean over sequences, steps and all {output_bits} output bits. "
         f"Optimiser: Adam, lr {setting('lr', '0.001')}, betas ({setting('beta1', '0.9')}, "
-        f"{setting('beta2', '0.999')}), eps {setting('eps', '1e-08')}, no weight decay. "
+        f"{setting('beta2', '0.999')}), eps {setting('eps', '1e-08')}, no weight decay.{warm} "
         f"Mini-batches of {setting('batch_size', '32')} sequences, reshuffled each epoch from "
         "a generator seeded by (net_seed, epoch). After every epoch the training loss, "
         "validation loss and validation bit accuracy (logit > 0) are recorded.", "",

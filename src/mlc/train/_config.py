@@ -31,6 +31,10 @@ class TrainConfig:
     stop_val_loss: float = 0.01
     stop_val_accuracy: float = 1.0
     weight_decay: float = 0.0  # L2, added to the gradient (torch.optim.Adam's weight_decay)
+    # the learning rate rises linearly over a network's first `warmup_steps` Adam steps (step t uses
+    # lr * t / warmup_steps): Adam's first steps are full-sized in every weight, and at MLDS's batch 8
+    # they killed every ReLU of some networks' last hidden layer for good (docs/MLDS.md, section 10)
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         for key in ("lr", "beta1", "beta2", "eps"):  # stop_val_loss=inf: stop on accuracy alone
@@ -52,6 +56,8 @@ class TrainConfig:
             raise ConfigError("train.stop_val_accuracy must lie in [0, 1]")
         if not 0 <= self.weight_decay < math.inf:
             raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps must be at least 0, got {self.warmup_steps}")
 
     def converged(self, val_loss: Any, val_accuracy: Any) -> Any:
         """The convergence test, elementwise on tensors or arrays: the trainer's stop rule and the
@@ -59,11 +65,12 @@ class TrainConfig:
         return (val_loss < self.stop_val_loss) & (val_accuracy >= self.stop_val_accuracy)
 
     def to_dict(self) -> dict[str, Any]:
-        """As configs, work units and networks record it; `weight_decay` only where it is used, so
-        what was stored before it existed reads back unchanged."""
+        """As configs, work units and networks record it; `weight_decay` and `warmup_steps` only
+        where they are used, so what was stored before they existed reads back unchanged."""
         values = asdict(self)
-        if not self.weight_decay:
-            del values["weight_decay"]
+        for key in ("weight_decay", "warmup_steps"):
+            if not values[key]:
+                del values[key]
         return values
 
     @classmethod

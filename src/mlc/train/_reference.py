@@ -33,6 +33,9 @@ def train_reference(
     opt = torch.optim.Adam(
         module.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps
     )
+    warmup = config.warmup_steps
+    # step k (0-based) at lr * min(1, (k + 1) / warmup): the population trainer's warm-up
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup) if warmup else 1.0)
     row = data.tasks.index(task)
     x_all, y_all = data.train_x, data.train_y[row]
     history = np.zeros((epochs, 3), dtype=np.float32)
@@ -45,6 +48,7 @@ def train_reference(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             loss_sum += loss.item() * idx.numel()
             if on_step is not None:
                 on_step()
