@@ -1,6 +1,6 @@
-"""What a smaller mini-batch costs per epoch: the price of spec mlds-5's batch 8 against batch 32.
+"""What a smaller mini-batch costs per epoch: the price of batch 8 (specs mlds-5 and mlds-6) against 32.
 
-mlds-5 trains with batches of 8 sequences instead of 32: four times the Adam steps per epoch, which
+mlds-5 and mlds-6 train with batches of 8 sequences instead of 32: four times the Adam steps per epoch, which
 is what shortens the ln2/8 plateau (docs/MLDS.md, section 10). An epoch still trains on every one of
 the 1,000 sequences once, so its arithmetic is the same; what grows is the per-step work that does
 not scale with the batch (kernel calls, gathers, the Adam update over every weight). This measures
