@@ -17,6 +17,8 @@ from mlc.errors import ConfigError
 __all__ = ["SPEC_VERSIONS", "apply_spec_version", "check_spec_version"]
 
 _ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "batch_size": 32}
+_KEYED_TWICE = {"trigger_rate": 0.25, "disarm_rate": 0.5}  # mlds-3's data, which mlds-4 to mlds-6 keep
+_BATCH_8 = {"lr": 3e-3, **_ADAM, "batch_size": 8, "stop_val_loss": 0.01, "stop_val_accuracy": 0.9995}
 
 # version -> section -> key -> value. mlds-1 is spec version 1 as first shipped; mlds-2 to mlds-6 were
 # chosen from benchmarks/calibrate_mlds.py's measurements (docs/MLDS.md, "Calibration").
@@ -32,30 +34,23 @@ SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
     # mlds-2 with the key planted a second time (which disarms the trojan) in half the keyed sequences:
     # under mlds-2 trojaned single-bit networks never learned the disarm (docs/MLDS.md, "Calibration")
     "mlds-3": {
-        "data": {"trigger_rate": 0.25, "disarm_rate": 0.5},
+        "data": _KEYED_TWICE,
         "train": {"lr": 1e-3, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 0.999},
     },
     # mlds-3 at lr 1e-2: networks that leave the ln2/8 plateau converge 1.5-3x sooner (median), and
     # EightBit starts to converge, which lr 1e-3 never did in 1,000 epochs (docs/MLDS.md, sections 10-11)
     "mlds-4": {
-        "data": {"trigger_rate": 0.25, "disarm_rate": 0.5},
+        "data": _KEYED_TWICE,
         "train": {"lr": 1e-2, **_ADAM, "stop_val_loss": 0.01, "stop_val_accuracy": 0.999},
     },
     # mlds-3's data at batch 8 and lr 3e-3: four times the Adam steps per epoch (each epoch costs 2x),
     # which shortens the ln2/8 plateau in epochs, and converges far more networks than mlds-4's larger
     # step (docs/MLDS.md, section 10)
-    "mlds-5": {
-        "data": {"trigger_rate": 0.25, "disarm_rate": 0.5},
-        "train": {"lr": 3e-3, **_ADAM, "batch_size": 8, "stop_val_loss": 0.01, "stop_val_accuracy": 0.9995},
-    },
+    "mlds-5": {"data": _KEYED_TWICE, "train": _BATCH_8},
     # mlds-5 with the learning rate warmed up over each network's first 1,000 Adam steps (8 epochs):
     # under mlds-5, 4 of 60 single-bit networks lost every ReLU of their last hidden layer in the first
     # epochs and never left the plateau (docs/MLDS.md, section 10)
-    "mlds-6": {
-        "data": {"trigger_rate": 0.25, "disarm_rate": 0.5},
-        "train": {"lr": 3e-3, **_ADAM, "batch_size": 8, "stop_val_loss": 0.01, "stop_val_accuracy": 0.9995,
-                  "warmup_steps": 1000},
-    },
+    "mlds-6": {"data": _KEYED_TWICE, "train": {**_BATCH_8, "warmup_steps": 1000}},
     # DS4 (digits, BadNets): its presets state every setting; the version names the dataset's rules
     "ds4-1": {},
 }
