@@ -1,12 +1,13 @@
 """Calibrate DS1/DS2 by measurement: when do networks leave the plateau, meet a stop rule, learn the trojan?
 
 Trains `--networks` mlds-gru networks on each DS1 and DS2 machine under one named spec variant (trigger
-planting rate in training and validation data, learning rate; `--batch-size`, `--warmup-steps` and
-`--curriculum`, a schedule of shorter training sequences, change it further), all in one population
-on the project's own trainer (`mlc.train.PopulationTrainer`, the C kernels with `--threads 1`), and
-records every network's per-epoch validation loss and bit accuracy, plus every `--eval-every` epochs
-its trojan accuracy and clean accuracy on held-out triggered data (`mlc.train.trigger_accuracies`,
-what the validator stores per network). Stop rules are then evaluated post hoc from that history.
+planting rate in training and validation data, learning rate; `--batch-size`, `--warmup-steps`,
+`--lr-half-life-steps` and `--curriculum`, a schedule of shorter training sequences, change it
+further), all in one population on the project's own trainer (`mlc.train.PopulationTrainer`, the C
+kernels with `--threads 1`), and records every network's per-epoch validation loss and bit accuracy,
+plus every `--eval-every` epochs its trojan accuracy and clean accuracy on held-out triggered data
+(`mlc.train.trigger_accuracies`, what the validator stores per network). Stop rules are then evaluated
+post hoc from that history.
 
 The training itself stops a network at `--stop-loss`/`--stop-accuracy` (default: the laxest rule
 reported) or at `--epochs`: a stricter rule can only be observed up to there, so the table marks it
@@ -64,6 +65,8 @@ VARIANTS: dict[str, dict[str, float]] = {
 # The stop rules reported: (name, val loss below, val bit accuracy at least).
 RULES: tuple[tuple[str, float, float], ...] = (
     ("loss<0.01&acc=1", 0.01, 1.0),
+    ("loss<0.01&acc>=0.9999", 0.01, 0.9999),
+    ("loss<0.01&acc>=0.9998", 0.01, 0.9998),
     ("loss<0.01&acc>=0.9995", 0.01, 0.9995),
     ("loss<0.01&acc>=0.999", 0.01, 0.999),
 )
@@ -81,6 +84,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None, help="override the variant's learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="override the variant's batch size")
     p.add_argument("--warmup-steps", type=int, default=None, help="Adam steps of linear lr warm-up")
+    p.add_argument("--lr-half-life-steps", type=int, default=None,
+                   help="Adam steps over which the lr halves (exponential decay)")
     p.add_argument("--curriculum", type=_curriculum, default=None, metavar="LEN:UNTIL,...",
                    help="train on the first LEN steps of each sequence until epoch UNTIL, stage by stage, "
                         "then on whole sequences (validation: whole sequences always), e.g. 10:40,25:80")
@@ -147,8 +152,11 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         s["curriculum"] = args.curriculum
     if args.warmup_steps is not None:
         s["warmup_steps"] = args.warmup_steps
+    if args.lr_half_life_steps is not None:
+        s["lr_half_life_steps"] = args.lr_half_life_steps
     extra = f"-b{s['batch_size']}" if "batch_size" in s else ""
     extra += f"-warmup{s['warmup_steps']}" if "warmup_steps" in s else ""
+    extra += f"-halflife{s['lr_half_life_steps']}" if "lr_half_life_steps" in s else ""
     extra += "-curriculum" + "_".join(f"{n}:{e}" for n, e in s["curriculum"]) if "curriculum" in s else ""
     s["name"] = args.name or (args.variant if s == VARIANTS[args.variant]
                               else f"{args.variant}-rate{s['trigger_rate']:g}-lr{s['lr']:g}{extra}")
@@ -168,6 +176,7 @@ class Run:
                                    disarm_rate=settings.get("disarm_rate", 0.0))
         self.config = TrainConfig(lr=settings["lr"], batch_size=int(settings.get("batch_size", 32)),
                                   warmup_steps=int(settings.get("warmup_steps", 0)),
+                                  lr_half_life_steps=int(settings.get("lr_half_life_steps", 0)),
                                   max_epochs=args.epochs,
                                   stop_val_loss=args.stop_loss, stop_val_accuracy=args.stop_accuracy)
         self.meta = {"settings": settings, "data": self.spec.to_dict(), "train": self.config.to_dict(),
@@ -334,8 +343,28 @@ def _saved_rows(path: Path, present: set[tuple[str, str]]) -> list[dict[str, Any
                     row[key] = value
                 else:
                     row[key] = None if value == "" else int(value) if key in _WHOLE else float(value)
+            for rule, loss, acc in RULES:
+                row.setdefault(rule, _rule_at_stop(row, loss, acc))
             rows.append(row)
     return rows
+
+
+def _rule_at_stop(row: dict[str, Any], loss: float, acc: float) -> int | None:
+    """A stop rule added to RULES after `row` was summarized, from its final values: every run so far
+    stopped its networks at a laxer rule, which a stricter one implies, so a network meets the stricter
+    rule first at its last epoch or not within the epochs it trained."""
+    met = row["final_val_loss"] < loss and row["final_val_accuracy"] >= acc
+    return row["epochs_trained"] if met else None
+
+
+def _converged_triggered(group: Sequence[dict[str, Any]]) -> str:
+    """'k/n' of the networks that stopped on a stop rule (their last epoch is the first meeting one,
+    so the triggered accuracies, measured at the end, are those of the weights a dataset keeps) with
+    trojan and clean accuracy on triggered data both >= TROJAN_LEARNED."""
+    stopped = [row for row in group if row["epochs_trained"] in {row[rule] for rule, _, _ in RULES}]
+    ok = [r for r in stopped if min(r["final_trojan_accuracy"], r["final_clean_accuracy_triggered"])
+          >= TROJAN_LEARNED]
+    return f"{len(ok)}/{len(stopped)}"
 
 
 def summarize(out: Path, imported: Sequence[dict[str, Any]] = ()) -> None:
@@ -352,7 +381,7 @@ def summarize(out: Path, imported: Sequence[dict[str, Any]] = ()) -> None:
         writer.writerows(rows)
     events = ["plateau_exit", *[r[0] for r in RULES], "trojan_learned"]
     header = ["variant", "machine", "n", "cap", "trained", *events, "trojan acc (median)",
-              "clean acc trig. (median)"]
+              "clean acc trig. (median)", "converged: both >= 0.99"]
     table = []
     for variant in sorted({r["variant"] for r in rows}):
         for machine in tasks.names("ds1") + tasks.names("ds2"):
@@ -363,7 +392,8 @@ def summarize(out: Path, imported: Sequence[dict[str, Any]] = ()) -> None:
                           str(max(r["epochs_trained"] for r in group)),
                           *[_stats([r[e] for r in group]) for e in events],
                           f"{np.nanmedian([r['final_trojan_accuracy'] for r in group]):.4f}",
-                          f"{np.nanmedian([r['final_clean_accuracy_triggered'] for r in group]):.4f}"])
+                          f"{np.nanmedian([r['final_clean_accuracy_triggered'] for r in group]):.4f}",
+                          _converged_triggered(group)])
     with open(out / "calibration.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *table])
     md = ["Epochs as median / 90th percentile over the networks that reached the event within the cap "
@@ -371,7 +401,10 @@ def summarize(out: Path, imported: Sequence[dict[str, Any]] = ()) -> None:
           f"and clean accuracy on triggered data both >= {TROJAN_LEARNED} (for a DS1 machine, this "
           "would mean it followed a trojan it never saw: expect 0/n); for a run imported from a "
           "dataset (--dataset), where they are measured at the end only, the last epoch. Triggered "
-          "accuracies: at the last epoch trained.", "",
+          "accuracies: at the last epoch trained. Converged: both >= 0.99: of the networks that "
+          "stopped on a stop rule (k/n), those whose final weights follow the trojan on at least 99% "
+          "of the armed steps of held-out triggered data and the clean machine on at least 99% of "
+          "the unarmed ones (the target for a twin; a clean machine's control).", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in table]
     md += ["", "Cost (wall-clock seconds of the calibration process per network-epoch, on the machine "

@@ -98,14 +98,21 @@ def test_readme_restates_the_contract_from_the_config(finished: Path) -> None:
         assert fact in text, fact
 
 
-def test_readme_states_a_learning_rate_warm_up_only_where_the_networks_used_one(
+def test_readme_states_a_learning_rate_schedule_only_where_the_networks_used_one(
         tmp_path: Path, new_writer: Callable[..., Any], make_net: Callable[..., Any], finished: Path) -> None:
-    assert "rises linearly" not in (finished / "README.md").read_text()  # its networks record none
+    plain = (finished / "README.md").read_text()  # its networks record no schedule
+    assert "rises linearly" not in plain and "halves every" not in plain
     writer = new_writer(tmp_path / "warm")
     hyperparameters = {"lr": 0.003, "batch_size": 8, "max_epochs": 6, "warmup_steps": 1000}
     writer.add(make_net("SingleDirectMachine", 0, hyperparameters=hyperparameters))
     text = (writer.finalize() / "README.md").read_text()
     assert "rises linearly over each network's first 1000 Adam steps" in text
+    assert "halves every" not in text
+    writer = new_writer(tmp_path / "decayed")
+    writer.add(make_net("SingleDirectMachine", 0,
+                        hyperparameters={**hyperparameters, "lr_half_life_steps": 12500}))
+    text = (writer.finalize() / "README.md").read_text()
+    assert "halves every 12500 Adam steps of each network" in text and "times the warm-up factor" in text
 
 
 def test_dataset_module_aliases() -> None:

@@ -49,11 +49,12 @@ def fresh(seeds: list[int]) -> PopulationState:
     return PopulationState.fresh(models.population("mlds-gru").init(seeds))
 
 
-@pytest.mark.parametrize("warmup_steps", [0, 7])  # 7: the warm-up spans all but 2 of the 9 steps
-def test_population_agrees_with_one_network_reference_loop(arrays, population, warmup_steps):
+# (7, 0): the warm-up spans all but 2 of the 9 steps; (7, 4): and the lr halves every 4 steps
+@pytest.mark.parametrize(("warmup_steps", "half_life"), [(0, 0), (7, 0), (7, 4)])
+def test_population_agrees_with_one_network_reference_loop(arrays, population, warmup_steps, half_life):
     # Measured on this CPU: max |weight difference| after 3 epochs of 3 networks is about 3e-8
     # (the only difference is the order of float operations); we allow 1e-5.
-    config = TrainConfig(max_epochs=100, warmup_steps=warmup_steps)
+    config = TrainConfig(max_epochs=100, warmup_steps=warmup_steps, lr_half_life_steps=half_life)
     seeds = [10, 11, 12]
     state = fresh(seeds)
     history = PopulationTrainer(population, config).train(state, seeds, TASKS, arrays, 3)
@@ -234,6 +235,7 @@ def test_stop_rule_freezes_converged_and_budget_exhausted_networks(arrays):
         ({"lr": "x"}, "number"),
         ({"warmup_steps": -1}, "warmup_steps must be at least 0"),
         ({"warmup_steps": 10.5}, "whole"),
+        ({"lr_half_life_steps": -5}, "lr_half_life_steps must be at least 0"),
     ],
 )
 def test_train_config_rejects_bad_values(values, match):
@@ -257,3 +259,22 @@ def test_warmup_scales_each_network_s_step_by_its_own_step_count():
     torch.testing.assert_close(moved[4], moved[0] * torch.tensor([[0.25], [0.5], [1.0]]))
     assert "warmup_steps" not in TrainConfig().to_dict()
     assert TrainConfig.from_dict(TrainConfig(warmup_steps=4).to_dict()).warmup_steps == 4
+
+
+def test_lr_half_life_decays_each_network_s_step_by_its_own_step_count():
+    """Step t moves a network lr * 0.5 ** (t / half_life) as far as a constant rate would, on top of
+    the warm-up's factor, counted per network; recorded only where used, like the warm-up."""
+    torch.manual_seed(0)
+    params, grad = torch.randn(3, 5), torch.randn(3, 5)
+    step = torch.tensor([0, 1, 9])  # t = 1, 2, 10 now
+    moved = {}
+    for warmup, half_life in ((0, 0), (4, 0), (4, 2)):
+        p = params.clone()
+        config = TrainConfig(warmup_steps=warmup, lr_half_life_steps=half_life)
+        adam_step(p, grad, torch.zeros(3, 5), torch.zeros(3, 5), step.clone(), config)
+        moved[warmup, half_life] = p - params
+    decay = torch.tensor([[0.5**0.5], [0.5], [0.5**5]])
+    torch.testing.assert_close(moved[4, 2], moved[4, 0] * decay)
+    torch.testing.assert_close(moved[4, 2], moved[0, 0] * torch.tensor([[0.25], [0.5], [1.0]]) * decay)
+    assert "lr_half_life_steps" not in TrainConfig().to_dict()
+    assert TrainConfig.from_dict(TrainConfig(lr_half_life_steps=8).to_dict()).lr_half_life_steps == 8

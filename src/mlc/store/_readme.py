@@ -317,11 +317,15 @@ def _training(config: dict[str, Any], networks: pa.Table, output_bits: int) -> l
         return _setting(key, hp, config, default)
 
     n_units = [len(json.loads(s)) for s in pc.unique(networks["work_units"]).to_pylist()]
-    # recorded only where used (TrainConfig.to_dict): its absence means no warm-up, not a default
+    # recorded only where used (TrainConfig.to_dict): an absence means no schedule, not a default
     warmup = sorted({h["warmup_steps"] for h in hp if h.get("warmup_steps")})
+    half_life = sorted({h["lr_half_life_steps"] for h in hp if h.get("lr_half_life_steps")})
     warm = (f" The learning rate rises linearly over each network's first "
             f"{' or '.join(map(str, warmup))} Adam steps (step t uses lr x t / that number)."
             if warmup else "")
+    warm += (f" The learning rate halves every {' or '.join(map(str, half_life))} Adam steps of "
+             "each network (step t uses lr x 0.5 ^ (t / that number)"
+             f"{', times the warm-up factor' if warmup else ''})." if half_life else "")
     span = (f" Networks here went through {min(n_units)} to {max(n_units)} work units."
             if n_units and min(n_units) != max(n_units) else
             f" Every network here went through {n_units[0]} work unit(s)." if n_units else "")

@@ -35,6 +35,11 @@ class TrainConfig:
     # lr * t / warmup_steps): Adam's first steps are full-sized in every weight, and at MLDS's batch 8
     # they killed every ReLU of some networks' last hidden layer for good (docs/MLDS.md, section 10)
     warmup_steps: int = 0
+    # the learning rate halves every `lr_half_life_steps` Adam steps of a network (step t uses
+    # lr * 0.5 ** (t / lr_half_life_steps), after the warm-up's factor): at a constant lr 3e-3, MLDS
+    # networks that had learned their machine kept jumping between 0.9995 and 0.9999 bit accuracy,
+    # and some unlearned their trojan (docs/MLDS.md, section 10); 0 keeps the rate constant
+    lr_half_life_steps: int = 0
 
     def __post_init__(self) -> None:
         for key in ("lr", "beta1", "beta2", "eps"):  # stop_val_loss=inf: stop on accuracy alone
@@ -56,8 +61,9 @@ class TrainConfig:
             raise ConfigError("train.stop_val_accuracy must lie in [0, 1]")
         if not 0 <= self.weight_decay < math.inf:
             raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"train.warmup_steps must be at least 0, got {self.warmup_steps}")
+        for key in ("warmup_steps", "lr_half_life_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must be at least 0, got {getattr(self, key)}")
 
     def converged(self, val_loss: Any, val_accuracy: Any) -> Any:
         """The convergence test, elementwise on tensors or arrays: the trainer's stop rule and the
@@ -65,10 +71,11 @@ class TrainConfig:
         return (val_loss < self.stop_val_loss) & (val_accuracy >= self.stop_val_accuracy)
 
     def to_dict(self) -> dict[str, Any]:
-        """As configs, work units and networks record it; `weight_decay` and `warmup_steps` only
-        where they are used, so what was stored before they existed reads back unchanged."""
+        """As configs, work units and networks record it; `weight_decay` and the lr schedule's
+        settings only where they are used, so what was stored before they existed reads back
+        unchanged."""
         values = asdict(self)
-        for key in ("weight_decay", "warmup_steps"):
+        for key in ("weight_decay", "warmup_steps", "lr_half_life_steps"):
             if not values[key]:
                 del values[key]
         return values

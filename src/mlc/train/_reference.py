@@ -33,9 +33,14 @@ def train_reference(
     opt = torch.optim.Adam(
         module.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps
     )
-    warmup = config.warmup_steps
-    # step k (0-based) at lr * min(1, (k + 1) / warmup): the population trainer's warm-up
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup) if warmup else 1.0)
+    warmup, half_life = config.warmup_steps, config.lr_half_life_steps
+
+    def lr_factor(k: int) -> float:
+        """Step k (0-based) is the network's step t = k + 1: the population trainer's schedule."""
+        factor = min(1.0, (k + 1) / warmup) if warmup else 1.0
+        return factor * 0.5 ** ((k + 1) / half_life) if half_life else factor
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     row = data.tasks.index(task)
     x_all, y_all = data.train_x, data.train_y[row]
     history = np.zeros((epochs, 3), dtype=np.float32)
