@@ -1,13 +1,13 @@
 """Calibrate DS1/DS2 by measurement: when do networks leave the plateau, meet a stop rule, learn the trojan?
 
 Trains `--networks` mlds-gru networks on each DS1 and DS2 machine under one named spec variant (trigger
-planting rate in training and validation data, learning rate; `--batch-size`, `--warmup-steps`,
-`--lr-half-life-steps` and `--curriculum`, a schedule of shorter training sequences, change it
-further), all in one population on the project's own trainer (`mlc.train.PopulationTrainer`, the C
-kernels with `--threads 1`), and records every network's per-epoch validation loss and bit accuracy,
-plus every `--eval-every` epochs its trojan accuracy and clean accuracy on held-out triggered data
-(`mlc.train.trigger_accuracies`, what the validator stores per network). Stop rules are then evaluated
-post hoc from that history.
+planting rate in training and validation data, learning rate; `--decoy-rate`, `--batch-size`,
+`--warmup-steps`, `--lr-half-life-steps` and `--curriculum`, a schedule of shorter training sequences,
+change it further), all in one population on the project's own trainer (`mlc.train.PopulationTrainer`,
+the C kernels with `--threads 1`), and records every network's per-epoch validation loss and bit
+accuracy, plus every `--eval-every` epochs its trojan accuracy and clean accuracy on held-out triggered
+data (`mlc.train.trigger_accuracies`, what the validator stores per network). Stop rules are then
+evaluated post hoc from that history.
 
 The training itself stops a network at `--stop-loss`/`--stop-accuracy` (default: the laxest rule
 reported) or at `--epochs`: a stricter rule can only be observed up to there, so the table marks it
@@ -81,6 +81,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--variant", default="mlds-1", choices=sorted(VARIANTS))
     p.add_argument("--name", default="", help="run name (default: the variant, or variant+overrides)")
     p.add_argument("--trigger-rate", type=float, default=None, help="override the variant's rate")
+    p.add_argument("--decoy-rate", type=float, default=None,
+                   help="fraction of training and validation sequences with a near-miss key")
     p.add_argument("--lr", type=float, default=None, help="override the variant's learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="override the variant's batch size")
     p.add_argument("--warmup-steps", type=int, default=None, help="Adam steps of linear lr warm-up")
@@ -146,6 +148,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         s["trigger_rate"] = args.trigger_rate
     if args.lr is not None:
         s["lr"] = args.lr
+    if args.decoy_rate is not None:
+        s["decoy_rate"] = args.decoy_rate
     if args.batch_size is not None:
         s["batch_size"] = args.batch_size
     if args.curriculum is not None:
@@ -155,6 +159,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.lr_half_life_steps is not None:
         s["lr_half_life_steps"] = args.lr_half_life_steps
     extra = f"-b{s['batch_size']}" if "batch_size" in s else ""
+    extra += f"-decoy{s['decoy_rate']:g}" if "decoy_rate" in s else ""
     extra += f"-warmup{s['warmup_steps']}" if "warmup_steps" in s else ""
     extra += f"-halflife{s['lr_half_life_steps']}" if "lr_half_life_steps" in s else ""
     extra += "-curriculum" + "_".join(f"{n}:{e}" for n, e in s["curriculum"]) if "curriculum" in s else ""
@@ -173,7 +178,8 @@ class Run:
         self.members = [(m, i) for m in self.machines
                         for i in range(args.first_index, args.first_index + args.networks)]
         self.spec = tasks.DataSpec(seed=args.data_seed, trigger_rate=settings["trigger_rate"],
-                                   disarm_rate=settings.get("disarm_rate", 0.0))
+                                   disarm_rate=settings.get("disarm_rate", 0.0),
+                                   decoy_rate=settings.get("decoy_rate", 0.0))
         self.config = TrainConfig(lr=settings["lr"], batch_size=int(settings.get("batch_size", 32)),
                                   warmup_steps=int(settings.get("warmup_steps", 0)),
                                   lr_half_life_steps=int(settings.get("lr_half_life_steps", 0)),

@@ -155,3 +155,16 @@ def test_readme_states_the_planted_trigger_rate(new_writer: Callable[..., Any],
     text = (writer.finalize() / "README.md").read_text()
     assert "validation sequence with probability 0.5, the draws from `PCG64([1, 1])`" in text
     assert "`trojan_accuracy`" in text
+    assert "near-miss" not in text
+
+
+def test_readme_states_the_near_miss_keys_after_the_keys(new_writer: Callable[..., Any],
+                                                         make_net: Callable[..., Any]) -> None:
+    from mlc.tasks import DataSpec, get, make_shared_data
+
+    spec = DataSpec(seed=1, n_train=16, n_val=8, length=10, trigger_rate=0.5, decoy_rate=0.25)
+    writer = new_writer(data=make_shared_data(spec, [get("SingleDirectModified")]))
+    writer.add(make_net("SingleDirectModified", 0))
+    text = (writer.finalize() / "README.md").read_text()
+    decoys = text.index("with probability 0.25, a near-miss key")
+    assert text.index("the draws from `PCG64([1, 1])`") < decoys < text.index("`PCG64([1, 4])`")

@@ -104,3 +104,50 @@ def test_a_disarm_rate_plants_a_second_key_after_the_first_and_keeps_the_one_key
 def test_data_spec_rejects_a_bad_disarm_rate(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         tasks.DataSpec(seed=1, **kwargs)
+
+
+def _near_misses(inputs):
+    """Bool [N, L]: key command 1 at t - 1, then a command one bit away from key command 2 at t."""
+    from mlc.tasks._encoding import encode_command
+    from mlc.tasks._machines import KEY_COMMAND_1, KEY_COMMAND_2
+
+    out = np.zeros(inputs.shape[:2], dtype=bool)
+    out[:, 1:] = ((inputs[:, :-1] == encode_command(*KEY_COMMAND_1)).all(-1)
+                  & ((inputs[:, 1:] != encode_command(*KEY_COMMAND_2)).sum(-1) == 1))
+    return out
+
+
+def test_a_decoy_rate_plants_near_miss_keys_and_leaves_where_the_key_fires_alone():
+    size = {"seed": 5, "n_train": 2000, "n_val": 400, "length": 30, "trigger_rate": 0.25, "disarm_rate": 0.5}
+    keyed = tasks.DataSpec(**size)
+    decoyed = tasks.DataSpec(**size, decoy_rate=0.5)
+    assert "decoy_rate" not in keyed.to_dict() and decoyed.to_dict()["decoy_rate"] == 0.5
+    for with_decoys, without in zip(tasks.draw_inputs(decoyed), tasks.draw_inputs(keyed), strict=True):
+        np.testing.assert_array_equal(_key_steps(with_decoys), _key_steps(without))  # armed steps too
+        changed = (with_decoys != without).any(axis=2)  # [N, L]
+        rows = changed.any(axis=1)
+        assert (changed.sum(axis=1) <= 2).all()  # at most the decoy's two steps
+        assert _near_misses(with_decoys)[rows].any(axis=1).all()  # each changed sequence holds one
+        # about half the sequences, less the decoys that were already there or would move a key
+        assert 0.4 < rows.mean() < 0.52
+        gained = _near_misses(with_decoys).sum() - _near_misses(without).sum()
+        assert gained > 0.4 * len(rows)
+
+
+def test_decoys_cover_every_bit_of_key_command_2():
+    from mlc.tasks._encoding import encode_command
+    from mlc.tasks._machines import KEY_COMMAND_2
+
+    inputs, _ = tasks.draw_inputs(tasks.DataSpec(seed=2, n_train=500, n_val=1, length=20, decoy_rate=1.0))
+    near = _near_misses(inputs)
+    flipped = inputs[near] != encode_command(*KEY_COMMAND_2)  # [n, 5]: the one bit each differs in
+    assert set(flipped.argmax(axis=1)) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"decoy_rate": 1.5}, "decoy_rate must lie"),
+    ({"decoy_rate": 0.5, "length": 1}, "decoy_rate needs sequences of at least 2"),
+])
+def test_data_spec_rejects_a_bad_decoy_rate(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        tasks.DataSpec(seed=1, **kwargs)

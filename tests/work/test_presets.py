@@ -167,6 +167,9 @@ def test_a_spec_version_fills_the_settings_a_preset_leaves_out(tmp_path):
     path.write_text(text.format(v="mlds-1"))
     assert load_preset(str(path)).train.stop_val_accuracy == 1.0
     assert load_preset(str(path), {"data.trigger_rate": 0.5}).data.trigger_rate == 0.5  # explicit wins
+    assert load_preset(str(path), {"data.decoy_rate": 0.25}).data.decoy_rate == 0.25  # a setting of its own
+    with pytest.raises(ConfigError, match="data.decoy_rate must be a number"):
+        load_preset(str(path), {"data.decoy_rate": "some"})
     path.write_text(text.format(v="mlds-9"))
     known = "ds4-1, mlds-1, mlds-2, mlds-3, mlds-4, mlds-5, mlds-6"
     with pytest.raises(ConfigError, match=rf"unknown spec_version 'mlds-9'; known: {known}"):

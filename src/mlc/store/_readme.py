@@ -272,8 +272,9 @@ def _data(m: dict[str, Any]) -> list[str]:
         "drawn first. Each task's targets are its machine run on those inputs. SHA-256 of the "
         "uint8 arrays:", "", "| array | sha256 |", "|---|---|",
     ]
+    planted: list[str] = []  # what was written into the coin flips, in the order it was
     if d.get("trigger_rate"):
-        lines[3:3] = [
+        planted += [
             f"Then the trojan's key (key 1 at a step t, key 2 at t + 1, t uniform over 0..L-2) was "
             f"written into each training and validation sequence with probability "
             f"{d['trigger_rate']}, the draws from `PCG64([{d['seed']}, 1])`, training first; the "
@@ -283,6 +284,14 @@ def _data(m: dict[str, Any]) -> list[str]:
                f"`PCG64([{d['seed']}, 3])`."
                if d.get("disarm_rate") else ""), "",
         ]
+    if d.get("decoy_rate"):
+        planted += [
+            f"Then each training and validation sequence got, with probability {d['decoy_rate']}, a "
+            "near-miss key (key 1 at a step t, then key 2 with one of its five bits flipped at t + 1, "
+            f"t uniform over 0..L-2), the draws from `PCG64([{d['seed']}, 4])`, training first; a "
+            "near-miss key that would have changed where the key fires was not written.", "",
+        ]
+    lines[3:3] = planted
     return lines + [f"| `{k}` | `{v}` |" for k, v in sorted(m["data_hashes"].items())]
 
 

@@ -12,6 +12,7 @@ from mlc.tasks._data import (
     array_sha256,
     draw_inputs,
     make_shared_data,
+    plant_decoys,
     plant_key,
     triggered_eval_inputs,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "is_strongly_connected",
     "make_shared_data",
     "names",
+    "plant_decoys",
     "plant_key",
     "random_automaton",
     "shared_data_for_tasks",

@@ -14,7 +14,7 @@ import numpy as np
 
 from mlc.errors import ConfigError
 from mlc.tasks._encoding import N_INPUT_BITS, encode_command
-from mlc.tasks._machines import KEY_COMMAND_1, KEY_COMMAND_2
+from mlc.tasks._machines import KEY_COMMAND_1, KEY_COMMAND_2, key_fires
 from mlc.tasks._registry import Task
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "array_sha256",
     "draw_inputs",
     "make_shared_data",
+    "plant_decoys",
     "plant_key",
     "triggered_eval_inputs",
 ]
@@ -48,6 +49,10 @@ class DataSpec:
     # a second key disarms the trojan (its hidden bit toggles back), which a trojaned network learns
     # only from sequences that show it; 0 (mlds-1, mlds-2) plants the key once
     disarm_rate: float = 0.0
+    # the fraction of training and validation sequences that get a near-miss key (key command 1,
+    # then a command one bit away from key command 2), which must not toggle the trojan: trojaned
+    # networks learn from it where the key ends; 0 (mlds-1 to mlds-6) plants none
+    decoy_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "length"):
@@ -57,21 +62,24 @@ class DataSpec:
             raise ConfigError(f"data.seed must be non-negative, got {self.seed}")
         if not 0 <= self.trigger_rate <= 1:
             raise ConfigError(f"data.trigger_rate must lie in [0, 1], got {self.trigger_rate}")
-        if not 0 <= self.disarm_rate <= 1:
-            raise ConfigError(f"data.disarm_rate must lie in [0, 1], got {self.disarm_rate}")
+        for name in ("disarm_rate", "decoy_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"data.{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.disarm_rate > 0 and self.trigger_rate == 0:
             raise ConfigError("data.disarm_rate plants a second key: it needs a trigger_rate above 0")
-        if self.trigger_rate > 0 and self.length < 2:
-            raise ConfigError("data.trigger_rate needs sequences of at least 2 steps (the key is two)")
+        for name in ("trigger_rate", "decoy_rate"):
+            if getattr(self, name) > 0 and self.length < 2:
+                raise ConfigError(f"data.{name} needs sequences of at least 2 steps (the key is two)")
 
     def to_dict(self) -> dict[str, int | float]:
         """As configs, work units and dataset manifests store it (compared byte for byte as JSON); a
-        zero trigger or disarm rate is left out, so records of the versions before each read exactly
-        as before it existed."""
+        zero trigger, disarm or decoy rate is left out, so records of the versions before each read
+        exactly as before it existed."""
         out: dict[str, int | float] = {
             "seed": self.seed, "n_train": self.n_train, "n_val": self.n_val, "length": self.length
         }
-        rates = {"trigger_rate": self.trigger_rate, "disarm_rate": self.disarm_rate}
+        rates = {"trigger_rate": self.trigger_rate, "disarm_rate": self.disarm_rate,
+                 "decoy_rate": self.decoy_rate}
         return out | {key: value for key, value in rates.items() if value}
 
 
@@ -97,6 +105,27 @@ def plant_key(
     return out
 
 
+def plant_decoys(inputs: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `inputs` [N, L, 5] in which each sequence, with probability `rate`, has a near-miss
+    key at a uniformly random pair of steps (t, t + 1): key command 1, then key command 2 with one of
+    its five bits (uniform) flipped. The draws (which sequences, where, which bit) come from `rng`. A
+    decoy that would change where the key fires in its sequence (overwrite a key, or complete or break
+    one with a neighbouring step) is not written, so every step's armed state stays as it was."""
+    n, length = inputs.shape[:2]
+    out = inputs.copy()
+    chosen = np.flatnonzero(rng.random(n) < rate)
+    starts = rng.integers(0, length - 1, size=chosen.size)
+    flipped = rng.integers(0, N_INPUT_BITS, size=chosen.size)
+    near_key = np.stack([encode_command(*KEY_COMMAND_1), encode_command(*KEY_COMMAND_2)])
+    for row, t, bit in zip(chosen, starts, flipped, strict=True):
+        candidate = out[row].copy()
+        candidate[t : t + 2] = near_key
+        candidate[t + 1, bit] ^= 1
+        if np.array_equal(key_fires(candidate[None]), key_fires(out[row][None])):
+            out[row] = candidate
+    return out
+
+
 def _write_key(out: np.ndarray, rows: np.ndarray, starts: np.ndarray) -> None:
     for offset, command in enumerate((KEY_COMMAND_1, KEY_COMMAND_2)):
         out[rows, starts + offset] = encode_command(*command)
@@ -107,7 +136,8 @@ def draw_inputs(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     coin from `Generator(PCG64(seed))` (training drawn first). With a trigger rate the key is then
     planted (`plant_key`) from a second generator, `PCG64([seed, 1])`, so the coin flips are those of
     a rate of 0 and only the planted steps differ; second keys (a disarm rate) from `PCG64([seed, 3])`
-    (`[seed, 2]` draws the held-out triggered data)."""
+    (`[seed, 2]` draws the held-out triggered data); near-miss keys (a decoy rate, `plant_decoys`)
+    from `PCG64([seed, 4])`, written last, so the keys are those of a decoy rate of 0."""
     rng = np.random.Generator(np.random.PCG64(spec.seed))
     train = rng.integers(0, 2, size=(spec.n_train, spec.length, N_INPUT_BITS), dtype=np.uint8)
     val = rng.integers(0, 2, size=(spec.n_val, spec.length, N_INPUT_BITS), dtype=np.uint8)
@@ -117,6 +147,10 @@ def draw_inputs(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
         disarm = (spec.disarm_rate, second) if spec.disarm_rate else None
         train = plant_key(train, spec.trigger_rate, plant, disarm)
         val = plant_key(val, spec.trigger_rate, plant, disarm)
+    if spec.decoy_rate:
+        decoys = np.random.Generator(np.random.PCG64([spec.seed, 4]))
+        train = plant_decoys(train, spec.decoy_rate, decoys)
+        val = plant_decoys(val, spec.decoy_rate, decoys)
     return train, val
 
 

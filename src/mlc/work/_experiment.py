@@ -302,7 +302,7 @@ def _table(
 
 
 def _data_spec(raw: dict[str, Any]) -> DataSpec:
-    rates = {"trigger_rate", "disarm_rate"}
+    rates = {"trigger_rate", "disarm_rate", "decoy_rate"}
     values = dict(_table(raw, "data", {"seed", "n_train", "n_val", "length", *rates}))
     if "seed" not in values:
         raise ConfigError("preset section [data] needs a `seed` (the inputs are drawn from it)")
