@@ -50,8 +50,8 @@ class DataSpec:
     # only from sequences that show it; 0 (mlds-1, mlds-2) plants the key once
     disarm_rate: float = 0.0
     # the fraction of training and validation sequences that get a near-miss key (key command 1,
-    # then a command one bit away from key command 2), which must not toggle the trojan: trojaned
-    # networks learn from it where the key ends; 0 (mlds-1 to mlds-6) plants none
+    # then a command one bit away from key command 2), which must not toggle the trojan: it shows a
+    # trojaned network what is *not* the key (docs/MLDS.md, section 10); 0 (mlds-1 to mlds-6) plants none
     decoy_rate: float = 0.0
 
     def __post_init__(self) -> None:

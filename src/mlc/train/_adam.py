@@ -2,9 +2,8 @@
 
 Same update as `torch.optim.Adam` (no amsgrad; `weight_decay` as its L2 term added to the gradient;
 `warmup_steps` as a linear warm-up and `lr_half_life_steps` as an exponential decay of the learning
-rate, both by each network's own step count), written
-over rows so that networks at different steps (merged from different work units) can share
-one update.
+rate, both by each network's own step count), written over rows so that networks at different steps
+(merged from different work units) can share one update.
 """
 
 from __future__ import annotations

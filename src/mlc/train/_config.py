@@ -36,9 +36,9 @@ class TrainConfig:
     # they killed every ReLU of some networks' last hidden layer for good (docs/MLDS.md, section 10)
     warmup_steps: int = 0
     # the learning rate halves every `lr_half_life_steps` Adam steps of a network (step t uses
-    # lr * 0.5 ** (t / lr_half_life_steps), after the warm-up's factor): at a constant lr 3e-3, MLDS
-    # networks that had learned their machine kept jumping between 0.9995 and 0.9999 bit accuracy,
-    # and some unlearned their trojan (docs/MLDS.md, section 10); 0 keeps the rate constant
+    # lr * 0.5 ** (t / lr_half_life_steps), times the warm-up's factor): at a constant lr 3e-3, MLDS
+    # networks that had reached 0.9995 bit accuracy often never settled at 0.9999, and some unlearned
+    # their trojan (docs/MLDS.md, section 10); 0 keeps the rate constant
     lr_half_life_steps: int = 0
 
     def __post_init__(self) -> None:
