@@ -8,8 +8,9 @@ validator uses and groups each network's wrong steps into *error runs* (maximal 
 consecutive wrong steps of one sequence), then says where each run starts:
 
 - `at key`: at a step where the key completes (the network missed the toggle, or toggled late);
-- `at near-miss`: at a step where key command 1 is followed by a command one bit away from key
-  command 2 (the network toggled on a key it should have rejected);
+- `at near-miss`: at a step that, with the step before it, is one bit away from the key (one of the
+  ten bits of its two commands flipped: the network toggled on a key it should have rejected; the
+  decoys of `data.decoy_rate` are the half of these with the flip in key command 2);
 - `elsewhere`.
 
 It also counts the wrong steps in runs that last to the end of their sequence: a machine with a
@@ -45,11 +46,11 @@ def _args() -> argparse.Namespace:
 
 
 def near_misses(inputs: np.ndarray) -> np.ndarray:
-    """Bool [N, L]: step t's command is one bit away from key command 2 and step t-1's is key 1."""
+    """Bool [N, L]: steps t-1 and t differ from key commands 1 and 2 in exactly one of their ten bits."""
     key1 = np.array(encode_command(*KEY_COMMAND_1), dtype=np.uint8)
     key2 = np.array(encode_command(*KEY_COMMAND_2), dtype=np.uint8)
     out = np.zeros(inputs.shape[:2], dtype=bool)
-    out[:, 1:] = (inputs[:, :-1] == key1).all(-1) & ((inputs[:, 1:] != key2).sum(-1) == 1)
+    out[:, 1:] = ((inputs[:, :-1] != key1).sum(-1) + (inputs[:, 1:] != key2).sum(-1)) == 1
     return out
 
 
@@ -128,8 +129,8 @@ def main() -> None:
     if args.csv is not None:
         rows.to_csv(args.csv, index=False)
     print(summary(rows))
-    print(f"\n{len(rows)} networks; the held-out triggered data holds {n_near} near-miss keys (key 1, "
-          "then a command one bit from key 2)")
+    print(f"\n{len(rows)} networks; the held-out triggered data holds {n_near} near-miss keys (two "
+          "commands one bit away from the key)")
 
 
 if __name__ == "__main__":
