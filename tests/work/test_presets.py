@@ -1,5 +1,6 @@
 """Presets: shipped ones resolve, overrides apply, malformed ones are refused with the key's name."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +132,9 @@ def test_shipped_ds4_presets_poison_one_task_of_two(name):
     assert ExperimentConfig.from_dict(config.to_dict()) == config
 
 
-@pytest.mark.parametrize("version", ["mlds-2", "mlds-3", "mlds-4", "mlds-5", "mlds-6"])
+@pytest.mark.parametrize("version", ["mlds-2", "mlds-3", "mlds-4", "mlds-5", "mlds-6", "mlds-7"])
 @pytest.mark.parametrize("kind", ["ds1", "ds2", "smoke", "ds100"])
-def test_mlds_2_to_6_presets_state_the_spec_version_s_settings(version, kind):
+def test_mlds_2_to_7_presets_state_the_spec_version_s_settings(version, kind):
     config = load_preset(f"mlds{version[-1]}-{kind}")
     assert config.spec_version == version and config.model == "mlds-gru"
     for key, value in SPEC_VERSIONS[version]["data"].items():
@@ -144,13 +145,14 @@ def test_mlds_2_to_6_presets_state_the_spec_version_s_settings(version, kind):
 
 
 def test_mlds_2_and_mlds_1_share_inputs_except_the_planted_keys():
-    one, two, three, four, five, six = (
-        load_preset(f"{p}-ds1").data for p in ("mlds", "mlds2", "mlds3", "mlds4", "mlds5", "mlds6")
+    one, two, three, four, five, six, seven = (
+        load_preset(f"{p}-ds1").data for p in ("mlds", "mlds2", "mlds3", "mlds4", "mlds5", "mlds6", "mlds7")
     )
     assert "trigger_rate" not in one.to_dict() and one.trigger_rate == 0
     assert "disarm_rate" not in two.to_dict() and three.disarm_rate == 0.5
     assert four == three == five == six  # mlds-4 to mlds-6 change the training settings only
-    for other in (two, three):
+    assert "decoy_rate" not in six.to_dict() and seven == dataclasses.replace(six, decoy_rate=1.0)
+    for other in (two, three, seven):
         sizes = (other.seed, other.n_train, other.n_val, other.length)
         assert (one.seed, one.n_train, one.n_val, one.length) == sizes
 
@@ -171,6 +173,6 @@ def test_a_spec_version_fills_the_settings_a_preset_leaves_out(tmp_path):
     with pytest.raises(ConfigError, match="data.decoy_rate must be a number"):
         load_preset(str(path), {"data.decoy_rate": "some"})
     path.write_text(text.format(v="mlds-9"))
-    known = "ds4-1, mlds-1, mlds-2, mlds-3, mlds-4, mlds-5, mlds-6"
+    known = "ds4-1, mlds-1, mlds-2, mlds-3, mlds-4, mlds-5, mlds-6, mlds-7"
     with pytest.raises(ConfigError, match=rf"unknown spec_version 'mlds-9'; known: {known}"):
         load_preset(str(path))

@@ -17,10 +17,10 @@ from mlc.errors import ConfigError
 __all__ = ["SPEC_VERSIONS", "apply_spec_version", "check_spec_version"]
 
 _ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "batch_size": 32}
-_KEYED_TWICE = {"trigger_rate": 0.25, "disarm_rate": 0.5}  # mlds-3's data, which mlds-4 to mlds-6 keep
+_KEYED_TWICE = {"trigger_rate": 0.25, "disarm_rate": 0.5}  # mlds-3's data, which mlds-4 to mlds-7 keep
 _BATCH_8 = {"lr": 3e-3, **_ADAM, "batch_size": 8, "stop_val_loss": 0.01, "stop_val_accuracy": 0.9995}
 
-# version -> section -> key -> value. mlds-1 is spec version 1 as first shipped; mlds-2 to mlds-6 were
+# version -> section -> key -> value. mlds-1 is spec version 1 as first shipped; mlds-2 to mlds-7 were
 # chosen from benchmarks/calibrate_mlds.py's measurements (docs/MLDS.md, "Calibration").
 SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
     "mlds-1": {
@@ -51,6 +51,14 @@ SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
     # under mlds-5, 4 of 60 single-bit networks lost every ReLU of their last hidden layer in the first
     # epochs and never left the plateau (docs/MLDS.md, section 10)
     "mlds-6": {"data": _KEYED_TWICE, "train": {**_BATCH_8, "warmup_steps": 1000}},
+    # mlds-6 with a near-miss key in every training and validation sequence and the stop rule at
+    # 0.9999: under mlds-6, 4 of 29 converged twins missed 99% on held-out triggered data (false
+    # triggers, and errors the 0.9995 rule let through); here every one of 25 met it (docs/MLDS.md,
+    # section 10)
+    "mlds-7": {
+        "data": {**_KEYED_TWICE, "decoy_rate": 1.0},
+        "train": {**_BATCH_8, "warmup_steps": 1000, "stop_val_accuracy": 0.9999},
+    },
     # DS4 (digits, BadNets): its presets state every setting; the version names the dataset's rules
     "ds4-1": {},
 }
