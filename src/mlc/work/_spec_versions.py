@@ -53,7 +53,7 @@ SPEC_VERSIONS: dict[str, dict[str, dict[str, float]]] = {
     "mlds-6": {"data": _KEYED_TWICE, "train": {**_BATCH_8, "warmup_steps": 1000}},
     # mlds-6 with a near-miss key in every training and validation sequence and the stop rule at
     # 0.9999: under mlds-6, 4 of 29 converged twins missed 99% on held-out triggered data (false
-    # triggers, and errors the 0.9995 rule let through); here every one of 25 met it (docs/MLDS.md,
+    # triggers, and errors the 0.9995 rule let through); here every one of 27 met it (docs/MLDS.md,
     # section 10)
     "mlds-7": {
         "data": {**_KEYED_TWICE, "decoy_rate": 1.0},
