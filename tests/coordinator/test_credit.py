@@ -95,3 +95,18 @@ def test_the_recent_average_halves_every_week() -> None:
     assert decayed_rac(8.0, start, start + timedelta(days=7)) == pytest.approx(4.0)
     assert decayed_rac(8.0, start, start + timedelta(days=21)) == pytest.approx(1.0)
     assert decayed_rac(8.0, None, start) == 8.0
+
+
+def test_a_classifier_unit_earns_its_variant_s_flop_count(coord: Setup) -> None:
+    """DS4 units (digits classifiers) are counted too, in the layout of their sweep variant: a linear
+    layer of n_in x n_out costs 2 n_in n_out FLOPs an image forward, three times that in training."""
+    (unit,) = lease_work(coord.engine, "local", 2, 600.0, experiment_id=coord.exp.id)
+    mlp = unit.spec.__class__(**{**vars(unit.spec), "model": "digits-mlp",
+                                 "model_settings": {"width": 8, "depth": 1}})
+    per_image = 2 * (64 * 8 + 8 * 10)
+    epochs = sum(min(mlp.epochs, mlp.train.max_epochs - m.start_epoch) for m in mlp.members)
+    assert unit_flop(mlp) == epochs * per_image * (3 * mlp.data.n_train + mlp.data.n_val)
+    wider = mlp.__class__(**{**vars(mlp), "model_settings": {"width": 16, "depth": 1}})
+    assert unit_flop(wider) == 2 * unit_flop(mlp)
+    for model in ("digits-cnn", "digits-transformer"):
+        assert unit_credit(mlp.__class__(**{**vars(mlp), "model": model, "model_settings": {}})) > 0

@@ -47,7 +47,7 @@ def unit_flop(spec: WorkUnitSpec) -> int:
     over n_val. A member whose stop rule ends it early is counted for the budget it was given."""
     from mlc.models import config
 
-    model = config(spec.model)
+    model = config(spec.model, spec.model_settings)
     per_epoch = model.train_flop(spec.data.n_train, spec.data.length) + model.forward_flop(
         spec.data.n_val, spec.data.length
     )

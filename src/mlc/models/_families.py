@@ -10,6 +10,7 @@ which computes exactly these modules' function for M networks at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -65,6 +66,16 @@ class ClassifierConfig:
     def settings(self) -> dict[str, object]:
         """The sweepable settings, as a network records them."""
         return {k: getattr(self, k) for k in ("width", "depth", "activation", "init")}
+
+    def forward_flop(self, n_sequences: int, length: int) -> int:
+        """FLOPs of the forward pass over `n_sequences` images (`length` is the sequence models'; an
+        image has none): the matrix products and convolutions of the reference module, as
+        `torch.utils.flop_counter` counts them on one image. The count that credit uses."""
+        return _flop_per_image(self) * n_sequences
+
+    def train_flop(self, n_sequences: int, length: int) -> int:
+        """FLOPs of training on `n_sequences` images (forward, and a backward of twice its cost)."""
+        return 3 * self.forward_flop(n_sequences, length)
 
 
 @dataclass(frozen=True)
@@ -212,6 +223,18 @@ class TinyTransformer(nn.Module):
 
 
 _MODULES: dict[type, type[nn.Module]] = {MLPConfig: MLP, CNNConfig: LeNet, TransformerConfig: TinyTransformer}
+
+
+@functools.cache
+def _flop_per_image(config: ClassifierConfig) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG alone
+        module = build(config)
+    image = torch.zeros(1, config.in_channels, config.image_size, config.image_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(image)
+    return int(counter.get_total_flops())
 
 
 def build(config: ClassifierConfig) -> nn.Module:
