@@ -110,3 +110,15 @@ def test_a_classifier_unit_earns_its_variant_s_flop_count(coord: Setup) -> None:
     assert unit_flop(wider) == 2 * unit_flop(mlp)
     for model in ("digits-cnn", "digits-transformer"):
         assert unit_credit(mlp.__class__(**{**vars(mlp), "model": model, "model_settings": {}})) > 0
+
+
+def test_a_unit_voided_after_the_assimilator_listed_it_is_skipped(coord: Setup) -> None:
+    """The assimilator lists the VALID units, then reads each in its own transaction: a host distrusted
+    in between takes its unit back to the queue, and the pass skips it instead of failing on its
+    voided payload."""
+    from mlc.coordinator._assimilator import _assimilate_one
+
+    host_id, _account_id, _credit = _valid_result_of_a_linked_host(coord)
+    (wu_id,) = coord.engine.connect().execute(select(results.c.wu_id)).scalars()
+    assert distrust_reporter(coord.engine, f"host:{host_id}", "test") == 1
+    assert _assimilate_one(coord.engine, wu_id, coord.server, coord.writer_for) == 0

@@ -55,12 +55,16 @@ def assimilate_valid(engine: Engine, server: ServerData, writer_for: WriterFor) 
 
 def _assimilate_one(engine: Engine, wu_id: str, server: ServerData, writer_for: WriterFor) -> int:
     with reading(engine) as conn:
-        unit = conn.execute(select(work_units).where(work_units.c.id == wu_id)).one()
+        unit = conn.execute(
+            select(work_units).where(work_units.c.id == wu_id, work_units.c.state == WUState.VALID)
+        ).one_or_none()
         payload = conn.execute(
             select(results.c.payload)
             .where(results.c.wu_id == wu_id, results.c.verdict == Verdict.VALID)
             .order_by(results.c.id)
         ).scalar()
+        if unit is None or payload is None:  # judged afresh since the pass listed it (a host distrusted)
+            return 0
         spec = WorkUnitSpec.from_json(unit.spec_json)
         result = WorkUnitResult.from_bytes(payload)
         net_rows = {
